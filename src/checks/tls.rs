@@ -1,0 +1,206 @@
+//! TLS client settings shared by the kinds that speak TLS (http, tcp, and
+//! later the database kinds), and the certificate-expiry measurement.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Deserialize;
+
+use super::{BuildError, MetricDesc, MetricKind, Sample};
+use prometheus_client::registry::Unit;
+
+/// TLS options of a check (`tls:` in the config).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file of CA certificates to trust, in addition to the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain), for servers that require mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Name to send in SNI and verify the certificate against; default: the
+    /// target's host.
+    pub server_name: Option<String>,
+    /// Accept any certificate. For testing only: it disables the protection
+    /// TLS gives. Expiry is still measured.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Earliest `notAfter` of the certificates the server presented, as a Unix
+/// timestamp.
+pub static CERT_EXPIRY: MetricDesc = MetricDesc {
+    name: "tls_earliest_cert_expiry_timestamp",
+    help: "Earliest notAfter of the certificate chain the target presented in the last scheduled run, as a Unix timestamp.",
+    unit: Some(Unit::Seconds),
+    kind: MetricKind::Gauge,
+};
+
+impl TlsSpec {
+    /// Build a rustls client config. `field` is the path of this `tls:`
+    /// block, for error messages. `alpn` lists the protocols to offer.
+    pub fn client_config(
+        &self,
+        field: &str,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ClientConfig>, BuildError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BuildError::new(field, format!("TLS setup failed: {e}")))?;
+        let builder = if self.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        } else {
+            let mut roots = RootCertStore::empty();
+            roots.extend(system_roots().roots.iter().cloned());
+            if let Some(path) = &self.ca_file {
+                let certs = read_certs(path)
+                    .map_err(|e| BuildError::new(format!("{field}.ca_file"), e))?;
+                for cert in certs {
+                    roots.add(cert).map_err(|e| {
+                        BuildError::new(
+                            format!("{field}.ca_file"),
+                            format!("{}: invalid CA certificate: {e}", path.display()),
+                        )
+                    })?;
+                }
+            }
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let chain =
+                    read_certs(cert).map_err(|e| BuildError::new(format!("{field}.cert_file"), e))?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    BuildError::new(
+                        format!("{field}.key_file"),
+                        format!("{}: no usable PEM private key: {e}", key.display()),
+                    )
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| BuildError::new(format!("{field}.cert_file"), e.to_string()))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            (Some(_), None) => {
+                return Err(BuildError::new(
+                    format!("{field}.key_file"),
+                    "cert_file is set, so key_file is required",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(BuildError::new(
+                    format!("{field}.cert_file"),
+                    "key_file is set, so cert_file is required",
+                ))
+            }
+        };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
+    /// The name to verify: `server_name` if set, else `host`.
+    pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, String> {
+        let name = self.server_name.as_deref().unwrap_or(host);
+        ServerName::try_from(name.to_string()).map_err(|_| format!("invalid TLS server name {name:?}"))
+    }
+}
+
+fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect();
+    let certs = certs.map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The system trust store, loaded once per process. A system without one
+/// (a scratch container) yields an empty store: only `ca_file` is trusted.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut store = RootCertStore::empty();
+        let loaded = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
+        tracing::debug!(added, "loaded system CA certificates");
+        store
+    })
+}
+
+/// The earliest expiry of `certs`, as a sample, if any certificate parses.
+pub fn expiry_sample(certs: &[CertificateDer<'_>]) -> Option<Sample> {
+    certs
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
+        .map(|ts| Sample::new(&CERT_EXPIRY, ts as f64))
+}
+
+/// Describe a TLS handshake error briefly, for a failure message.
+pub fn describe_error(err: &std::io::Error) -> String {
+    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(tls) => format!("TLS handshake failed: {tls}"),
+        None => format!("TLS handshake failed: {err}"),
+    }
+}
+
+/// The verifier behind `insecure_skip_verify`: accepts every certificate but
+/// still checks handshake signatures, so the session is at least consistent.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,3 @@
+//! runbook-exporter: a Prometheus exporter and synthetic prober.
+pub mod checks;
+pub mod config;
