@@ -1,3 +1,10 @@
-//! runbook-exporter: a Prometheus exporter and synthetic prober.
+//! runbook-exporter: a Prometheus exporter and synthetic prober that runs
+//! the health checks of an operations team's troubleshooting guides on
+//! schedules and serves the results as metrics.
+pub mod app;
 pub mod checks;
+pub mod cli;
 pub mod config;
+pub mod metrics;
+pub mod scheduler;
+pub mod server;

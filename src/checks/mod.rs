@@ -50,47 +50,67 @@ pub struct RunContext {
     pub timeout: Duration,
 }
 
-/// The registry of check kinds: one variant per kind, tagged by `kind:` in YAML.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum CheckSpec {
-    /// An HTTP(S) request with expectations on status, body and JSON.
-    Http(http::HttpSpec),
-    /// A TCP connect, optionally with TLS and a send/expect exchange.
-    Tcp(tcp::TcpSpec),
-    /// A DNS lookup of one record type.
-    Dns(dns::DnsSpec),
+/// Declares the registry: one line per kind gives the variant, the `kind:`
+/// name, the spec type and the check type. Everything that dispatches on the
+/// kind (deserializing, naming, validating, building) is generated here, so a
+/// kind's name is written once.
+macro_rules! registry {
+    ($($variant:ident => $kind:literal, $spec:ty, $check:ty;)*) => {
+        /// The registry of check kinds: one variant per kind, selected by
+        /// `kind:` in YAML.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum CheckSpec {
+            $(#[serde(rename = $kind)] $variant($spec),)*
+        }
+
+        /// Every kind name, as written in `kind:`.
+        pub const KINDS: &[&str] = &[$($kind),*];
+
+        impl CheckSpec {
+            /// The kind's name as written in `kind:` and in the `kind` label.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(CheckSpec::$variant(_) => $kind,)*
+                }
+            }
+
+            /// Deserialize the fields of a check whose `kind:` was already
+            /// read (and removed), so that errors keep their field paths.
+            /// `None` when `kind` names no registered kind.
+            pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
+                kind: &str,
+                fields: D,
+            ) -> Option<Result<Self, D::Error>> {
+                match kind {
+                    $($kind => Some(<$spec>::deserialize(fields).map(CheckSpec::$variant)),)*
+                    _ => None,
+                }
+            }
+
+            /// Semantic validation beyond what deserialization checks. Each
+            /// problem is `(field, message)`, the field relative to the check.
+            pub fn validate(&self) -> Vec<(String, String)> {
+                match self {
+                    $(CheckSpec::$variant(s) => s.validate(),)*
+                }
+            }
+
+            /// Build the runnable check: load CA files, compile regexes,
+            /// read secret files. Errors here are configuration errors.
+            pub fn build(&self) -> Result<Box<dyn Check>, BuildError> {
+                match self {
+                    $(CheckSpec::$variant(s) => Ok(Box::new(<$check>::new(s)?)),)*
+                }
+            }
+        }
+    };
 }
 
-impl CheckSpec {
-    /// The kind's name as written in `kind:` and in the `kind` label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CheckSpec::Http(_) => "http",
-            CheckSpec::Tcp(_) => "tcp",
-            CheckSpec::Dns(_) => "dns",
-        }
-    }
-
-    /// Semantic validation beyond what deserialization checks. Each problem
-    /// is `(field, message)`, the field relative to the check entry.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self {
-            CheckSpec::Http(s) => s.validate(),
-            CheckSpec::Tcp(s) => s.validate(),
-            CheckSpec::Dns(s) => s.validate(),
-        }
-    }
-
-    /// Build the runnable check: load CA files, compile regexes, read secret
-    /// files. Errors here are configuration errors.
-    pub fn build(&self) -> Result<Box<dyn Check>, BuildError> {
-        Ok(match self {
-            CheckSpec::Http(s) => Box::new(http::HttpCheck::new(s)?),
-            CheckSpec::Tcp(s) => Box::new(tcp::TcpCheck::new(s)?),
-            CheckSpec::Dns(s) => Box::new(dns::DnsCheck::new(s)?),
-        })
-    }
+registry! {
+    Http => "http", http::HttpSpec, http::HttpCheck;
+    Tcp => "tcp", tcp::TcpSpec, tcp::TcpCheck;
+    Dns => "dns", dns::DnsSpec, dns::DnsCheck;
 }
 
 /// A configuration problem found while building a check: the field (relative

@@ -1,0 +1,87 @@
+//! The running exporter: the config file, the scheduler and the metric
+//! store, and the one operation that ties them together, (re)loading.
+//!
+//! A reload that fails leaves the running checks untouched and sets
+//! `runbook_exporter_config_last_reload_successful` to 0.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::Mutex;
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::metrics::{self, Store};
+use crate::scheduler::Scheduler;
+
+pub struct App {
+    config_path: PathBuf,
+    store: Arc<Store>,
+    registry: Registry,
+    scheduler: Mutex<Scheduler>,
+}
+
+impl App {
+    /// Load the config and start every check. The first load must succeed.
+    pub async fn start(config_path: PathBuf) -> Result<Arc<App>, ConfigErrors> {
+        let config = load(&config_path).await?;
+        let store = Arc::new(Store::default());
+        let mut scheduler = Scheduler::new(store.clone());
+        scheduler.apply(&config);
+        store.config_loaded(true);
+        tracing::info!(
+            config = %config_path.display(),
+            checks = config.checks.len(),
+            "config loaded, checks scheduled"
+        );
+        Ok(Arc::new(App {
+            config_path,
+            registry: metrics::registry(store.clone()),
+            store,
+            scheduler: Mutex::new(scheduler),
+        }))
+    }
+
+    /// Re-read the config file and apply it; on error keep the running
+    /// config. Returns the number of checks now configured.
+    pub async fn reload(&self) -> Result<usize, ConfigErrors> {
+        let mut scheduler = self.scheduler.lock().await;
+        match load(&self.config_path).await {
+            Ok(config) => {
+                scheduler.apply(&config);
+                self.store.config_loaded(true);
+                tracing::info!(checks = config.checks.len(), "config reloaded");
+                Ok(config.checks.len())
+            }
+            Err(errors) => {
+                self.store.config_loaded(false);
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "config reload failed; keeping the running config");
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Stop every check.
+    pub async fn shutdown(&self) {
+        self.scheduler.lock().await.shutdown();
+    }
+}
+
+/// Load the config off the async threads: building checks reads files.
+async fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let path = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || config::load(&path)).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

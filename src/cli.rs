@@ -1,0 +1,361 @@
+//! The command line: `serve` (the default), `check` and `validate`, and the
+//! mapping of every outcome to an exit code.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::stream::{self, StreamExt};
+
+use crate::app::App;
+use crate::config::{self, CheckConfig, ConfigErrors};
+use crate::metrics::RunRecord;
+use crate::scheduler::run_once;
+
+/// Default address of the HTTP server. 9745 is not used by Prometheus or
+/// any well-known exporter.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9745";
+
+/// Exit code: every check passed / the command succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a check failed, or the server could not run.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the config is invalid.
+pub const EXIT_INVALID_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbook-exporter",
+    version,
+    about = "Runs the health checks of your troubleshooting guides on schedules and serves them as Prometheus metrics.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every check on its schedule and serve the results (the default).
+    Serve(ServeArgs),
+    /// Run the checks once, print a status table, exit 0 if all pass, 1 if
+    /// any fails, 2 if the config is invalid.
+    Check(CheckArgs),
+    /// Validate the config file and print every problem found; exit 2 if
+    /// there is any.
+    Validate(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(
+        long,
+        short = 'c',
+        env = "RUNBOOK_CONFIG",
+        default_value = "/etc/runbook-exporter/config.yaml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Address to serve /metrics and the other endpoints on.
+    #[arg(long = "web.listen-address", env = "RUNBOOK_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS)]
+    listen_address: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Run only this check; repeat to select several. Default: all.
+    #[arg(long = "check", value_name = "NAME")]
+    checks: Vec<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct LogArgs {
+    /// Log level: error, warn, info, debug or trace (or a tracing filter).
+    #[arg(long = "log.level", env = "RUNBOOK_LOG_LEVEL", default_value = "info", global = true)]
+    level: String,
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Parse the command line, run the command, return the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Check(args)) => check(args).await,
+            Some(Command::Validate(args)) => validate(args),
+        }
+    });
+    ExitCode::from(code)
+}
+
+fn init_tracing(log: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn print_config_errors(errors: &ConfigErrors) {
+    let mut err = std::io::stderr().lock();
+    for e in &errors.0 {
+        let _ = writeln!(err, "{e}");
+    }
+}
+
+async fn serve(args: ServeArgs) -> u8 {
+    let app = match App::start(args.config.config).await {
+        Ok(app) => app,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return EXIT_INVALID_CONFIG;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen_address).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %args.listen_address, error = %e, "cannot listen");
+            return EXIT_FAILURE;
+        }
+    };
+    tracing::info!(address = %args.listen_address, "serving /metrics");
+    let reloader = tokio::spawn(reload_on_sighup(app.clone()));
+    let result = crate::server::serve(listener, app.clone(), shutdown_signal()).await;
+    reloader.abort();
+    app.shutdown().await;
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            EXIT_OK
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            EXIT_FAILURE
+        }
+    }
+}
+
+async fn reload_on_sighup(app: Arc<App>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        // Errors are logged and exported by reload itself.
+        let _ = app.reload().await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn validate(args: ConfigArg) -> u8 {
+    match config::load(&args.config) {
+        Ok(config) => {
+            println!(
+                "{}: OK, {} checks",
+                args.config.display(),
+                config.checks.len()
+            );
+            EXIT_OK
+        }
+        Err(errors) => {
+            print_config_errors(&errors);
+            EXIT_INVALID_CONFIG
+        }
+    }
+}
+
+async fn check(args: CheckArgs) -> u8 {
+    let path = args.config.config.clone();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+    let config = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(errors)) => {
+            print_config_errors(&errors);
+            return EXIT_INVALID_CONFIG;
+        }
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let unknown: Vec<&String> = args
+        .checks
+        .iter()
+        .filter(|n| !config.checks.iter().any(|c| &c.name == *n))
+        .collect();
+    if !unknown.is_empty() {
+        for name in unknown {
+            eprintln!(
+                "{}: no check named {name:?}",
+                args.config.config.display()
+            );
+        }
+        return EXIT_INVALID_CONFIG;
+    }
+    let selected: Vec<CheckConfig> = config
+        .checks
+        .into_iter()
+        .filter(|c| args.checks.is_empty() || args.checks.contains(&c.name))
+        .collect();
+    let results: Vec<(CheckConfig, RunRecord)> = stream::iter(selected)
+        .map(|c| async move {
+            let record = run_once(c.check.clone(), c.timeout).await;
+            (c, record)
+        })
+        .buffered(config.max_concurrent_runs)
+        .collect()
+        .await;
+    let out = match args.output {
+        Output::Table => render_table(&results),
+        Output::Json => render_json(&results),
+    };
+    print!("{out}");
+    if results.iter().all(|(_, r)| r.result.is_ok()) {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// The `check` command's table: one row per check.
+pub fn render_table(results: &[(CheckConfig, RunRecord)]) -> String {
+    let header = ["NAME", "KIND", "STATUS", "DURATION", "REASON", "MESSAGE"];
+    let rows: Vec<[String; 6]> = results
+        .iter()
+        .map(|(c, r)| {
+            let (status, reason, message) = match r.failure() {
+                None => ("ok".to_string(), "-".to_string(), "-".to_string()),
+                Some(f) => (
+                    "FAIL".to_string(),
+                    f.reason.to_string(),
+                    first_line(&f.message, 100),
+                ),
+            };
+            [
+                c.name.clone(),
+                c.kind().to_string(),
+                status,
+                format!("{:.1}ms", r.duration.as_secs_f64() * 1000.0),
+                reason,
+                message,
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+/// The `check` command's JSON: an array with one object per check.
+pub fn render_json(results: &[(CheckConfig, RunRecord)]) -> String {
+    let items: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(c, r)| {
+            let failure = r.failure();
+            serde_json::json!({
+                "name": c.name,
+                "kind": c.kind(),
+                "status": if failure.is_none() { "ok" } else { "fail" },
+                "duration_seconds": r.duration.as_secs_f64(),
+                "reason": failure.map(|f| f.reason.as_str()),
+                "message": failure.map(|f| f.message.as_str()),
+                "labels": c.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            })
+        })
+        .collect();
+    let mut s = serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into());
+    s.push('\n');
+    s
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    match line.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
+}

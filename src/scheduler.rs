@@ -1,0 +1,244 @@
+//! Runs checks on their schedules; knows nothing about what a check does.
+//!
+//! Each check gets one task that loops: wait for its tick, take a permit
+//! from the global concurrency cap, run once under a hard timeout, record
+//! the result. Because the loop awaits each run before the next tick, two
+//! runs of one check never overlap; ticks missed while a run was waiting or
+//! running are skipped, not bunched. Each check starts at a fixed offset
+//! within its interval derived from its name, so checks spread out over the
+//! interval and keep their phase across restarts.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::checks::{redact, Check, Failure, Reason, RunContext};
+use crate::config::{CheckConfig, Config};
+use crate::metrics::{unix_now, CheckState, RunRecord, Store};
+
+/// Longest failure message kept; longer ones are cut.
+const MAX_MESSAGE_CHARS: usize = 512;
+
+/// Run `check` once under `timeout`. The run happens in its own task, so a
+/// panicking check is reported as an internal failure and a timed-out one is
+/// cancelled. The message is scrubbed of the check's secrets.
+pub async fn run_once(check: Arc<dyn Check>, timeout: Duration) -> RunRecord {
+    let start = Instant::now();
+    let task_check = check.clone();
+    let mut task = tokio::spawn(async move {
+        let ctx = RunContext { timeout };
+        task_check.run(&ctx).await
+    });
+    let result = match tokio::time::timeout(timeout, &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(Failure::new(
+            Reason::Internal,
+            if join.is_panic() {
+                "the check panicked; this is a bug, please report it"
+            } else {
+                "the check was cancelled"
+            },
+        )),
+        Err(_) => {
+            task.abort();
+            Err(Failure::new(
+                Reason::Timeout,
+                format!("no result within the {} timeout", humantime::format_duration(timeout)),
+            ))
+        }
+    };
+    let duration = start.elapsed();
+    let result = result.map_err(|mut f| {
+        f.message = truncate(&redact(&f.message, &check.secrets()), MAX_MESSAGE_CHARS);
+        f
+    });
+    RunRecord {
+        finished_at: unix_now(),
+        duration,
+        result,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Where in its interval a check starts: a stable hash of its name.
+pub fn start_offset(name: &str, interval: Duration) -> Duration {
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    let nanos = interval.as_nanos().max(1);
+    Duration::from_nanos((u128::from(h.finish()) % nanos) as u64)
+}
+
+struct Task {
+    config: CheckConfig,
+    state: Arc<CheckState>,
+    handle: JoinHandle<()>,
+}
+
+/// The set of running check loops.
+pub struct Scheduler {
+    store: Arc<Store>,
+    permits: Arc<ArcSwap<Semaphore>>,
+    max_concurrent_runs: usize,
+    tasks: HashMap<String, Task>,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            permits: Arc::new(ArcSwap::from_pointee(Semaphore::new(0))),
+            max_concurrent_runs: 0,
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Make the running checks match `config`: checks whose definition did
+    /// not change keep running untouched; changed checks restart and keep
+    /// their counters; removed checks stop. Must be called inside a Tokio
+    /// runtime.
+    pub fn apply(&mut self, config: &Config) {
+        if config.max_concurrent_runs != self.max_concurrent_runs {
+            self.max_concurrent_runs = config.max_concurrent_runs;
+            self.permits
+                .store(Arc::new(Semaphore::new(config.max_concurrent_runs)));
+        }
+        let mut old = std::mem::take(&mut self.tasks);
+        let mut states = Vec::with_capacity(config.checks.len());
+        for check in &config.checks {
+            let task = match old.remove(&check.name) {
+                Some(task) if task.config.same_definition(check) => task,
+                previous => {
+                    let state = match previous {
+                        Some(prev) => {
+                            prev.handle.abort();
+                            if prev.state.same_series(&check.name, check.kind(), &check.labels) {
+                                prev.state.forget_last_run();
+                                prev.state
+                            } else {
+                                Arc::new(new_state(check))
+                            }
+                        }
+                        None => Arc::new(new_state(check)),
+                    };
+                    self.spawn(check.clone(), state)
+                }
+            };
+            states.push(task.state.clone());
+            self.tasks.insert(check.name.clone(), task);
+        }
+        for (_, task) in old {
+            task.handle.abort();
+        }
+        self.store.set_checks(states);
+    }
+
+    fn spawn(&self, config: CheckConfig, state: Arc<CheckState>) -> Task {
+        let handle = tokio::spawn(run_loop(
+            config.clone(),
+            state.clone(),
+            self.permits.clone(),
+            self.store.clone(),
+        ));
+        Task {
+            config,
+            state,
+            handle,
+        }
+    }
+
+    /// Stop every check loop.
+    pub fn shutdown(&mut self) {
+        for (_, task) in self.tasks.drain() {
+            task.handle.abort();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn new_state(check: &CheckConfig) -> CheckState {
+    CheckState::new(check.name.clone(), check.kind(), check.labels.clone())
+}
+
+async fn run_loop(
+    config: CheckConfig,
+    state: Arc<CheckState>,
+    permits: Arc<ArcSwap<Semaphore>>,
+    store: Arc<Store>,
+) {
+    let first = tokio::time::Instant::now() + start_offset(&config.name, config.interval);
+    let mut ticker = tokio::time::interval_at(first, config.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        let semaphore = permits.load_full();
+        let Ok(_permit) = semaphore.acquire().await else {
+            // Closed semaphores are never used; nothing to run with.
+            return;
+        };
+        let _in_flight = store.run_in_flight();
+        let record = run_once(config.check.clone(), config.timeout).await;
+        log_transition(&config.name, config.kind(), state.last().as_deref(), &record);
+        state.record(record);
+    }
+}
+
+/// Log when a check changes between up and down, and every failure at
+/// debug level, so logs say what changed without repeating every run.
+fn log_transition(name: &str, kind: &str, previous: Option<&RunRecord>, now: &RunRecord) {
+    let was_up = previous.map(|r| r.result.is_ok());
+    match (&now.result, was_up) {
+        (Err(f), Some(true) | None) => tracing::warn!(
+            check = name,
+            kind,
+            reason = %f.reason,
+            error = %f.message,
+            "check failed"
+        ),
+        (Err(f), Some(false)) => tracing::debug!(
+            check = name,
+            kind,
+            reason = %f.reason,
+            error = %f.message,
+            "check still failing"
+        ),
+        (Ok(_), Some(false)) => tracing::info!(check = name, kind, "check recovered"),
+        (Ok(_), _) => tracing::debug!(check = name, kind, "check succeeded"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_stable_and_within_the_interval() {
+        let interval = Duration::from_secs(15);
+        let a = start_offset("api_health", interval);
+        assert_eq!(a, start_offset("api_health", interval));
+        assert!(a < interval);
+        assert_ne!(a, start_offset("postgres_port", interval));
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}
