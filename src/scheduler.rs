@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
@@ -29,7 +29,7 @@ const MAX_MESSAGE_CHARS: usize = 512;
 /// panicking check is reported as an internal failure and a timed-out one is
 /// cancelled. The message is scrubbed of the check's secrets.
 pub async fn run_once(check: Arc<dyn Check>, timeout: Duration) -> RunRecord {
-    let start = Instant::now();
+    let start = tokio::time::Instant::now();
     let task_check = check.clone();
     let mut task = tokio::spawn(async move {
         let ctx = RunContext { timeout };

@@ -34,6 +34,7 @@ pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 64;
 const RESERVED_LABELS: &[&str] = &["check", "kind", "reason", "phase", "job", "instance"];
 
 /// A validated configuration, every check built.
+#[derive(Debug)]
 pub struct Config {
     /// Cap on check runs in flight at once, across all checks.
     pub max_concurrent_runs: usize,

@@ -1,0 +1,238 @@
+//! Config loading: the example config, interpolation, defaults and
+//! overrides, and a table of invalid configs with their exact error text.
+
+use std::path::Path;
+
+use runbook_exporter::config::{self, ConfigErrors};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "DB_HOST" => Some("db.internal".into()),
+        "DB_PASSWORD" => Some("hunter22".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<config::Config, ConfigErrors> {
+    config::parse("test.yaml", text, &env)
+}
+
+fn errors(text: &str) -> String {
+    match parse(text) {
+        Ok(c) => panic!("expected errors, got a config with {} checks", c.checks.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_example_config_loads_with_an_empty_environment() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let config = config::load_with_env(&path, &|_| None).unwrap();
+    let names: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "exporter_health",
+            "exporter_metrics",
+            "exporter_port",
+            "localhost_dns",
+            "postgres_port",
+            "redis_ping",
+            "clickhouse_ping"
+        ]
+    );
+    // Every kind registered so far is shown in the example.
+    for kind in runbook_exporter::checks::KINDS {
+        assert!(config.checks.iter().any(|c| c.kind() == *kind), "no {kind} check");
+    }
+}
+
+#[test]
+fn defaults_apply_and_checks_override_them() {
+    let config = parse(
+        "defaults:\n  interval: 30s\n  timeout: 3s\n  labels: {team: research, tier: gold}\n\
+         max_concurrent_runs: 8\n\
+         checks:\n\
+         \x20 - name: a\n    kind: tcp\n    address: ${DB_HOST}:5432\n\
+         \x20 - name: b\n    kind: tcp\n    address: ${OTHER_HOST:-127.0.0.1}:6379\n    interval: 10s\n    timeout: 500ms\n    labels: {team: core}\n",
+    )
+    .unwrap();
+    assert_eq!(config.max_concurrent_runs, 8);
+    let a = &config.checks[0];
+    assert_eq!((a.interval.as_secs(), a.timeout.as_secs()), (30, 3));
+    assert_eq!(a.labels, [("team".into(), "research".into()), ("tier".into(), "gold".into())]);
+    assert!(format!("{:?}", a.spec).contains("db.internal:5432"));
+    let b = &config.checks[1];
+    assert_eq!((b.interval.as_millis(), b.timeout.as_millis()), (10_000, 500));
+    assert_eq!(b.labels, [("team".into(), "core".into()), ("tier".into(), "gold".into())]);
+    assert!(format!("{:?}", b.spec).contains("127.0.0.1:6379"));
+}
+
+#[test]
+fn dollar_dollar_is_a_literal_dollar() {
+    let config = parse(
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    send: \"$${HOME}\"\n",
+    )
+    .unwrap();
+    assert!(format!("{:?}", config.checks[0].spec).contains("${HOME}"));
+}
+
+/// Each invalid config and the exact text `validate` prints for it.
+const INVALID: &[(&str, &str, &str)] = &[
+    (
+        "unset variable",
+        "checks:\n  - name: a\n    kind: tcp\n    address: ${NOT_SET}:5432\n",
+        "test.yaml:4:14: environment variable NOT_SET is not set (use ${NOT_SET:-default} to give a default)",
+    ),
+    (
+        "yaml syntax",
+        "checks:\n  - name: a\n    kind: tcp\n   address: x\n",
+        "test.yaml:4:4: while parsing a block collection, did not find expected '-' indicator",
+    ),
+    (
+        "duplicate key",
+        "checks: []\nchecks: []\n",
+        "test.yaml:2:1: duplicate mapping key: checks",
+    ),
+    (
+        "unknown top-level field",
+        "chekcs: []\n",
+        "test.yaml:1:1: chekcs: unknown field `chekcs`, expected one of `defaults`, `max_concurrent_runs`, `checks`",
+    ),
+    (
+        "missing checks",
+        "defaults: {interval: 10s}\n",
+        "test.yaml:1:1: missing field `checks`",
+    ),
+    (
+        "unknown field in defaults",
+        "defaults: {intervl: 10s}\nchecks: []\n",
+        "test.yaml:1:12: defaults.intervl: unknown field `intervl`, expected one of `interval`, `timeout`, `labels`",
+    ),
+    (
+        "default timeout not below interval",
+        "defaults: {interval: 5s, timeout: 5s}\nchecks: []\n",
+        "test.yaml:1:35: defaults.timeout: timeout (5s) must be less than interval (5s)",
+    ),
+    (
+        "zero concurrency",
+        "max_concurrent_runs: 0\nchecks: []\n",
+        "test.yaml:1:22: max_concurrent_runs: must be at least 1",
+    ),
+    (
+        "unknown field in a check",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    intervall: 10s\n",
+        "test.yaml:5:5: checks[0].intervall: unknown field `intervall`, expected one of `name`, `kind`, `interval`, `timeout`, `labels`, `address`, `tls`, `tls_config`, `send`, `expect`, `max_read_bytes`",
+    ),
+    (
+        "unknown kind",
+        "checks:\n  - name: a\n    kind: ftp\n",
+        "test.yaml:3:11: checks[0].kind: unknown kind \"ftp\": expected one of http, tcp, dns",
+    ),
+    (
+        "missing kind",
+        "checks:\n  - name: a\n    address: 127.0.0.1:1\n",
+        "test.yaml:2:5: checks[0]: missing field `kind` (one of http, tcp, dns)",
+    ),
+    (
+        "missing name",
+        "checks:\n  - kind: tcp\n    address: 127.0.0.1:1\n",
+        "test.yaml:2:5: checks[0]: missing field `name`",
+    ),
+    (
+        "name not label-safe",
+        "checks:\n  - name: api-health\n    kind: tcp\n    address: 127.0.0.1:1\n",
+        "test.yaml:2:11: checks[0].name: invalid check name \"api-health\": use letters, digits and underscores, not starting with a digit",
+    ),
+    (
+        "duplicate names",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:2\n",
+        "test.yaml:5:11: checks[1].name: duplicate check name \"a\" (first used at line 2)",
+    ),
+    (
+        "timeout not below interval",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    interval: 2s\n    timeout: 2s\n",
+        "test.yaml:6:14: checks[0].timeout: timeout (2s) must be less than interval (2s)",
+    ),
+    (
+        "short interval under the default timeout",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    interval: 1s\n",
+        "test.yaml:5:15: checks[0].interval: timeout (5s) must be less than interval (1s)",
+    ),
+    (
+        "duration without unit",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 5\n",
+        "test.yaml:5:14: checks[0].timeout: invalid duration 5: a unit is required, like 5s or 5ms",
+    ),
+    (
+        "duration garbage",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: soon\n",
+        "test.yaml:5:14: checks[0].timeout: invalid duration \"soon\": write a number with a unit, like 500ms, 2s or 1m",
+    ),
+    (
+        "reserved label",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    labels: {kind: x}\n",
+        "test.yaml:5:14: checks[0].labels.kind: label name \"kind\" is reserved (the exporter or Prometheus sets it)",
+    ),
+    (
+        "invalid label name",
+        "defaults:\n  labels: {\"team-name\": x}\nchecks: []\n",
+        "test.yaml:2:12: defaults.labels.team-name: invalid label name \"team-name\": use letters, digits and underscores, not starting with a digit or __",
+    ),
+    (
+        "check is not a mapping",
+        "checks:\n  - just a string\n",
+        "test.yaml:2:5: checks[0]: expected a mapping with name, kind and the kind's fields",
+    ),
+    (
+        "wrong type in a kind's field",
+        "checks:\n  - name: a\n    kind: http\n    url: http://127.0.0.1/\n    max_redirects: many\n",
+        "test.yaml:5:20: checks[0].max_redirects: invalid type: string \"many\", expected u32",
+    ),
+    (
+        "invalid field in a nested block",
+        "checks:\n  - name: a\n    kind: http\n    url: http://127.0.0.1/\n    tls: {ca_fil: x}\n",
+        "test.yaml:5:11: checks[0].tls.ca_fil: unknown field `ca_fil`, expected one of `ca_file`, `cert_file`, `key_file`, `server_name`, `insecure_skip_verify`",
+    ),
+    (
+        "missing CA file",
+        "checks:\n  - name: a\n    kind: http\n    url: https://127.0.0.1/\n    tls: {ca_file: /nonexistent/ca.pem}\n",
+        "test.yaml:5:20: checks[0].tls.ca_file: cannot read /nonexistent/ca.pem: I/O error: No such file or directory (os error 2)",
+    ),
+    (
+        "several problems at once, in file order",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1\n  - name: b\n    kind: nope\n",
+        "test.yaml:5:14: checks[0].timeout: invalid duration 1: a unit is required, like 1s or 1ms\n\
+         test.yaml:7:11: checks[1].kind: unknown kind \"nope\": expected one of http, tcp, dns",
+    ),
+];
+
+#[test]
+fn invalid_configs_give_exact_errors() {
+    let mut mismatches = Vec::new();
+    for (name, text, expected) in INVALID {
+        let got = errors(text);
+        if got != *expected {
+            mismatches.push(format!("{name}:\n  expected: {expected}\n  got:      {got}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
+}
+
+#[test]
+fn errors_never_echo_values_from_the_environment() {
+    let text = errors(
+        "checks:\n  - name: a\n    kind: http\n    url: http://127.0.0.1/\n    max_redirects: ${DB_PASSWORD}\n",
+    );
+    assert!(!text.contains("hunter22"), "{text}");
+    assert!(text.contains("${DB_PASSWORD}"), "{text}");
+}
+
+#[test]
+fn a_missing_file_is_reported_with_its_name() {
+    let err = config::load(Path::new("/nonexistent/runbook.yaml")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/nonexistent/runbook.yaml:0:0: cannot read config file: No such file or directory (os error 2)"
+    );
+}
