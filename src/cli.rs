@@ -96,7 +96,12 @@ enum Output {
 #[derive(Debug, Args)]
 struct LogArgs {
     /// Log level: error, warn, info, debug or trace (or a tracing filter).
-    #[arg(long = "log.level", env = "RUNBOOK_LOG_LEVEL", default_value = "info", global = true)]
+    #[arg(
+        long = "log.level",
+        env = "RUNBOOK_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
     level: String,
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -113,7 +118,10 @@ enum LogFormat {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -247,10 +255,7 @@ async fn check(args: CheckArgs) -> u8 {
         .collect();
     if !unknown.is_empty() {
         for name in unknown {
-            eprintln!(
-                "{}: no check named {name:?}",
-                args.config.config.display()
-            );
+            eprintln!("{}: no check named {name:?}", args.config.config.display());
         }
         return EXIT_INVALID_CONFIG;
     }

@@ -235,7 +235,9 @@ impl Format {
                 .unwrap_or(1.0);
             let better = match best {
                 None => true,
-                Some((bq, bf)) => q > bq || (q == bq && format == Format::OpenMetrics && bf != format),
+                Some((bq, bf)) => {
+                    q > bq || (q == bq && format == Format::OpenMetrics && bf != format)
+                }
             };
             if q > 0.0 && better {
                 best = Some((q, format));
@@ -325,7 +327,8 @@ const HELP_LAST_RUN: &str = "When the last scheduled run of the check ended, as 
 const HELP_LAST_SUCCESS: &str =
     "When the check last succeeded in a scheduled run, as a Unix timestamp.";
 const HELP_RUNS: &str = "Scheduled runs of the check since the exporter started.";
-const HELP_FAILURES: &str = "Failed scheduled runs of the check since the exporter started, by reason.";
+const HELP_FAILURES: &str =
+    "Failed scheduled runs of the check since the exporter started, by reason.";
 
 impl Collector for ChecksCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -350,9 +353,13 @@ impl Collector for ChecksCollector {
             }
             Ok(())
         };
-        gauge_family(&mut encoder, "runbook_check_up", HELP_UP, None, &|_, last| {
-            last.map(|r| if r.result.is_ok() { 1.0 } else { 0.0 })
-        })?;
+        gauge_family(
+            &mut encoder,
+            "runbook_check_up",
+            HELP_UP,
+            None,
+            &|_, last| last.map(|r| if r.result.is_ok() { 1.0 } else { 0.0 }),
+        )?;
         gauge_family(
             &mut encoder,
             "runbook_check_duration",
@@ -412,7 +419,10 @@ impl Collector for ChecksCollector {
         for (state, last) in checks.iter().zip(&lasts) {
             if let Some(record) = last {
                 for sample in record.samples() {
-                    families.entry(sample.desc.name).or_default().push((state, sample));
+                    families
+                        .entry(sample.desc.name)
+                        .or_default()
+                        .push((state, sample));
                 }
             }
         }
@@ -428,8 +438,11 @@ impl Collector for ChecksCollector {
             };
             let mut family = encoder.encode_descriptor(&name, desc.help, desc.unit.as_ref(), ty)?;
             for (state, sample) in samples {
-                let extra: Vec<(&str, &str)> =
-                    sample.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let extra: Vec<(&str, &str)> = sample
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect();
                 let labels = series_labels(&[("check", &state.name)], &state.labels, &extra);
                 let series = family.encode_family(&labels)?;
                 match desc.kind {
@@ -514,7 +527,8 @@ impl Collector for ExporterCollector {
                 Some(&Unit::Seconds),
                 MetricType::Counter,
             )?;
-            ConstCounter::new(p.cpu_seconds).encode(cpu.encode_family(&Vec::<(&str, &str)>::new())?)?;
+            ConstCounter::new(p.cpu_seconds)
+                .encode(cpu.encode_family(&Vec::<(&str, &str)>::new())?)?;
             gauge(
                 &mut encoder,
                 "process_resident_memory",

@@ -49,7 +49,10 @@ pub async fn run_once(check: Arc<dyn Check>, timeout: Duration) -> RunRecord {
             task.abort();
             Err(Failure::new(
                 Reason::Timeout,
-                format!("no result within the {} timeout", humantime::format_duration(timeout)),
+                format!(
+                    "no result within the {} timeout",
+                    humantime::format_duration(timeout)
+                ),
             ))
         }
     };
@@ -123,7 +126,10 @@ impl Scheduler {
                     let state = match previous {
                         Some(prev) => {
                             prev.handle.abort();
-                            if prev.state.same_series(&check.name, check.kind(), &check.labels) {
+                            if prev
+                                .state
+                                .same_series(&check.name, check.kind(), &check.labels)
+                            {
                                 prev.state.forget_last_run();
                                 prev.state
                             } else {
@@ -194,7 +200,12 @@ async fn run_loop(
         };
         let _in_flight = store.run_in_flight();
         let record = run_once(config.check.clone(), config.timeout).await;
-        log_transition(&config.name, config.kind(), state.last().as_deref(), &record);
+        log_transition(
+            &config.name,
+            config.kind(),
+            state.last().as_deref(),
+            &record,
+        );
         state.record(record);
     }
 }

@@ -37,11 +37,19 @@ fn check_exits_0_when_all_pass_and_prints_a_table() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &two_checks(tcp_target(), closed_port()));
     let out = run(&["check", "--config", &cfg, "--check", "up_check"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
-    assert!(lines[0].starts_with("NAME      KIND  STATUS  DURATION"), "{table}");
+    assert!(
+        lines[0].starts_with("NAME      KIND  STATUS  DURATION"),
+        "{table}"
+    );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!((row[0], row[1], row[2]), ("up_check", "tcp", "ok"));
     assert_eq!((row[4], row[5]), ("-", "-"));
@@ -66,7 +74,10 @@ fn check_exits_1_when_any_fails_and_json_has_the_reason() {
     assert_eq!(items[1]["kind"], "tcp");
     assert_eq!(items[1]["status"], "fail");
     assert_eq!(items[1]["reason"], "connection_refused");
-    assert!(items[1]["message"].as_str().unwrap().contains(&down.to_string()));
+    assert!(items[1]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&down.to_string()));
 }
 
 #[test]
@@ -83,7 +94,10 @@ fn check_exits_2_on_an_invalid_config_or_an_unknown_check() {
     let cfg = write_config(dir.path(), &two_checks(tcp_target(), closed_port()));
     let out = run(&["check", "-c", &cfg, "--check", "nope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{cfg}: no check named \"nope\"\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{cfg}: no check named \"nope\"\n")
+    );
 }
 
 #[test]
@@ -104,7 +118,12 @@ fn validate_reports_every_problem_and_exits_2() {
     );
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
     let out = run(&["validate", "--config", example.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).ends_with(": OK, 7 checks\n"));
 }
 
@@ -116,10 +135,18 @@ fn help_and_version() {
         String::from_utf8_lossy(&out.stdout),
         format!("runbook-exporter {}\n", env!("CARGO_PKG_VERSION"))
     );
-    for cmd in [&["--help"][..], &["serve", "--help"], &["check", "--help"], &["validate", "--help"]] {
+    for cmd in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["check", "--help"],
+        &["validate", "--help"],
+    ] {
         let out = run(cmd);
         assert_eq!(out.status.code(), Some(0), "{cmd:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("--config"), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("--config"),
+            "{cmd:?}"
+        );
     }
 }
 
@@ -153,12 +180,20 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
     );
     let addr = closed_port();
     let mut child = exporter()
-        .args(["serve", "--config", &cfg, "--web.listen-address", &addr.to_string()])
+        .args([
+            "serve",
+            "--config",
+            &cfg,
+            "--web.listen-address",
+            &addr.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(addr, "the first check", |b| sample(b, "runbook_check_up", "check=\"first\"") == Some(1.0));
+    wait_for(addr, "the first check", |b| {
+        sample(b, "runbook_check_up", "check=\"first\"") == Some(1.0)
+    });
 
     write_config(
         dir.path(),
@@ -179,7 +214,13 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
 fn serve_refuses_an_invalid_config_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "checks: 5\n");
-    let out = run(&["serve", "--config", &cfg, "--web.listen-address", "127.0.0.1:0"]);
+    let out = run(&[
+        "serve",
+        "--config",
+        &cfg,
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),

@@ -19,7 +19,10 @@ fn parse(text: &str) -> Result<config::Config, ConfigErrors> {
 
 fn errors(text: &str) -> String {
     match parse(text) {
-        Ok(c) => panic!("expected errors, got a config with {} checks", c.checks.len()),
+        Ok(c) => panic!(
+            "expected errors, got a config with {} checks",
+            c.checks.len()
+        ),
         Err(e) => e.to_string(),
     }
 }
@@ -43,7 +46,10 @@ fn the_example_config_loads_with_an_empty_environment() {
     );
     // Every kind registered so far is shown in the example.
     for kind in runbook_exporter::checks::KINDS {
-        assert!(config.checks.iter().any(|c| c.kind() == *kind), "no {kind} check");
+        assert!(
+            config.checks.iter().any(|c| c.kind() == *kind),
+            "no {kind} check"
+        );
     }
 }
 
@@ -60,11 +66,26 @@ fn defaults_apply_and_checks_override_them() {
     assert_eq!(config.max_concurrent_runs, 8);
     let a = &config.checks[0];
     assert_eq!((a.interval.as_secs(), a.timeout.as_secs()), (30, 3));
-    assert_eq!(a.labels, [("team".into(), "research".into()), ("tier".into(), "gold".into())]);
+    assert_eq!(
+        a.labels,
+        [
+            ("team".into(), "research".into()),
+            ("tier".into(), "gold".into())
+        ]
+    );
     assert!(format!("{:?}", a.spec).contains("db.internal:5432"));
     let b = &config.checks[1];
-    assert_eq!((b.interval.as_millis(), b.timeout.as_millis()), (10_000, 500));
-    assert_eq!(b.labels, [("team".into(), "core".into()), ("tier".into(), "gold".into())]);
+    assert_eq!(
+        (b.interval.as_millis(), b.timeout.as_millis()),
+        (10_000, 500)
+    );
+    assert_eq!(
+        b.labels,
+        [
+            ("team".into(), "core".into()),
+            ("tier".into(), "gold".into())
+        ]
+    );
     assert!(format!("{:?}", b.spec).contains("127.0.0.1:6379"));
 }
 
@@ -213,7 +234,9 @@ fn invalid_configs_give_exact_errors() {
     for (name, text, expected) in INVALID {
         let got = errors(text);
         if got != *expected {
-            mismatches.push(format!("{name}:\n  expected: {expected}\n  got:      {got}"));
+            mismatches.push(format!(
+                "{name}:\n  expected: {expected}\n  got:      {got}"
+            ));
         }
     }
     assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));

@@ -64,7 +64,10 @@ impl Drop for Leave<'_> {
 impl Check for Sleeper {
     fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
         Box::pin(async move {
-            self.starts.lock().unwrap().push(tokio::time::Instant::now());
+            self.starts
+                .lock()
+                .unwrap()
+                .push(tokio::time::Instant::now());
             let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(n, Ordering::SeqCst);
             self.global.enter();
@@ -75,7 +78,12 @@ impl Check for Sleeper {
     }
 }
 
-fn check_config(name: &str, interval: Duration, timeout: Duration, check: Arc<dyn Check>) -> CheckConfig {
+fn check_config(
+    name: &str,
+    interval: Duration,
+    timeout: Duration,
+    check: Arc<dyn Check>,
+) -> CheckConfig {
     let spec: CheckSpec = serde_saphyr::from_str("kind: tcp\naddress: 127.0.0.1:9").unwrap();
     CheckConfig {
         name: name.to_string(),
@@ -122,14 +130,20 @@ async fn runs_of_one_check_never_overlap_and_missed_ticks_are_skipped() {
     let starts = check.starts.lock().unwrap().clone();
     assert!(starts.len() >= 5, "only {} runs", starts.len());
     for pair in starts.windows(2) {
-        assert!(pair[1] - pair[0] >= ms(250), "runs started {:?} apart", pair[1] - pair[0]);
+        assert!(
+            pair[1] - pair[0] >= ms(250),
+            "runs started {:?} apart",
+            pair[1] - pair[0]
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_global_cap_bounds_concurrent_runs() {
     let global = Arc::new(Gauge::default());
-    let checks: Vec<Arc<Sleeper>> = (0..10).map(|_| Sleeper::new(ms(50), global.clone())).collect();
+    let checks: Vec<Arc<Sleeper>> = (0..10)
+        .map(|_| Sleeper::new(ms(50), global.clone()))
+        .collect();
     let store = Arc::new(Store::default());
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
@@ -149,7 +163,9 @@ async fn the_global_cap_bounds_concurrent_runs() {
 #[tokio::test(start_paused = true)]
 async fn checks_spread_over_their_interval() {
     let interval = Duration::from_secs(10);
-    let checks: Vec<Arc<Sleeper>> = (0..50).map(|_| Sleeper::new(ms(1), Arc::default())).collect();
+    let checks: Vec<Arc<Sleeper>> = (0..50)
+        .map(|_| Sleeper::new(ms(1), Arc::default()))
+        .collect();
     let store = Arc::new(Store::default());
     let mut scheduler = Scheduler::new(store.clone());
     let t0 = tokio::time::Instant::now();
@@ -171,7 +187,10 @@ async fn checks_spread_over_their_interval() {
         let offset = starts[0] - t0;
         // The timer's resolution is a millisecond.
         let expected = start_offset(&format!("check_{i}"), interval);
-        assert!(offset.abs_diff(expected) <= ms(1), "{offset:?} vs {expected:?}");
+        assert!(
+            offset.abs_diff(expected) <= ms(1),
+            "{offset:?} vs {expected:?}"
+        );
         seconds[offset.as_secs() as usize] += 1;
     }
     // 50 checks over 10 one-second buckets: no bucket is empty and none
@@ -189,7 +208,10 @@ impl Check for Panics {
 
 #[tokio::test]
 async fn a_panicking_check_is_an_internal_failure() {
-    let failure = run_once(Arc::new(Panics), ms(1000)).await.result.unwrap_err();
+    let failure = run_once(Arc::new(Panics), ms(1000))
+        .await
+        .result
+        .unwrap_err();
     assert_eq!(failure.reason, Reason::Internal);
 }
 
@@ -197,7 +219,12 @@ struct Leaky;
 
 impl Check for Leaky {
     fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
-        Box::pin(async { Err(Failure::new(Reason::Auth, "login as admin with hunter22 refused")) })
+        Box::pin(async {
+            Err(Failure::new(
+                Reason::Auth,
+                "login as admin with hunter22 refused",
+            ))
+        })
     }
     fn secrets(&self) -> Vec<String> {
         vec!["hunter22".into()]
@@ -206,7 +233,10 @@ impl Check for Leaky {
 
 #[tokio::test]
 async fn failure_messages_are_scrubbed_of_the_checks_secrets() {
-    let failure = run_once(Arc::new(Leaky), ms(1000)).await.result.unwrap_err();
+    let failure = run_once(Arc::new(Leaky), ms(1000))
+        .await
+        .result
+        .unwrap_err();
     assert_eq!(failure.message, "login as admin with <redacted> refused");
 }
 

@@ -65,17 +65,65 @@ async fn metrics_reflect_check_results_in_both_formats() {
             && sample(b, "runbook_check_up", "check=\"up_check\"").is_some()
     })
     .await;
-    assert_eq!(sample(&body, "runbook_check_up", "check=\"up_check\",kind=\"tcp\",team=\"core\""), Some(1.0));
-    assert_eq!(sample(&body, "runbook_check_up", "check=\"down_check\""), Some(0.0));
-    assert!(sample(&body, "runbook_check_failures_total", "check=\"down_check\",kind=\"tcp\",reason=\"connection_refused\"").unwrap() >= 1.0);
-    assert_eq!(sample(&body, "runbook_check_failures_total", "check=\"up_check\",kind=\"tcp\",team=\"core\",reason=\"timeout\""), Some(0.0));
+    assert_eq!(
+        sample(
+            &body,
+            "runbook_check_up",
+            "check=\"up_check\",kind=\"tcp\",team=\"core\""
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&body, "runbook_check_up", "check=\"down_check\""),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &body,
+            "runbook_check_failures_total",
+            "check=\"down_check\",kind=\"tcp\",reason=\"connection_refused\""
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "runbook_check_failures_total",
+            "check=\"up_check\",kind=\"tcp\",team=\"core\",reason=\"timeout\""
+        ),
+        Some(0.0)
+    );
     assert!(sample(&body, "runbook_check_runs_total", "check=\"up_check\"").unwrap() >= 1.0);
-    assert!(sample(&body, "runbook_check_last_success_timestamp_seconds", "check=\"up_check\"").is_some());
-    assert!(sample(&body, "runbook_check_last_success_timestamp_seconds", "check=\"down_check\"").is_none());
-    assert!(sample(&body, "runbook_tcp_phase_duration_seconds", "check=\"up_check\",team=\"core\",phase=\"connect\"").is_some());
+    assert!(sample(
+        &body,
+        "runbook_check_last_success_timestamp_seconds",
+        "check=\"up_check\""
+    )
+    .is_some());
+    assert!(sample(
+        &body,
+        "runbook_check_last_success_timestamp_seconds",
+        "check=\"down_check\""
+    )
+    .is_none());
+    assert!(sample(
+        &body,
+        "runbook_tcp_phase_duration_seconds",
+        "check=\"up_check\",team=\"core\",phase=\"connect\""
+    )
+    .is_some());
     // A failed check's kind-specific measurements are not kept as if fresh.
-    assert!(sample(&body, "runbook_tcp_phase_duration_seconds", "check=\"down_check\",phase=\"connect\"").is_none());
-    assert_eq!(sample(&body, "runbook_exporter_config_last_reload_successful", ""), Some(1.0));
+    assert!(sample(
+        &body,
+        "runbook_tcp_phase_duration_seconds",
+        "check=\"down_check\",phase=\"connect\""
+    )
+    .is_none());
+    assert_eq!(
+        sample(&body, "runbook_exporter_config_last_reload_successful", ""),
+        Some(1.0)
+    );
     assert_eq!(sample(&body, "runbook_exporter_checks", ""), Some(2.0));
     assert!(sample(&body, "runbook_exporter_build_info", "version=").is_some());
     assert!(sample(&body, "process_resident_memory_bytes", "").unwrap() > 0.0);
@@ -83,8 +131,13 @@ async fn metrics_reflect_check_results_in_both_formats() {
     // Classic text format by default, with counters' metadata named _total.
     let text = scrape(addr, None).await;
     assert_eq!(text.status, 200);
-    assert_eq!(text.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
-    assert!(text.body.contains("# TYPE runbook_check_runs_total counter\n"));
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(text
+        .body
+        .contains("# TYPE runbook_check_runs_total counter\n"));
     assert!(!text.body.contains("# EOF"));
     assert!(!text.body.contains("# UNIT"));
 
@@ -94,10 +147,15 @@ async fn metrics_reflect_check_results_in_both_formats() {
         Some("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"),
     )
     .await;
-    assert_eq!(om.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
     assert!(om.body.ends_with("# EOF\n"));
     assert!(om.body.contains("# TYPE runbook_check_runs counter\n"));
-    assert!(om.body.contains("# UNIT runbook_check_duration_seconds seconds\n"));
+    assert!(om
+        .body
+        .contains("# UNIT runbook_check_duration_seconds seconds\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +165,12 @@ async fn health_readiness_and_index() {
     std::fs::write(&path, config_text(tcp_target(), closed_port())).unwrap();
     let (_app, addr) = start(&path).await;
     let (healthy, ready, index, reload_get) = tokio::task::spawn_blocking(move || {
-        (get(addr, "/-/healthy"), get(addr, "/-/ready"), get(addr, "/"), get(addr, "/-/reload"))
+        (
+            get(addr, "/-/healthy"),
+            get(addr, "/-/ready"),
+            get(addr, "/"),
+            get(addr, "/-/reload"),
+        )
     })
     .await
     .unwrap();
@@ -131,14 +194,30 @@ async fn reload_keeps_the_old_config_on_error_and_counters_across_changes() {
     .await;
 
     // A bad file: 500 with the problem, the old checks keep running.
-    std::fs::write(&path, "checks:\n  - name: up_check\n    kind: tcp\n    adress: x\n").unwrap();
+    std::fs::write(
+        &path,
+        "checks:\n  - name: up_check\n    kind: tcp\n    adress: x\n",
+    )
+    .unwrap();
     let bad = tokio::task::spawn_blocking(move || request(addr, "POST", "/-/reload", &[]))
         .await
         .unwrap();
     assert_eq!(bad.status, 500);
-    assert!(bad.body.contains("config.yaml:4:5: checks[0].adress: unknown field `adress`"), "{}", bad.body);
+    assert!(
+        bad.body
+            .contains("config.yaml:4:5: checks[0].adress: unknown field `adress`"),
+        "{}",
+        bad.body
+    );
     let before = scrape(addr, None).await.body;
-    assert_eq!(sample(&before, "runbook_exporter_config_last_reload_successful", ""), Some(0.0));
+    assert_eq!(
+        sample(
+            &before,
+            "runbook_exporter_config_last_reload_successful",
+            ""
+        ),
+        Some(0.0)
+    );
     let runs_before = sample(&before, "runbook_check_runs_total", "check=\"up_check\"").unwrap();
     wait_for(addr, "up_check to keep running", |b| {
         sample(b, "runbook_check_runs_total", "check=\"up_check\"").unwrap_or(0.0) > runs_before
@@ -158,12 +237,20 @@ async fn reload_keeps_the_old_config_on_error_and_counters_across_changes() {
     let good = tokio::task::spawn_blocking(move || request(addr, "POST", "/-/reload", &[]))
         .await
         .unwrap();
-    assert_eq!((good.status, good.body.as_str()), (200, "config reloaded: 2 checks\n"));
+    assert_eq!(
+        (good.status, good.body.as_str()),
+        (200, "config reloaded: 2 checks\n")
+    );
     let after = wait_for(addr, "new_check to run", |b| {
         sample(b, "runbook_check_up", "check=\"new_check\"").is_some()
     })
     .await;
-    assert_eq!(sample(&after, "runbook_exporter_config_last_reload_successful", ""), Some(1.0));
-    assert!(sample(&after, "runbook_check_runs_total", "check=\"up_check\"").unwrap() > runs_before);
+    assert_eq!(
+        sample(&after, "runbook_exporter_config_last_reload_successful", ""),
+        Some(1.0)
+    );
+    assert!(
+        sample(&after, "runbook_check_runs_total", "check=\"up_check\"").unwrap() > runs_before
+    );
     assert!(sample(&after, "runbook_check_up", "check=\"down_check\"").is_none());
 }

@@ -1,28 +1,454 @@
-//! Placeholder, replaced by the real tcp check.
-use super::{BuildError, Check, RunContext, RunResult};
-use futures::future::BoxFuture;
-use serde::Deserialize;
+//! The `tcp` kind: connect to `host:port` (the guides' `nc -zv host port`),
+//! optionally complete a TLS handshake, and optionally exchange a request and
+//! a response (`send` / `expect`).
+//!
+//! Every run resolves the host again, opens a fresh connection and closes it
+//! at the end; nothing is kept between runs except the TLS client config and
+//! the compiled `expect` regex.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use prometheus_client::registry::Unit;
+use regex::bytes::Regex;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::tls::{self, TlsSpec};
+use super::{
+    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
+};
+
+/// Default of `max_read_bytes`: 64 KiB.
+const DEFAULT_MAX_READ_BYTES: usize = 64 * 1024;
+
+/// How much of the received data a mismatch message quotes.
+const SNIPPET_BYTES: usize = 120;
+
+/// Config of a `tcp` check.
+///
+/// ```yaml
+/// - name: redis
+///   kind: tcp
+///   address: redis.internal:6379
+///   send: "PING\r\n"
+///   expect: "^\\+PONG"
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TcpSpec {}
+pub struct TcpSpec {
+    /// Where to connect, as `host:port`: `db.internal:5432`, `10.0.0.5:6379`,
+    /// or `[2001:db8::5]:443` (IPv6 addresses in brackets). A host name is
+    /// resolved with the system resolver on every run, and its addresses are
+    /// tried in order until one accepts the connection.
+    pub address: String,
+
+    /// Complete a TLS handshake after connecting, verifying the server's
+    /// certificate, and report the earliest certificate expiry. Default:
+    /// false.
+    #[serde(default)]
+    pub tls: bool,
+
+    /// TLS settings used when `tls` is true: `ca_file`, `cert_file` and
+    /// `key_file` (mutual TLS), `server_name` (default: the host of
+    /// `address`), `insecure_skip_verify`.
+    pub tls_config: Option<TlsSpec>,
+
+    /// Data to send once connected (after the TLS handshake with `tls`).
+    /// Write control characters with a double-quoted YAML string:
+    /// `send: "PING\r\n"`.
+    pub send: Option<String>,
+
+    /// Regular expression the data received (after `send`, if any) must
+    /// match. The check reads until the expression matches, the server closes
+    /// the connection, or `max_read_bytes` have arrived; the last two fail the
+    /// run as an unexpected response. Without `send`, this checks the greeting
+    /// of protocols whose server speaks first (SMTP `^220 `, SSH `^SSH-2\.0-`).
+    /// The expression is matched against the raw bytes, so `^` anchors at the
+    /// start of the response; use `(?m)` to anchor at line starts.
+    pub expect: Option<String>,
+
+    /// Most bytes to read while waiting for `expect` to match. Default: 65536.
+    #[serde(default = "default_max_read_bytes")]
+    pub max_read_bytes: usize,
+}
+
+fn default_max_read_bytes() -> usize {
+    DEFAULT_MAX_READ_BYTES
+}
 
 impl TcpSpec {
+    /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
-        Vec::new()
+        let mut problems = Vec::new();
+        if let Err(e) = split_host_port(&self.address) {
+            problems.push(("address".to_string(), e));
+        }
+        if self.tls_config.is_some() && !self.tls {
+            problems.push((
+                "tls_config".to_string(),
+                "is set but tls is false; add `tls: true` to use TLS".to_string(),
+            ));
+        }
+        if let Some(expect) = &self.expect {
+            if let Err(e) = Regex::new(expect) {
+                problems.push((
+                    "expect".to_string(),
+                    format!("invalid regular expression: {e}"),
+                ));
+            }
+        }
+        if self.max_read_bytes == 0 {
+            problems.push((
+                "max_read_bytes".to_string(),
+                "must be at least 1".to_string(),
+            ));
+        }
+        problems
     }
 }
 
-pub struct TcpCheck;
+/// Duration of each phase of a tcp check.
+pub static PHASE_DURATION: MetricDesc = MetricDesc {
+    name: "tcp_phase_duration",
+    help: "Duration of each phase of the TCP check in the last scheduled run (resolve, connect, tls, exchange); only the phases that ran.",
+    unit: Some(Unit::Seconds),
+    kind: MetricKind::Gauge,
+};
+
+/// Every metric this kind can report, besides the TLS certificate expiry.
+pub static METRICS: [&MetricDesc; 1] = [&PHASE_DURATION];
+
+fn phase_sample(phase: &'static str, elapsed: Duration) -> Sample {
+    Sample::new(&PHASE_DURATION, elapsed.as_secs_f64()).with_label("phase", phase)
+}
+
+/// TLS settings prepared once in [`TcpCheck::new`].
+struct TlsSetup {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+/// A built `tcp` check.
+pub struct TcpCheck {
+    host: String,
+    port: u16,
+    /// Set when the host is an IP literal: no resolve phase.
+    ip: Option<IpAddr>,
+    tls: Option<TlsSetup>,
+    send: Option<Vec<u8>>,
+    expect: Option<Regex>,
+    max_read_bytes: usize,
+}
 
 impl TcpCheck {
-    pub fn new(_spec: &TcpSpec) -> Result<Self, BuildError> {
-        Ok(Self)
+    pub fn new(spec: &TcpSpec) -> Result<Self, BuildError> {
+        let (host, port) =
+            split_host_port(&spec.address).map_err(|e| BuildError::new("address", e))?;
+        let ip = host.parse::<IpAddr>().ok();
+        let tls = if spec.tls {
+            let tls_spec = spec.tls_config.clone().unwrap_or_default();
+            let config: Arc<ClientConfig> = tls_spec.client_config("tls_config", &[])?;
+            let server_name = tls_spec.server_name(&host).map_err(|e| {
+                let field = if tls_spec.server_name.is_some() {
+                    "tls_config.server_name"
+                } else {
+                    "address"
+                };
+                BuildError::new(field, e)
+            })?;
+            Some(TlsSetup {
+                connector: TlsConnector::from(config),
+                server_name,
+            })
+        } else {
+            None
+        };
+        let expect = spec
+            .expect
+            .as_deref()
+            .map(Regex::new)
+            .transpose()
+            .map_err(|e| BuildError::new("expect", format!("invalid regular expression: {e}")))?;
+        if spec.max_read_bytes == 0 {
+            return Err(BuildError::new("max_read_bytes", "must be at least 1"));
+        }
+        Ok(Self {
+            host,
+            port,
+            ip,
+            tls,
+            send: spec.send.as_ref().map(|s| s.as_bytes().to_vec()),
+            expect,
+            max_read_bytes: spec.max_read_bytes,
+        })
+    }
+
+    async fn probe(&self) -> RunResult {
+        let mut samples = Vec::new();
+
+        // Resolve (only for host names).
+        let addrs: Vec<SocketAddr> = match self.ip {
+            Some(ip) => vec![SocketAddr::new(ip, self.port)],
+            None => {
+                let start = Instant::now();
+                let result = tokio::net::lookup_host((self.host.as_str(), self.port)).await;
+                let elapsed = start.elapsed();
+                let addrs: Vec<SocketAddr> = match result {
+                    Ok(addrs) => addrs.collect(),
+                    Err(e) => {
+                        return Err(Failure::new(
+                            Reason::Dns,
+                            format!("cannot resolve {}: {e}", self.host),
+                        ))
+                    }
+                };
+                if addrs.is_empty() {
+                    return Err(Failure::new(
+                        Reason::Dns,
+                        format!("cannot resolve {}: no addresses", self.host),
+                    ));
+                }
+                samples.push(phase_sample("resolve", elapsed));
+                addrs
+            }
+        };
+
+        // Connect: each address in turn, like nc.
+        let start = Instant::now();
+        let mut last_error = None;
+        let mut connected = None;
+        for addr in &addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Err(e) => last_error = Some((*addr, e)),
+            }
+        }
+        let stream = match connected {
+            Some(stream) => stream,
+            None => {
+                let (addr, e) = last_error.expect("at least one address was tried");
+                let message = if addrs.len() == 1 {
+                    format!("connect to {addr} failed: {e}")
+                } else {
+                    format!(
+                        "connect to {}:{} failed on all {} addresses; last, {addr}: {e}",
+                        self.host,
+                        self.port,
+                        addrs.len()
+                    )
+                };
+                return Err(Failure::new(Reason::from_io(&e), message).with_samples(samples));
+            }
+        };
+        samples.push(phase_sample("connect", start.elapsed()));
+        // Small request/response exchanges should not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+
+        match &self.tls {
+            None => self.finish(stream, samples).await,
+            Some(tls) => {
+                let start = Instant::now();
+                match tls.connector.connect(tls.server_name.clone(), stream).await {
+                    Ok(stream) => {
+                        samples.push(phase_sample("tls", start.elapsed()));
+                        if let Some(sample) = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(tls::expiry_sample)
+                        {
+                            samples.push(sample);
+                        }
+                        self.finish(stream, samples).await
+                    }
+                    Err(e) => {
+                        Err(Failure::new(Reason::Tls, tls::describe_error(&e))
+                            .with_samples(samples))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The optional exchange, then a polite close.
+    async fn finish<S>(&self, mut stream: S, mut samples: Vec<Sample>) -> RunResult
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.send.is_some() || self.expect.is_some() {
+            let start = Instant::now();
+            match self.exchange(&mut stream).await {
+                Ok(()) => samples.push(phase_sample("exchange", start.elapsed())),
+                Err((reason, message)) => {
+                    // A wrong answer is a complete exchange; an I/O error is not.
+                    if reason == Reason::UnexpectedResponse {
+                        samples.push(phase_sample("exchange", start.elapsed()));
+                    }
+                    return Err(Failure::new(reason, message).with_samples(samples));
+                }
+            }
+        }
+        // Sends FIN (and close_notify with TLS); errors are of no interest.
+        let _ = stream.shutdown().await;
+        Ok(samples)
+    }
+
+    async fn exchange<S>(&self, stream: &mut S) -> Result<(), (Reason, String)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Some(data) = &self.send {
+            stream.write_all(data).await.map_err(|e| send_error(&e))?;
+            stream.flush().await.map_err(|e| send_error(&e))?;
+        }
+        let Some(expect) = &self.expect else {
+            return Ok(());
+        };
+        let mut received = Vec::new();
+        let mut chunk = vec![0u8; self.max_read_bytes.min(8192)];
+        loop {
+            if expect.is_match(&received) {
+                return Ok(());
+            }
+            if received.len() >= self.max_read_bytes {
+                return Err((
+                    Reason::UnexpectedResponse,
+                    format!(
+                        "no match for /{}/ in the first {} bytes received: {}",
+                        expect.as_str(),
+                        received.len(),
+                        snippet(&received)
+                    ),
+                ));
+            }
+            let want = chunk.len().min(self.max_read_bytes - received.len());
+            let n = match stream.read(&mut chunk[..want]).await {
+                Ok(n) => n,
+                // A TLS peer that closes without close_notify: still a close.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => {
+                    return Err((
+                        Reason::from_io(&e),
+                        format!("read failed after {} bytes: {e}", received.len()),
+                    ))
+                }
+            };
+            if n == 0 {
+                return Err((
+                    Reason::UnexpectedResponse,
+                    format!(
+                        "connection closed after {} bytes without a match for /{}/: {}",
+                        received.len(),
+                        expect.as_str(),
+                        snippet(&received)
+                    ),
+                ));
+            }
+            received.extend_from_slice(&chunk[..n]);
+        }
     }
 }
 
 impl Check for TcpCheck {
     fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
-        Box::pin(async { Ok(Vec::new()) })
+        Box::pin(self.probe())
+    }
+}
+
+fn send_error(e: &std::io::Error) -> (Reason, String) {
+    (Reason::from_io(e), format!("send failed: {e}"))
+}
+
+/// The start of `data`, escaped for a one-line message.
+fn snippet(data: &[u8]) -> String {
+    if data.is_empty() {
+        return "nothing received".to_string();
+    }
+    let shown = &data[..data.len().min(SNIPPET_BYTES)];
+    let mut text = format!("\"{}\"", shown.escape_ascii());
+    if data.len() > SNIPPET_BYTES {
+        text.push_str("...");
+    }
+    text
+}
+
+/// Split `host:port`. IPv6 literals must be in brackets; the returned host
+/// has them removed.
+fn split_host_port(address: &str) -> Result<(String, u16), String> {
+    let address = address.trim();
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{address:?}: missing `]` after the IPv6 address"))?;
+        let port = after.strip_prefix(':').ok_or_else(|| {
+            format!("{address:?}: missing port: write [address]:port, like [::1]:5432")
+        })?;
+        (host, port)
+    } else {
+        let (host, port) = address.rsplit_once(':').ok_or_else(|| {
+            format!("{address:?}: missing port: write host:port, like db.internal:5432")
+        })?;
+        if host.contains(':') {
+            return Err(format!(
+                "{address:?}: write IPv6 addresses in brackets, like [::1]:5432"
+            ));
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?}: missing host before the port"));
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{address:?}: port must be a number from 1 to 65535"))?;
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_addresses() {
+        assert_eq!(
+            split_host_port("db.internal:5432").unwrap(),
+            ("db.internal".to_string(), 5432)
+        );
+        assert_eq!(
+            split_host_port("[::1]:5432").unwrap(),
+            ("::1".to_string(), 5432)
+        );
+        assert!(split_host_port("db.internal")
+            .unwrap_err()
+            .contains("missing port"));
+        assert!(split_host_port("::1:5432")
+            .unwrap_err()
+            .contains("brackets"));
+        assert!(split_host_port("[::1]")
+            .unwrap_err()
+            .contains("missing port"));
+        assert!(split_host_port("host:0")
+            .unwrap_err()
+            .contains("1 to 65535"));
+        assert!(split_host_port(":80").unwrap_err().contains("missing host"));
+    }
+
+    #[test]
+    fn snippet_escapes_and_truncates() {
+        assert_eq!(snippet(b"+OK\r\n"), "\"+OK\\r\\n\"");
+        assert!(snippet(&[b'a'; 500]).ends_with("..."));
+        assert_eq!(snippet(b""), "nothing received");
     }
 }

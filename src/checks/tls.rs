@@ -61,8 +61,8 @@ impl TlsSpec {
             let mut roots = RootCertStore::empty();
             roots.extend(system_roots().roots.iter().cloned());
             if let Some(path) = &self.ca_file {
-                let certs = read_certs(path)
-                    .map_err(|e| BuildError::new(format!("{field}.ca_file"), e))?;
+                let certs =
+                    read_certs(path).map_err(|e| BuildError::new(format!("{field}.ca_file"), e))?;
                 for cert in certs {
                     roots.add(cert).map_err(|e| {
                         BuildError::new(
@@ -76,8 +76,8 @@ impl TlsSpec {
         };
         let mut config = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => {
-                let chain =
-                    read_certs(cert).map_err(|e| BuildError::new(format!("{field}.cert_file"), e))?;
+                let chain = read_certs(cert)
+                    .map_err(|e| BuildError::new(format!("{field}.cert_file"), e))?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                     BuildError::new(
                         format!("{field}.key_file"),
@@ -109,7 +109,8 @@ impl TlsSpec {
     /// The name to verify: `server_name` if set, else `host`.
     pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, String> {
         let name = self.server_name.as_deref().unwrap_or(host);
-        ServerName::try_from(name.to_string()).map_err(|_| format!("invalid TLS server name {name:?}"))
+        ServerName::try_from(name.to_string())
+            .map_err(|_| format!("invalid TLS server name {name:?}"))
     }
 }
 
@@ -149,7 +150,10 @@ pub fn expiry_sample(certs: &[CertificateDer<'_>]) -> Option<Sample> {
 
 /// Describe a TLS handshake error briefly, for a failure message.
 pub fn describe_error(err: &std::io::Error) -> String {
-    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
         Some(tls) => format!("TLS handshake failed: {tls}"),
         None => format!("TLS handshake failed: {err}"),
     }

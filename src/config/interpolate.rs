@@ -224,13 +224,20 @@ mod tests {
 
     #[test]
     fn malformed_references_are_errors() {
-        assert!(run("a: ${HOST\n").unwrap_err()[0].message.starts_with("unterminated"));
-        assert!(run("a: ${1X}\n").unwrap_err()[0].message.starts_with("invalid variable reference"));
+        assert!(run("a: ${HOST\n").unwrap_err()[0]
+            .message
+            .starts_with("unterminated"));
+        assert!(run("a: ${1X}\n").unwrap_err()[0]
+            .message
+            .starts_with("invalid variable reference"));
     }
 
     #[test]
     fn scrub_replaces_values_by_their_variable() {
         let subs = vec![("PW".to_string(), "hunter22".to_string())];
-        assert_eq!(scrub("bad value \"hunter22\"", &subs), "bad value \"${PW}\"");
+        assert_eq!(
+            scrub("bad value \"hunter22\"", &subs),
+            "bad value \"${PW}\""
+        );
     }
 }

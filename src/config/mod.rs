@@ -160,7 +160,14 @@ pub fn parse(
         Ok(i) => i,
         Err(problems) => {
             for p in problems {
-                errors.at(Pos { line: p.line, column: p.column }, "", p.message);
+                errors.at(
+                    Pos {
+                        line: p.line,
+                        column: p.column,
+                    },
+                    "",
+                    p.message,
+                );
             }
             return Err(errors.finish(&[]));
         }
@@ -197,7 +204,12 @@ impl Errors<'_> {
     }
 
     /// Record a deserialization error at its path (relative to `prefix`).
-    fn serde(&mut self, doc: &Document, prefix: &str, err: serde_path_to_error::Error<serde_json::Error>) {
+    fn serde(
+        &mut self,
+        doc: &Document,
+        prefix: &str,
+        err: serde_path_to_error::Error<serde_json::Error>,
+    ) {
         let path = yaml::path_string(prefix, err.path());
         let message = err.inner().to_string();
         // An unknown field is reported at its key, not at its parent.
@@ -219,7 +231,9 @@ impl Errors<'_> {
             } else {
                 message
             };
-            let pos = doc.key_position(&field).unwrap_or_else(|| doc.position(&parent));
+            let pos = doc
+                .key_position(&field)
+                .unwrap_or_else(|| doc.position(&parent));
             return self.at(pos, &field, message);
         }
         self.at(doc.position(&path), &path, message);
@@ -342,7 +356,10 @@ fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
                     ),
                 );
             } else {
-                seen.insert(check.name.clone(), doc.position(&format!("{path}.name")).line);
+                seen.insert(
+                    check.name.clone(),
+                    doc.position(&format!("{path}.name")).line,
+                );
                 checks.push(check);
             }
         }
@@ -402,7 +419,10 @@ fn build_check(
                     errors.at(
                         doc.position(&kind_path),
                         &kind_path,
-                        format!("unknown kind {kind:?}: expected one of {}", KINDS.join(", ")),
+                        format!(
+                            "unknown kind {kind:?}: expected one of {}",
+                            KINDS.join(", ")
+                        ),
                     );
                     None
                 }
@@ -481,10 +501,17 @@ fn build_check(
     })
 }
 
-fn check_labels(doc: &Document, errors: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
+fn check_labels(
+    doc: &Document,
+    errors: &mut Errors,
+    path: &str,
+    labels: &BTreeMap<String, String>,
+) {
     for name in labels.keys() {
         let field = yaml::join(path, name);
-        let pos = doc.key_position(&field).unwrap_or_else(|| doc.position(path));
+        let pos = doc
+            .key_position(&field)
+            .unwrap_or_else(|| doc.position(path));
         if !is_label_safe(name) || name.starts_with("__") {
             errors.at(
                 pos,

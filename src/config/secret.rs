@@ -87,7 +87,10 @@ mod tests {
             &Some(PathBuf::from("/nonexistent")),
         )
         .unwrap_err();
-        assert_eq!(err.message, "set either password or password_file, not both");
+        assert_eq!(
+            err.message,
+            "set either password or password_file, not both"
+        );
     }
 
     #[test]

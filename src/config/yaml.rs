@@ -32,10 +32,11 @@ impl Document {
     pub fn parse(text: &str) -> Result<Self, (Pos, String)> {
         // YAML 1.2 booleans only: `name: y` or `country: no` stay strings.
         let options = serde_saphyr::options! { strict_booleans: true };
-        let root: Spanned<Node> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-            let pos = e.location().map(|l| pos(&l)).unwrap_or_default();
-            (pos, syntax_message(&e.without_snippet().to_string()))
-        })?;
+        let root: Spanned<Node> =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+                let pos = e.location().map(|l| pos(&l)).unwrap_or_default();
+                (pos, syntax_message(&e.without_snippet().to_string()))
+            })?;
         let mut doc = Document {
             value: Value::Null,
             values: HashMap::new(),
@@ -214,9 +215,21 @@ mod tests {
     #[test]
     fn positions_of_values_and_keys() {
         let doc = Document::parse("a: 1\nchecks:\n  - name: x\n    port: 80\n").unwrap();
-        assert_eq!(doc.position("checks[0].port"), Pos { line: 4, column: 11 });
-        assert_eq!(doc.key_position("checks[0].port"), Some(Pos { line: 4, column: 5 }));
-        assert_eq!(doc.position("checks[0].missing"), Pos { line: 3, column: 5 });
+        assert_eq!(
+            doc.position("checks[0].port"),
+            Pos {
+                line: 4,
+                column: 11
+            }
+        );
+        assert_eq!(
+            doc.key_position("checks[0].port"),
+            Some(Pos { line: 4, column: 5 })
+        );
+        assert_eq!(
+            doc.position("checks[0].missing"),
+            Pos { line: 3, column: 5 }
+        );
         assert_eq!(doc.value["checks"][0]["port"], 80);
     }
 

@@ -1,0 +1,311 @@
+//! The `tcp` kind against servers started by the tests on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn ctx() -> RunContext {
+    RunContext {
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn build(yaml: &str) -> Box<dyn Check> {
+    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
+    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
+    spec.build().expect("check builds")
+}
+
+/// Run with a generous outer limit, so a hanging check fails the test
+/// rather than the test run.
+async fn run(check: &dyn Check) -> Result<Vec<Sample>, Failure> {
+    tokio::time::timeout(Duration::from_secs(30), check.run(&ctx()))
+        .await
+        .expect("run finishes")
+}
+
+fn phases(samples: &[Sample]) -> Vec<String> {
+    samples
+        .iter()
+        .filter(|s| s.desc.name == "tcp_phase_duration")
+        .map(|s| {
+            assert!(s.value >= 0.0);
+            assert_eq!(s.labels.len(), 1);
+            assert_eq!(s.labels[0].0, "phase");
+            s.labels[0].1.clone()
+        })
+        .collect()
+}
+
+/// A server that accepts connections and answers each with `reply(request)`
+/// after reading one chunk (or nothing, if `read_first` is false).
+async fn serve(
+    read_first: bool,
+    reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reply = Arc::new(reply);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1024];
+                let n = if read_first {
+                    stream.read(&mut buf).await.unwrap_or(0)
+                } else {
+                    0
+                };
+                let _ = stream.write_all(&reply(&buf[..n])).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn connect_succeeds_with_phase_samples() {
+    let addr = serve(false, |_| Vec::new()).await;
+    let check = build(&format!("kind: tcp\naddress: {addr}"));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    // An IP literal needs no resolving.
+    assert_eq!(phases(&samples), ["connect"]);
+    assert_eq!(samples.len(), 1);
+}
+
+#[tokio::test]
+async fn a_host_name_adds_the_resolve_phase() {
+    // `localhost` comes from /etc/hosts; it may list ::1 first, where nothing
+    // listens, so the check moves on to 127.0.0.1.
+    let addr = serve(false, |_| Vec::new()).await;
+    let check = build(&format!("kind: tcp\naddress: localhost:{}", addr.port()));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(phases(&samples), ["resolve", "connect"]);
+}
+
+#[tokio::test]
+async fn connection_refused() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let check = build(&format!("kind: tcp\naddress: 127.0.0.1:{port}"));
+    let failure = run(check.as_ref()).await.expect_err("nothing listens");
+    assert_eq!(failure.reason, Reason::ConnectionRefused);
+    assert!(
+        failure.message.contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        failure.message
+    );
+    assert!(phases(&failure.samples).is_empty());
+}
+
+#[tokio::test]
+async fn send_and_expect_pass() {
+    let addr = serve(true, |req| {
+        if req == b"PING\r\n" {
+            b"+PONG\r\n".to_vec()
+        } else {
+            b"-ERR unknown\r\n".to_vec()
+        }
+    })
+    .await;
+    let check = build(&format!(
+        "kind: tcp\naddress: {addr}\nsend: \"PING\\r\\n\"\nexpect: '^\\+PONG\\r\\n'"
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(phases(&samples), ["connect", "exchange"]);
+}
+
+#[tokio::test]
+async fn expect_without_send_reads_the_greeting() {
+    let addr = serve(false, |_| b"220 mail.test ESMTP ready\r\n".to_vec()).await;
+    let check = build(&format!("kind: tcp\naddress: {addr}\nexpect: '^220 '"));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(phases(&samples), ["connect", "exchange"]);
+}
+
+#[tokio::test]
+async fn a_wrong_answer_is_an_unexpected_response() {
+    let addr = serve(true, |_| b"-ERR unknown command\r\n".to_vec()).await;
+    let check = build(&format!(
+        "kind: tcp\naddress: {addr}\nsend: \"PING\\r\\n\"\nexpect: '^\\+PONG'"
+    ));
+    let failure = run(check.as_ref())
+        .await
+        .expect_err("answer does not match");
+    assert_eq!(failure.reason, Reason::UnexpectedResponse);
+    assert!(
+        failure.message.contains("-ERR unknown command"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(phases(&failure.samples), ["connect", "exchange"]);
+}
+
+#[tokio::test]
+async fn reading_stops_at_max_read_bytes() {
+    let addr = serve(false, |_| vec![b'x'; 4096]).await;
+    let check = build(&format!(
+        "kind: tcp\naddress: {addr}\nexpect: 'never'\nmax_read_bytes: 100"
+    ));
+    let failure = run(check.as_ref()).await.expect_err("no match");
+    assert_eq!(failure.reason, Reason::UnexpectedResponse);
+    assert!(
+        failure.message.contains("first 100 bytes"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn a_silent_server_leaves_the_timeout_to_the_scheduler() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            // Accept and hold the connection open without a word.
+            let (stream, _) = listener.accept().await.unwrap();
+            open.push(stream);
+        }
+    });
+    let check = build(&format!("kind: tcp\naddress: {addr}\nexpect: 'hello'"));
+    let outcome = tokio::time::timeout(Duration::from_millis(500), check.run(&ctx())).await;
+    assert!(outcome.is_err(), "the run ended on its own: {outcome:?}");
+    server.abort();
+}
+
+#[test]
+fn validation_reports_problems() {
+    let spec: CheckSpec = serde_saphyr::from_str(
+        "kind: tcp\naddress: db.internal\ntls_config: {server_name: db}\nexpect: '('\nmax_read_bytes: 0",
+    )
+    .unwrap();
+    let fields: Vec<String> = spec.validate().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        ["address", "tls_config", "expect", "max_read_bytes"]
+    );
+
+    let unknown = serde_saphyr::from_str::<CheckSpec>("kind: tcp\naddress: a:1\nport: 2");
+    assert!(unknown.is_err());
+}
+
+// --- TLS ---------------------------------------------------------------
+
+struct TestCert {
+    pem: String,
+    der: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    not_after: i64,
+}
+
+fn self_signed() -> TestCert {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2040, 6, 15);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    TestCert {
+        pem: cert.pem(),
+        der: cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        not_after: rcgen::date_time_ymd(2040, 6, 15).unix_timestamp(),
+    }
+}
+
+/// A TLS server that answers `+OK` to whatever it reads.
+async fn serve_tls(cert: &TestCert) -> SocketAddr {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der.clone()], cert.key.clone_key())
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = [0u8; 64];
+                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let _ = stream.write_all(b"+OK\r\n").await;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn tls_without_the_ca_fails() {
+    let cert = self_signed();
+    let addr = serve_tls(&cert).await;
+    let check = build(&format!(
+        "kind: tcp\naddress: {addr}\ntls: true\ntls_config:\n  server_name: localhost"
+    ));
+    let failure = run(check.as_ref())
+        .await
+        .expect_err("certificate is not trusted");
+    assert_eq!(failure.reason, Reason::Tls);
+    assert!(
+        failure.message.contains("TLS handshake failed"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(phases(&failure.samples), ["connect"]);
+}
+
+#[tokio::test]
+async fn tls_with_the_ca_passes_and_reports_expiry() {
+    let cert = self_signed();
+    let addr = serve_tls(&cert).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let check = build(&format!(
+        "kind: tcp\naddress: {addr}\ntls: true\ntls_config:\n  ca_file: {}\n  server_name: localhost\nsend: \"hello\\n\"\nexpect: '^\\+OK'",
+        ca.display()
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(phases(&samples), ["connect", "tls", "exchange"]);
+    let expiry: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.desc.name == "tls_earliest_cert_expiry_timestamp")
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(expiry, [cert.not_after as f64]);
+}
+
+#[tokio::test]
+async fn tls_name_mismatch_fails() {
+    let cert = self_signed();
+    let addr = serve_tls(&cert).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    // Without server_name the check verifies the certificate for 127.0.0.1.
+    let check = build(&format!(
+        "kind: tcp\naddress: {addr}\ntls: true\ntls_config:\n  ca_file: {}",
+        ca.display()
+    ));
+    let failure = run(check.as_ref()).await.expect_err("name does not match");
+    assert_eq!(failure.reason, Reason::Tls);
+}
