@@ -51,21 +51,30 @@ pub struct RunContext {
 }
 
 /// Declares the registry: one line per kind gives the variant, the `kind:`
-/// name, the spec type and the check type. Everything that dispatches on the
+/// name, the kind's module, and its spec and check types; the module also
+/// exports `METRICS`, the descriptors of the metrics it can emit. Everything that dispatches on the
 /// kind (deserializing, naming, validating, building) is generated here, so a
 /// kind's name is written once.
 macro_rules! registry {
-    ($($variant:ident => $kind:literal, $spec:ty, $check:ty;)*) => {
+    ($($variant:ident => $kind:literal in $module:ident: $spec:ident, $check:ident;)*) => {
         /// The registry of check kinds: one variant per kind, selected by
         /// `kind:` in YAML.
         #[derive(Debug, Clone, PartialEq, Deserialize)]
         #[serde(tag = "kind")]
         pub enum CheckSpec {
-            $(#[serde(rename = $kind)] $variant($spec),)*
+            $(#[serde(rename = $kind)] $variant($module::$spec),)*
         }
 
         /// Every kind name, as written in `kind:`.
         pub const KINDS: &[&str] = &[$($kind),*];
+
+        /// Every kind-specific metric any check can emit, shared ones
+        /// (like the TLS certificate expiry) included.
+        pub fn metric_descs() -> Vec<&'static MetricDesc> {
+            let mut all: Vec<&'static MetricDesc> = vec![&tls::CERT_EXPIRY];
+            $(all.extend($module::METRICS.iter().copied());)*
+            all
+        }
 
         impl CheckSpec {
             /// The kind's name as written in `kind:` and in the `kind` label.
@@ -83,7 +92,7 @@ macro_rules! registry {
                 fields: D,
             ) -> Option<Result<Self, D::Error>> {
                 match kind {
-                    $($kind => Some(<$spec>::deserialize(fields).map(CheckSpec::$variant)),)*
+                    $($kind => Some($module::$spec::deserialize(fields).map(CheckSpec::$variant)),)*
                     _ => None,
                 }
             }
@@ -100,7 +109,7 @@ macro_rules! registry {
             /// read secret files. Errors here are configuration errors.
             pub fn build(&self) -> Result<Box<dyn Check>, BuildError> {
                 match self {
-                    $(CheckSpec::$variant(s) => Ok(Box::new(<$check>::new(s)?)),)*
+                    $(CheckSpec::$variant(s) => Ok(Box::new($module::$check::new(s)?)),)*
                 }
             }
         }
@@ -108,9 +117,9 @@ macro_rules! registry {
 }
 
 registry! {
-    Http => "http", http::HttpSpec, http::HttpCheck;
-    Tcp => "tcp", tcp::TcpSpec, tcp::TcpCheck;
-    Dns => "dns", dns::DnsSpec, dns::DnsCheck;
+    Http => "http" in http: HttpSpec, HttpCheck;
+    Tcp => "tcp" in tcp: TcpSpec, TcpCheck;
+    Dns => "dns" in dns: DnsSpec, DnsCheck;
 }
 
 /// A configuration problem found while building a check: the field (relative

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Start (or stop) the real services the integration tests talk to, on
+# 127.0.0.1 only, installing what is missing. Idempotent: a service that is
+# already up is left alone, so this can run on a fresh machine or on one
+# where everything is already running.
+#
+#   scripts/services.sh up   [NAME...]   install if needed, start, wait until ready
+#   scripts/services.sh down [NAME...]   stop what this script started
+#   scripts/services.sh env              print the variables the tests read
+#
+# Each service lives in scripts/services/NAME.sh and defines NAME_up and
+# NAME_down; NAME_up appends `export VAR=value` lines for the tests to
+# "$RUNBOOK_TEST_STATE/env/NAME.env". Ports are fixed and non-default (see
+# the table below) so that other copies of these servers do not collide.
+#
+#   service        ports
+#   postgres       55432 (primary), 55433 (standby)
+#   redis          56379 (primary), 56380 (replica)
+#   clickhouse     58123 (http), 59000 (native)
+#   s3             59100
+#   kafka          59092 (broker), 59095 (controller)
+#   prometheus     59090, alertmanager 59094
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export RUNBOOK_TEST_STATE="${RUNBOOK_TEST_STATE:-/var/tmp/runbook-exporter-test}"
+mkdir -p "$RUNBOOK_TEST_STATE/env" "$RUNBOOK_TEST_STATE/logs"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+# apt_install PKG...: install the Debian packages that are missing; runs
+# `apt-get update` at most once per invocation.
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$apt_updated" -eq 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# wait_tcp PORT [SECONDS]: wait until 127.0.0.1:PORT accepts connections.
+wait_tcp() {
+  local port="$1" secs="${2:-60}" i
+  for ((i = 0; i < secs * 10; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "nothing listens on 127.0.0.1:$port after ${secs}s"
+  return 1
+}
+
+# port_open PORT: true if something accepts on 127.0.0.1:PORT now.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+for f in "$here"/services/*.sh; do
+  [ -e "$f" ] || continue
+  # shellcheck source=/dev/null
+  . "$f"
+done
+
+all_services() {
+  local f
+  for f in "$here"/services/*.sh; do
+    [ -e "$f" ] && basename "$f" .sh
+  done
+}
+
+cmd="${1:-up}"
+shift || true
+names=("$@")
+[ "${#names[@]}" -gt 0 ] || mapfile -t names < <(all_services)
+
+case "$cmd" in
+  up)
+    for n in "${names[@]}"; do
+      log "starting $n"
+      "${n}_up"
+    done
+    ;;
+  down)
+    for n in "${names[@]}"; do
+      log "stopping $n"
+      "${n}_down" || true
+    done
+    ;;
+  env)
+    cat "$RUNBOOK_TEST_STATE"/env/*.env 2>/dev/null || true
+    ;;
+  *)
+    echo "usage: $0 up|down|env [NAME...]" >&2
+    exit 2
+    ;;
+esac
