@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use prometheus_client::registry::Registry;
-use tokio::sync::Mutex;
+use std::collections::HashMap;
 
-use crate::config::{self, Config, ConfigErrors};
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::config::{self, CheckConfig, Config, ConfigErrors};
 use crate::metrics::{self, Store};
 use crate::scheduler::Scheduler;
 
@@ -19,7 +22,38 @@ pub struct App {
     store: Arc<Store>,
     registry: Registry,
     scheduler: Mutex<Scheduler>,
+    probes: ArcSwap<ProbeTable>,
+    probe_permits: Semaphore,
 }
+
+/// What `/probe` may run: every check and module by name, and the
+/// patterns targets must match.
+pub struct ProbeTable {
+    pub modules: HashMap<String, CheckConfig>,
+    pub allowed_targets: Vec<regex::Regex>,
+}
+
+impl ProbeTable {
+    fn from_config(config: &Config) -> Self {
+        Self {
+            modules: config
+                .checks
+                .iter()
+                .chain(&config.modules)
+                .map(|c| (c.name.clone(), c.clone()))
+                .collect(),
+            allowed_targets: config.probe_allowed_targets.clone(),
+        }
+    }
+
+    /// Whether `target` may be probed.
+    pub fn allows(&self, target: &str) -> bool {
+        self.allowed_targets.is_empty() || self.allowed_targets.iter().any(|re| re.is_match(target))
+    }
+}
+
+/// Probes allowed in flight at once; more get 503 rather than queueing.
+pub const MAX_CONCURRENT_PROBES: usize = 64;
 
 impl App {
     /// Load the config and start every check. The first load must succeed.
@@ -39,6 +73,8 @@ impl App {
             registry: metrics::registry(store.clone()),
             store,
             scheduler: Mutex::new(scheduler),
+            probes: ArcSwap::from_pointee(ProbeTable::from_config(&config)),
+            probe_permits: Semaphore::new(MAX_CONCURRENT_PROBES),
         }))
     }
 
@@ -49,6 +85,8 @@ impl App {
         match load(&self.config_path).await {
             Ok(config) => {
                 scheduler.apply(&config);
+                self.probes
+                    .store(Arc::new(ProbeTable::from_config(&config)));
                 self.store.config_loaded(true);
                 tracing::info!(checks = config.checks.len(), "config reloaded");
                 Ok(config.checks.len())
@@ -69,6 +107,17 @@ impl App {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The checks and modules `/probe` can run.
+    pub fn probes(&self) -> Arc<ProbeTable> {
+        self.probes.load_full()
+    }
+
+    /// A permit to run one probe, if fewer than [`MAX_CONCURRENT_PROBES`]
+    /// are running.
+    pub fn try_probe_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.probe_permits.try_acquire().ok()
     }
 
     /// Stop every check.

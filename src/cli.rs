@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::config::{self, CheckConfig, ConfigErrors};
 use crate::metrics::RunRecord;
 use crate::scheduler::run_once;
+use crate::web::WebConfig;
 
 /// Default address of the HTTP server. 9745 is not used by Prometheus or
 /// any well-known exporter.
@@ -73,6 +74,13 @@ struct ServeArgs {
     /// Address to serve /metrics and the other endpoints on.
     #[arg(long = "web.listen-address", env = "RUNBOOK_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS)]
     listen_address: SocketAddr,
+    /// Web config file (Prometheus exporter-toolkit format): TLS, client
+    /// certificates and basic auth for every endpoint.
+    #[arg(long = "web.config.file", env = "RUNBOOK_WEB_CONFIG_FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Allow `POST /-/reload` (SIGHUP always reloads).
+    #[arg(long = "web.enable-reload", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    enable_reload: bool,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +168,16 @@ fn print_config_errors(errors: &ConfigErrors) {
 }
 
 async fn serve(args: ServeArgs) -> u8 {
+    let web = match &args.web_config_file {
+        None => WebConfig::insecure(),
+        Some(path) => match WebConfig::load(path) {
+            Ok(w) => w,
+            Err(errors) => {
+                print_config_errors(&errors);
+                return EXIT_INVALID_CONFIG;
+            }
+        },
+    };
     let app = match App::start(args.config.config).await {
         Ok(app) => app,
         Err(errors) => {
@@ -174,9 +192,17 @@ async fn serve(args: ServeArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    tracing::info!(address = %args.listen_address, "serving /metrics");
+    tracing::info!(
+        address = %args.listen_address,
+        tls = web.tls.is_some(),
+        "serving /metrics"
+    );
+
     let reloader = tokio::spawn(reload_on_sighup(app.clone()));
-    let result = crate::server::serve(listener, app.clone(), shutdown_signal()).await;
+    let options = crate::server::Options {
+        enable_reload: args.enable_reload,
+    };
+    let result = crate::server::serve(listener, app.clone(), options, web, shutdown_signal()).await;
     reloader.abort();
     app.shutdown().await;
     match result {

@@ -8,3 +8,5 @@ pub mod config;
 pub mod metrics;
 pub mod scheduler;
 pub mod server;
+pub mod status;
+pub mod web;

@@ -8,10 +8,10 @@
 //! only from the last run's snapshot, so when a check fails, values it could
 //! not measure disappear instead of going stale.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -66,6 +66,19 @@ pub struct CheckState {
     failures: [AtomicU64; Reason::ALL.len()],
     last_success_bits: AtomicU64,
     last: ArcSwapOption<RunRecord>,
+    history: Mutex<VecDeque<RunSummary>>,
+}
+
+/// How many recent runs each check remembers for the status page.
+pub const HISTORY_LEN: usize = 20;
+
+/// One past run, as the status page shows it.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub finished_at: f64,
+    pub duration: Duration,
+    /// The reason and message of a failed run; `None` for a success.
+    pub failure: Option<(Reason, String)>,
 }
 
 impl CheckState {
@@ -78,6 +91,7 @@ impl CheckState {
             failures: Default::default(),
             last_success_bits: AtomicU64::new(0),
             last: ArcSwapOption::empty(),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
         }
     }
 
@@ -103,7 +117,25 @@ impl CheckState {
                 self.failures[f.reason.index()].fetch_add(1, Ordering::Relaxed);
             }
         }
+        if let Ok(mut history) = self.history.lock() {
+            if history.len() == HISTORY_LEN {
+                history.pop_front();
+            }
+            history.push_back(RunSummary {
+                finished_at: record.finished_at,
+                duration: record.duration,
+                failure: record.failure().map(|f| (f.reason, f.message.clone())),
+            });
+        }
         self.last.store(Some(Arc::new(record)));
+    }
+
+    /// The most recent runs, oldest first (at most [`HISTORY_LEN`]).
+    pub fn history(&self) -> Vec<RunSummary> {
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The last run, if any.
@@ -198,12 +230,24 @@ pub fn registry(store: Arc<Store>) -> Registry {
     registry
 }
 
+/// A registry with only the check metrics of `store`, for `/probe`
+/// (the exporter's own metrics stay on `/metrics`).
+pub fn probe_registry(store: Arc<Store>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ChecksCollector(store)));
+    registry
+}
+
 /// Encode the registry in OpenMetrics text.
 pub fn encode_openmetrics(registry: &Registry) -> String {
-    let mut out = String::with_capacity(64 * 1024);
+    // Size the buffer from the previous scrape, so a large exposition is
+    // written without repeated regrowth.
+    static LAST_LEN: AtomicUsize = AtomicUsize::new(64 * 1024);
+    let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
     // Writing to a String cannot fail; a collector that fails would leave
     // a partial body, which the caller still serves rather than nothing.
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    LAST_LEN.store(out.len(), Ordering::Relaxed);
     out
 }
 
@@ -299,23 +343,24 @@ pub fn openmetrics_to_text(om: &str) -> String {
     out
 }
 
-/// Build the label set of one series: the check's labels, then `extra`.
-/// A user label that collides with an `extra` key is dropped, so the
-/// exposition stays valid whatever the config says.
-fn series_labels<'a>(
+/// Fill `buf` with the label set of one series: the check's labels, then
+/// `extra`. A user label that collides with an `extra` key is dropped, so
+/// the exposition stays valid whatever the config says. The buffer is
+/// reused across series to keep scrapes allocation-light.
+fn fill_labels<'a>(
+    buf: &mut Vec<(&'a str, &'a str)>,
     base: &[(&'a str, &'a str)],
     user: &'a [(String, String)],
     extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut labels = Vec::with_capacity(base.len() + user.len() + extra.len());
-    labels.extend_from_slice(base);
+) {
+    buf.clear();
+    buf.extend_from_slice(base);
     for (k, v) in user {
         if !extra.iter().any(|(e, _)| e == k) {
-            labels.push((k.as_str(), v.as_str()));
+            buf.push((k.as_str(), v.as_str()));
         }
     }
-    labels.extend_from_slice(extra);
-    labels
+    buf.extend_from_slice(extra);
 }
 
 #[derive(Debug)]
@@ -341,9 +386,11 @@ impl Collector for ChecksCollector {
                             value: &dyn Fn(&CheckState, Option<&RunRecord>) -> Option<f64>|
          -> Result<(), std::fmt::Error> {
             let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+            let mut labels = Vec::new();
             for (state, last) in checks.iter().zip(&lasts) {
                 if let Some(v) = value(state, last.as_deref()) {
-                    let labels = series_labels(
+                    fill_labels(
+                        &mut labels,
                         &[("check", &state.name), ("kind", state.kind)],
                         &state.labels,
                         &[],
@@ -388,8 +435,10 @@ impl Collector for ChecksCollector {
             None,
             MetricType::Counter,
         )?;
+        let mut labels = Vec::new();
         for state in checks.iter() {
-            let labels = series_labels(
+            fill_labels(
+                &mut labels,
                 &[("check", &state.name), ("kind", state.kind)],
                 &state.labels,
                 &[],
@@ -404,7 +453,8 @@ impl Collector for ChecksCollector {
         )?;
         for state in checks.iter() {
             for reason in Reason::ALL {
-                let labels = series_labels(
+                fill_labels(
+                    &mut labels,
                     &[("check", &state.name), ("kind", state.kind)],
                     &state.labels,
                     &[("reason", reason.as_str())],
@@ -427,6 +477,7 @@ impl Collector for ChecksCollector {
             }
         }
         let mut name = String::new();
+        let mut extra = Vec::new();
         for (metric, samples) in families {
             let desc = samples[0].1.desc;
             name.clear();
@@ -438,12 +489,14 @@ impl Collector for ChecksCollector {
             };
             let mut family = encoder.encode_descriptor(&name, desc.help, desc.unit.as_ref(), ty)?;
             for (state, sample) in samples {
-                let extra: Vec<(&str, &str)> = sample
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_str()))
-                    .collect();
-                let labels = series_labels(&[("check", &state.name)], &state.labels, &extra);
+                extra.clear();
+                extra.extend(sample.labels.iter().map(|(k, v)| (*k, v.as_str())));
+                fill_labels(
+                    &mut labels,
+                    &[("check", &state.name)],
+                    &state.labels,
+                    &extra,
+                );
                 let series = family.encode_family(&labels)?;
                 match desc.kind {
                     MetricKind::Gauge => ConstGauge::new(sample.value).encode(series)?,

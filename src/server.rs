@@ -1,11 +1,14 @@
-//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
-//! and a small landing page at `/`. Handlers only read shared state (and
-//! `/-/reload` asks the app to reload); none waits on a check.
+//! The HTTP endpoints: `/metrics`, `/probe`, the status page at `/`,
+//! `/-/healthy`, `/-/ready` and `/-/reload`, served over HTTP or HTTPS with
+//! the web config's authentication. Handlers only read shared state (and
+//! `/-/reload` asks the app to reload); none waits on a scheduled check.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,39 +16,141 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::metrics::Format;
+use crate::metrics::{self, CheckState, Format, Store};
+use crate::scheduler::run_once;
+use crate::web::WebConfig;
 
-/// The exporter's routes.
-pub fn router(app: Arc<App>) -> Router {
+/// Options of the HTTP server that are not in the config file.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Whether `POST /-/reload` reloads (else it answers 403).
+    pub enable_reload: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            enable_reload: true,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    app: Arc<App>,
+    options: Options,
+}
+
+/// The exporter's routes, without the web config's layers.
+pub fn router(app: Arc<App>, options: Options) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(status_page))
         .route("/metrics", get(metrics))
+        .route("/probe", get(probe))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/-/reload", post(reload))
-        .with_state(app)
+        .with_state(Ctx { app, options })
 }
 
-/// Serve until `shutdown` completes, then finish in-flight requests.
+/// Serve until `shutdown` completes, then let in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    options: Options,
+    web: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = web.apply(router(app, options));
+    match web.tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => serve_tls(listener, router, tls, shutdown).await,
+    }
 }
 
-async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(accept);
-    let body = format.render(app.registry());
+/// Time a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time in-flight requests get to finish after shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish before shutdown");
+    }
+    Ok(())
+}
+
+async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let format = negotiate(&headers);
+    let body = format.render(ctx.app.registry());
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-async fn reload(State(app): State<Arc<App>>) -> Response {
-    match app.reload().await {
+fn negotiate(headers: &HeaderMap) -> Format {
+    Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+}
+
+async fn reload(State(ctx): State<Ctx>) -> Response {
+    if !ctx.options.enable_reload {
+        return (
+            StatusCode::FORBIDDEN,
+            "reload over HTTP is disabled (--web.enable-reload=false); send SIGHUP instead\n",
+        )
+            .into_response();
+    }
+    match ctx.app.reload().await {
         Ok(n) => (StatusCode::OK, format!("config reloaded: {n} checks\n")).into_response(),
         Err(errors) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,19 +160,73 @@ async fn reload(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn index(State(app): State<Arc<App>>) -> Html<String> {
-    let checks = app.store().checks();
-    let failing = checks
-        .iter()
-        .filter(|c| c.last().is_some_and(|r| r.result.is_err()))
-        .count();
-    Html(format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>runbook-exporter</title></head>\n\
-         <body><h1>runbook-exporter {}</h1>\n<p>{} checks configured, {} failing.</p>\n\
-         <ul><li><a href=\"metrics\">metrics</a></li><li><a href=\"-/healthy\">healthy</a></li>\
-         <li><a href=\"-/ready\">ready</a></li></ul>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION"),
-        checks.len(),
-        failing
-    ))
+async fn status_page(State(ctx): State<Ctx>) -> Html<String> {
+    Html(crate::status::render(&ctx.app.store().checks()))
+}
+
+/// Time kept back from Prometheus's scrape timeout to send the answer.
+const PROBE_RESPONSE_MARGIN: Duration = Duration::from_millis(100);
+
+/// `GET /probe?module=NAME&target=T`: run check or module NAME once with
+/// its target replaced by T, and answer with that run's metrics only.
+async fn probe(
+    State(ctx): State<Ctx>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let bad = |status: StatusCode, msg: String| (status, format!("{msg}\n")).into_response();
+    let Some(module) = params.get("module") else {
+        return bad(StatusCode::BAD_REQUEST, "missing parameter: module".into());
+    };
+    let Some(target) = params.get("target").filter(|t| !t.is_empty()) else {
+        return bad(StatusCode::BAD_REQUEST, "missing parameter: target".into());
+    };
+    let table = ctx.app.probes();
+    let Some(template) = table.modules.get(module) else {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("unknown module {module:?}: name a check or a module of the config"),
+        );
+    };
+    if !table.allows(target) {
+        return bad(
+            StatusCode::FORBIDDEN,
+            format!("target {target:?} is not allowed by probe.allowed_targets"),
+        );
+    }
+    let check = match template.with_target(target) {
+        Ok(c) => c,
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e),
+    };
+    let mut timeout = check.timeout;
+    if let Some(secs) = headers
+        .get("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+    {
+        let scrape = Duration::from_secs_f64(secs).saturating_sub(PROBE_RESPONSE_MARGIN);
+        timeout = timeout.min(scrape.max(Duration::from_millis(1)));
+    }
+    let Some(_permit) = ctx.app.try_probe_permit() else {
+        return bad(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many probes in flight (limit {})",
+                crate::app::MAX_CONCURRENT_PROBES
+            ),
+        );
+    };
+    let record = run_once(check.check.clone(), timeout).await;
+    let state = Arc::new(CheckState::new(
+        check.name.clone(),
+        check.kind(),
+        check.labels.clone(),
+    ));
+    state.record(record);
+    let store = Arc::new(Store::default());
+    store.set_checks(vec![state]);
+    let format = negotiate(&headers);
+    let body = format.render(&metrics::probe_registry(store));
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }

@@ -92,6 +92,7 @@ fn check_config(
         labels: Vec::new(),
         spec,
         check,
+        fields: Default::default(),
     }
 }
 
@@ -122,6 +123,8 @@ async fn runs_of_one_check_never_overlap_and_missed_ticks_are_skipped() {
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
         max_concurrent_runs: 10,
+        modules: Vec::new(),
+        probe_allowed_targets: Vec::new(),
         checks: vec![check_config("slow", ms(100), ms(1000), check.clone())],
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -148,6 +151,8 @@ async fn the_global_cap_bounds_concurrent_runs() {
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
         max_concurrent_runs: 2,
+        modules: Vec::new(),
+        probe_allowed_targets: Vec::new(),
         checks: checks
             .iter()
             .enumerate()
@@ -171,6 +176,8 @@ async fn checks_spread_over_their_interval() {
     let t0 = tokio::time::Instant::now();
     scheduler.apply(&Config {
         max_concurrent_runs: 100,
+        modules: Vec::new(),
+        probe_allowed_targets: Vec::new(),
         checks: checks
             .iter()
             .enumerate()
@@ -247,6 +254,8 @@ async fn results_reach_the_store() {
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
         max_concurrent_runs: 1,
+        modules: Vec::new(),
+        probe_allowed_targets: Vec::new(),
         checks: vec![check_config("one", ms(100), ms(50), check)],
     });
     tokio::time::sleep(ms(350)).await;

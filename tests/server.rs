@@ -26,6 +26,8 @@ async fn start(path: &Path) -> (Arc<App>, SocketAddr) {
     tokio::spawn(runbook_exporter::server::serve(
         listener,
         app.clone(),
+        runbook_exporter::server::Options::default(),
+        runbook_exporter::web::WebConfig::insecure(),
         std::future::pending(),
     ));
     (app, addr)
@@ -177,7 +179,11 @@ async fn health_readiness_and_index() {
     assert_eq!((healthy.status, healthy.body.as_str()), (200, "Healthy\n"));
     assert_eq!((ready.status, ready.body.as_str()), (200, "Ready\n"));
     assert_eq!(index.status, 200);
-    assert!(index.body.contains("2 checks configured"));
+    assert!(
+        index.body.contains("<p id=\"summary\">2 checks, "),
+        "{}",
+        index.body
+    );
     assert_eq!(reload_get.status, 405);
 }
 

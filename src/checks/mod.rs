@@ -56,7 +56,7 @@ pub struct RunContext {
 /// kind (deserializing, naming, validating, building) is generated here, so a
 /// kind's name is written once.
 macro_rules! registry {
-    ($($variant:ident => $kind:literal in $module:ident: $spec:ident, $check:ident;)*) => {
+    ($($variant:ident => $kind:literal in $module:ident: $spec:ident, $check:ident $(, probe $target:literal)?;)*) => {
         /// The registry of check kinds: one variant per kind, selected by
         /// `kind:` in YAML.
         #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -81,6 +81,15 @@ macro_rules! registry {
             pub fn kind(&self) -> &'static str {
                 match self {
                     $(CheckSpec::$variant(_) => $kind,)*
+                }
+            }
+
+            /// The field that `/probe?target=` replaces for this kind, if the
+            /// kind can be probed.
+            pub fn probe_target_field(kind: &str) -> Option<&'static str> {
+                match kind {
+                    $($kind => None$(.or(Some($target)))?,)*
+                    _ => None,
                 }
             }
 
@@ -117,9 +126,9 @@ macro_rules! registry {
 }
 
 registry! {
-    Http => "http" in http: HttpSpec, HttpCheck;
-    Tcp => "tcp" in tcp: TcpSpec, TcpCheck;
-    Dns => "dns" in dns: DnsSpec, DnsCheck;
+    Http => "http" in http: HttpSpec, HttpCheck, probe "url";
+    Tcp => "tcp" in tcp: TcpSpec, TcpCheck, probe "address";
+    Dns => "dns" in dns: DnsSpec, DnsCheck, probe "server";
 }
 
 /// A configuration problem found while building a check: the field (relative
@@ -272,6 +281,22 @@ pub struct MetricDesc {
     pub help: &'static str,
     pub unit: Option<Unit>,
     pub kind: MetricKind,
+}
+
+impl MetricDesc {
+    /// The name as exposed: `runbook_` + name + unit suffix, and `_total`
+    /// for counters (what the metrics module's encoder produces).
+    pub fn exposed_name(&self) -> String {
+        let mut name = format!("runbook_{}", self.name);
+        if let Some(unit) = &self.unit {
+            name.push('_');
+            name.push_str(unit.as_str());
+        }
+        if self.kind == MetricKind::Counter {
+            name.push_str("_total");
+        }
+        name
+    }
 }
 
 /// One kind-specific measurement from one run.

@@ -38,7 +38,12 @@ const RESERVED_LABELS: &[&str] = &["check", "kind", "reason", "phase", "job", "i
 pub struct Config {
     /// Cap on check runs in flight at once, across all checks.
     pub max_concurrent_runs: usize,
+    /// Checks run on their schedules.
     pub checks: Vec<CheckConfig>,
+    /// Check templates only run on demand through `/probe`.
+    pub modules: Vec<CheckConfig>,
+    /// Patterns a `/probe` target must match (any of them); empty allows all.
+    pub probe_allowed_targets: Vec<regex::Regex>,
 }
 
 /// One check, validated and built.
@@ -51,9 +56,44 @@ pub struct CheckConfig {
     pub labels: Vec<(String, String)>,
     pub spec: CheckSpec,
     pub check: Arc<dyn Check>,
+    /// The kind's fields as written (after interpolation), from which
+    /// `/probe` derives a check for another target.
+    pub fields: serde_json::Map<String, Value>,
 }
 
 impl CheckConfig {
+    /// This check with its target (`url`, `address`, ...) replaced by
+    /// `target`, validated and built, for `/probe`.
+    pub fn with_target(&self, target: &str) -> Result<CheckConfig, String> {
+        let kind = self.kind();
+        let field = CheckSpec::probe_target_field(kind)
+            .ok_or_else(|| format!("checks of kind {kind} cannot be probed with a target"))?;
+        let mut fields = self.fields.clone();
+        let value = match fields.get(field) {
+            // List-valued targets (Kafka brokers) take the one target.
+            Some(Value::Array(_)) => Value::Array(vec![Value::String(target.into())]),
+            _ => Value::String(target.into()),
+        };
+        fields.insert(field.to_string(), value);
+        let spec = match CheckSpec::deserialize_kind(kind, Value::Object(fields.clone())) {
+            Some(Ok(spec)) => spec,
+            Some(Err(e)) => return Err(format!("invalid target {target:?}: {e}")),
+            None => return Err(format!("unknown kind {kind}")),
+        };
+        if let Some((f, message)) = spec.validate().into_iter().next() {
+            return Err(format!("invalid target {target:?}: {f}: {message}"));
+        }
+        let check = spec
+            .build()
+            .map_err(|e| format!("invalid target {target:?}: {e}"))?;
+        Ok(CheckConfig {
+            spec,
+            check: Arc::from(check),
+            fields,
+            ..self.clone()
+        })
+    }
+
     /// The kind's name.
     pub fn kind(&self) -> &'static str {
         self.spec.kind()
@@ -187,6 +227,44 @@ pub fn parse(
     }
 }
 
+/// Parse a whole YAML file into `T` (unknown fields rejected by `T`), with
+/// the same error format as the main config: every error with file, line,
+/// column and field path. No interpolation. Used for auxiliary files such as
+/// the web config.
+pub fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigErrors> {
+    let file = path.display().to_string();
+    let mut errors = Errors {
+        file: &file,
+        list: Vec::new(),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.at(Pos::default(), "", format!("cannot read file: {e}"));
+            return Err(errors.finish(&[]));
+        }
+    };
+    let doc = match Document::parse(&text) {
+        Ok(doc) => doc,
+        Err((pos, message)) => {
+            errors.at(pos, "", message);
+            return Err(errors.finish(&[]));
+        }
+    };
+    // An empty file is an empty mapping.
+    let value = match &doc.value {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        v => v.clone(),
+    };
+    match serde_path_to_error::deserialize(value) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            errors.serde(&doc, "", e);
+            Err(errors.finish(&[]))
+        }
+    }
+}
+
 struct Errors<'a> {
     file: &'a str,
     list: Vec<ConfigError>,
@@ -256,6 +334,19 @@ struct RawTop {
     #[serde(default = "default_max_concurrent_runs")]
     max_concurrent_runs: usize,
     checks: Vec<Value>,
+    #[serde(default)]
+    modules: Vec<Value>,
+    #[serde(default)]
+    probe: RawProbe,
+}
+
+/// Settings of the `/probe` endpoint.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    /// Regexes a `target` must match entirely; empty allows any target.
+    #[serde(default)]
+    allowed_targets: Vec<String>,
 }
 
 fn default_max_concurrent_runs() -> usize {
@@ -341,32 +432,49 @@ fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
     }
     check_labels(doc, errors, "defaults.labels", &top.defaults.labels);
 
-    let mut checks = Vec::new();
+    let mut allowed_targets = Vec::new();
+    for (i, pattern) in top.probe.allowed_targets.iter().enumerate() {
+        let field = format!("probe.allowed_targets[{i}]");
+        match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(re) => allowed_targets.push(re),
+            Err(e) => errors.at(doc.position(&field), &field, format!("invalid regex: {e}")),
+        }
+    }
+
+    // Checks and modules share one namespace: /probe?module= names either.
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, value) in top.checks.into_iter().enumerate() {
-        let path = format!("checks[{i}]");
-        if let Some(check) = build_check(doc, errors, &path, value, &top.defaults) {
+    let mut sections = [
+        ("checks", top.checks, Vec::new()),
+        ("modules", top.modules, Vec::new()),
+    ];
+    for (section, values, built) in sections.iter_mut() {
+        for (i, value) in std::mem::take(values).into_iter().enumerate() {
+            let path = format!("{section}[{i}]");
+            let Some(check) = build_check(doc, errors, &path, value, &top.defaults) else {
+                continue;
+            };
+            let name_path = format!("{path}.name");
             if let Some(first) = seen.get(&check.name) {
                 errors.at(
-                    doc.position(&format!("{path}.name")),
-                    &format!("{path}.name"),
+                    doc.position(&name_path),
+                    &name_path,
                     format!(
                         "duplicate check name {:?} (first used at line {})",
                         check.name, first
                     ),
                 );
             } else {
-                seen.insert(
-                    check.name.clone(),
-                    doc.position(&format!("{path}.name")).line,
-                );
-                checks.push(check);
+                seen.insert(check.name.clone(), doc.position(&name_path).line);
+                built.push(check);
             }
         }
     }
+    let [(_, _, checks), (_, _, modules)] = sections;
     Some(Config {
         max_concurrent_runs: top.max_concurrent_runs,
         checks,
+        modules,
+        probe_allowed_targets: allowed_targets,
     })
 }
 
@@ -402,6 +510,11 @@ fn build_check(
     };
 
     let kind_path = format!("{path}.kind");
+    let kind_fields = {
+        let mut f = fields.clone();
+        f.remove("kind");
+        f
+    };
     let spec = match fields.remove("kind") {
         None => {
             errors.at(
@@ -498,6 +611,7 @@ fn build_check(
         labels: labels.into_iter().collect(),
         spec,
         check: Arc::from(check),
+        fields: kind_fields,
     })
 }
 
