@@ -253,8 +253,7 @@ fn the_dockerfile_builds_a_small_non_root_image() {
     assert!(froms.last().unwrap().contains("distroless"), "{froms:?}");
     let user = text
         .lines()
-        .filter(|l| l.starts_with("USER "))
-        .last()
+        .rfind(|l| l.starts_with("USER "))
         .expect("a USER line");
     assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
     assert!(text.contains("EXPOSE 9745"));
