@@ -118,7 +118,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "unknown top-level field",
         "chekcs: []\n",
-        "test.yaml:1:1: chekcs: unknown field `chekcs`, expected one of `defaults`, `max_concurrent_runs`, `checks`",
+        "test.yaml:1:1: chekcs: unknown field `chekcs`, expected one of `defaults`, `max_concurrent_runs`, `checks`, `modules`, `probe`",
     ),
     (
         "missing checks",
