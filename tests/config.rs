@@ -221,6 +221,16 @@ const INVALID: &[(&str, &str, &str)] = &[
         "test.yaml:5:20: checks[0].tls.ca_file: cannot read /nonexistent/ca.pem: I/O error: No such file or directory (os error 2)",
     ),
     (
+        "a module named like a check",
+        "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\nmodules:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:2\n",
+        "test.yaml:6:11: modules[0].name: duplicate check name \"a\" (first used at line 2)",
+    ),
+    (
+        "invalid probe target pattern",
+        "probe:\n  allowed_targets: ['(']\nchecks: []\n",
+        "test.yaml:2:21: probe.allowed_targets[0]: invalid regex \"(\": unclosed group",
+    ),
+    (
         "several problems at once, in file order",
         "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1\n  - name: b\n    kind: nope\n",
         "test.yaml:5:14: checks[0].timeout: invalid duration 1: a unit is required, like 1s or 1ms\n\

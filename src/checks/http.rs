@@ -330,7 +330,10 @@ impl HttpSpec {
                 if let Err(e) = Regex::new(pattern) {
                     problem(
                         format!("{list}[{i}]"),
-                        format!("invalid regular expression: {e}"),
+                        format!(
+                            "invalid regular expression: {}",
+                            crate::config::regex_problem(&e)
+                        ),
                     );
                 }
             }
@@ -483,7 +486,10 @@ impl HttpCheck {
                     Regex::new(p).map_err(|e| {
                         BuildError::new(
                             format!("{list}[{i}]"),
-                            format!("invalid regular expression: {e}"),
+                            format!(
+                                "invalid regular expression: {}",
+                                crate::config::regex_problem(&e)
+                            ),
                         )
                     })
                 })

@@ -100,7 +100,10 @@ impl TcpSpec {
             if let Err(e) = Regex::new(expect) {
                 problems.push((
                     "expect".to_string(),
-                    format!("invalid regular expression: {e}"),
+                    format!(
+                        "invalid regular expression: {}",
+                        crate::config::regex_problem(&e)
+                    ),
                 ));
             }
         }

@@ -435,9 +435,16 @@ fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
     let mut allowed_targets = Vec::new();
     for (i, pattern) in top.probe.allowed_targets.iter().enumerate() {
         let field = format!("probe.allowed_targets[{i}]");
-        match regex::Regex::new(&format!("^(?:{pattern})$")) {
+        // Check the pattern as written, so the error shows the user's text.
+        match regex::Regex::new(pattern)
+            .and_then(|_| regex::Regex::new(&format!("^(?:{pattern})$")))
+        {
             Ok(re) => allowed_targets.push(re),
-            Err(e) => errors.at(doc.position(&field), &field, format!("invalid regex: {e}")),
+            Err(e) => errors.at(
+                doc.position(&field),
+                &field,
+                format!("invalid regex {pattern:?}: {}", regex_problem(&e)),
+            ),
         }
     }
 
@@ -640,6 +647,15 @@ fn check_labels(
             );
         }
     }
+}
+
+/// The one-line gist of a regex error (its Display spans several lines).
+pub fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .last()
+        .map(|l| l.trim_start_matches("error: ").to_string())
+        .unwrap_or(text)
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`: valid as a Prometheus label name.
