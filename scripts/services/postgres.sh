@@ -67,6 +67,7 @@ EOF
 
 pg_setup_roles() {
   pg_sql "$pg_primary_port" "
+SET client_min_messages = warning;
 ALTER ROLE postgres PASSWORD '$pg_super_password';
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'repl') THEN
@@ -80,6 +81,8 @@ ALTER ROLE repl PASSWORD '$pg_repl_password';
 ALTER ROLE $pg_monitor_user PASSWORD '$pg_monitor_password';
 GRANT pg_monitor TO $pg_monitor_user;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+SELECT 'CREATE DATABASE runbook_plain' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'runbook_plain')
+\\gexec
 "
 }
 
