@@ -41,7 +41,8 @@ fn the_example_config_loads_with_an_empty_environment() {
             "localhost_dns",
             "postgres_port",
             "redis_ping",
-            "clickhouse_ping"
+            "clickhouse_ping",
+            "postgres_primary"
         ]
     );
     // Every kind registered so far is shown in the example.

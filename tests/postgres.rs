@@ -1,16 +1,17 @@
 //! The `postgres` kind against the real PostgreSQL primary and streaming
 //! standby started by `scripts/services.sh up postgres`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
 use runbook_exporter::scheduler::run_once;
+use tokio::sync::RwLock;
 use tokio_postgres::{Client, NoTls};
 
 /// Tests that restart the primary take this for writing; all others for
 /// reading, so they never see the restart.
-static SERVER: RwLock<()> = RwLock::new(());
+static SERVER: RwLock<()> = RwLock::const_new(());
 
 fn env(var: &str) -> String {
     std::env::var(var)
@@ -51,17 +52,17 @@ async fn run_ok(check: &dyn Check) -> Vec<Sample> {
 }
 
 /// Values of the samples of metric `name` whose labels include `labels`.
-fn values(samples: &[Sample], name: &str, unit_hint: Option<&str>, labels: &[(&str, &str)]) -> Vec<f64> {
+fn values(
+    samples: &[Sample],
+    name: &str,
+    unit_hint: Option<&str>,
+    labels: &[(&str, &str)],
+) -> Vec<f64> {
     samples
         .iter()
         .filter(|s| s.desc.name == name)
         .filter(|s| {
-            unit_hint.is_none_or(|u| {
-                s.desc
-                    .unit
-                    .as_ref()
-                    .is_some_and(|unit| unit.as_str() == u)
-            })
+            unit_hint.is_none_or(|u| s.desc.unit.as_ref().is_some_and(|unit| unit.as_str() == u))
         })
         .filter(|s| {
             labels
@@ -103,10 +104,13 @@ async fn run_until(check: &dyn Check, what: &str, done: impl Fn(&[Sample]) -> bo
 
 #[tokio::test]
 async fn select_1_and_the_primarys_metrics() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let check = check_for(&primary(), "");
     let first = run_ok(check.as_ref()).await;
-    assert_eq!(values(&first, "postgres_connect_duration", None, &[]).len(), 1);
+    assert_eq!(
+        values(&first, "postgres_connect_duration", None, &[]).len(),
+        1
+    );
     let samples = run_ok(check.as_ref()).await;
     // The session is reused: no connect in the second run.
     assert!(values(&samples, "postgres_connect_duration", None, &[]).is_empty());
@@ -121,29 +125,76 @@ async fn select_1_and_the_primarys_metrics() {
     assert!(version.1.starts_with("15"), "{version:?}");
     assert_eq!(one(&samples, "postgres_in_recovery", &[]), 0.0);
     assert_eq!(one(&samples, "postgres_max_connections", &[]), 100.0);
-    assert_eq!(one(&samples, "postgres_superuser_reserved_connections", &[]), 3.0);
+    assert_eq!(
+        one(&samples, "postgres_superuser_reserved_connections", &[]),
+        3.0
+    );
     // Our own session is active while it asks.
     assert!(one(&samples, "postgres_connections", &[("state", "active")]) >= 1.0);
-    assert!(one(&samples, "postgres_connections", &[("state", "idle in transaction (aborted)")]) >= 0.0);
-    assert!(one(&samples, "postgres_database_backends", &[("database", "postgres")]) >= 1.0);
-    assert!(one(&samples, "postgres_database_commits", &[("database", "postgres")]) > 0.0);
-    one(&samples, "postgres_database_deadlocks", &[("database", "postgres")]);
+    assert!(
+        one(
+            &samples,
+            "postgres_connections",
+            &[("state", "idle in transaction (aborted)")]
+        ) >= 0.0
+    );
+    assert!(
+        one(
+            &samples,
+            "postgres_database_backends",
+            &[("database", "postgres")]
+        ) >= 1.0
+    );
+    assert!(
+        one(
+            &samples,
+            "postgres_database_commits",
+            &[("database", "postgres")]
+        ) > 0.0
+    );
+    one(
+        &samples,
+        "postgres_database_deadlocks",
+        &[("database", "postgres")],
+    );
     // The streaming standby and its slot.
     assert_eq!(
-        values(&samples, "postgres_replication_state", None, &[("state", "streaming")]),
+        values(
+            &samples,
+            "postgres_replication_state",
+            None,
+            &[("state", "streaming")]
+        ),
         [1.0]
     );
-    assert_eq!(one(&samples, "postgres_replication_slot_active", &[("slot", "runbook_standby")]), 1.0);
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_replication_slot_active",
+            &[("slot", "runbook_standby")]
+        ),
+        1.0
+    );
     for position in ["sent", "write", "flush", "replay"] {
         assert_eq!(
-            values(&samples, "postgres_replication_lag", Some("bytes"), &[("position", position)]).len(),
+            values(
+                &samples,
+                "postgres_replication_lag",
+                Some("bytes"),
+                &[("position", position)]
+            )
+            .len(),
             1,
             "{position}"
         );
     }
     // pg_stat_statements is installed: at most 10 statements, by query id.
     assert_eq!(
-        one(&samples, "postgres_feature_available", &[("feature", "pg_stat_statements")]),
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "pg_stat_statements")]
+        ),
         1.0
     );
     let calls = values(&samples, "postgres_statement_calls", None, &[]);
@@ -154,11 +205,14 @@ async fn select_1_and_the_primarys_metrics() {
 
 #[tokio::test]
 async fn the_standby_reports_itself_and_its_replay() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let check = check_for(&env("RUNBOOK_TEST_PG_STANDBY_DSN"), "statements_top: 3");
     let samples = run_ok(check.as_ref()).await;
     assert_eq!(one(&samples, "postgres_in_recovery", &[]), 1.0);
-    assert_eq!(one(&samples, "postgres_standby_wal_receiver_streaming", &[]), 1.0);
+    assert_eq!(
+        one(&samples, "postgres_standby_wal_receiver_streaming", &[]),
+        1.0
+    );
     one(&samples, "postgres_standby_unreplayed", &[]);
     assert!(values(&samples, "postgres_replication_state", None, &[]).is_empty());
     assert!(values(&samples, "postgres_statement_calls", None, &[]).len() <= 3);
@@ -166,16 +220,21 @@ async fn the_standby_reports_itself_and_its_replay() {
 
 #[tokio::test]
 async fn a_wrong_password_is_an_auth_failure_that_never_shows_the_password() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let dsn = primary().replace("runbook-monitor-pw", "Wr0ng-S3cret-pw");
-    let spec: CheckSpec =
-        serde_saphyr::from_str(&format!("kind: postgres\ndsn: '{dsn}'")).unwrap();
+    let spec: CheckSpec = serde_saphyr::from_str(&format!("kind: postgres\ndsn: '{dsn}'")).unwrap();
     assert!(!format!("{spec:?}").contains("Wr0ng-S3cret-pw"));
     let check: Arc<dyn Check> = Arc::from(spec.build().unwrap());
     let record = run_once(check.clone(), Duration::from_secs(5)).await;
     let failure = record.failure().expect("the password is wrong");
     assert_eq!(failure.reason, Reason::Auth, "{}", failure.message);
-    assert!(failure.message.contains("connect to 127.0.0.1:55432/postgres failed"), "{}", failure.message);
+    assert!(
+        failure
+            .message
+            .contains("connect to 127.0.0.1:55432/postgres failed"),
+        "{}",
+        failure.message
+    );
     assert!(failure.message.contains("28P01"), "{}", failure.message);
     assert!(!format!("{failure:?}").contains("Wr0ng-S3cret-pw"));
 
@@ -193,15 +252,24 @@ async fn a_wrong_password_is_an_auth_failure_that_never_shows_the_password() {
 async fn nothing_listening_is_connection_refused() {
     let check = build("kind: postgres\nhost: 127.0.0.1\nport: 1\nuser: nobody\nsslmode: disable");
     let failure = run(check.as_ref()).await.expect_err("nothing listens");
-    assert_eq!(failure.reason, Reason::ConnectionRefused, "{}", failure.message);
+    assert_eq!(
+        failure.reason,
+        Reason::ConnectionRefused,
+        "{}",
+        failure.message
+    );
     // The next run within the backoff does not hammer the server.
     let again = run(check.as_ref()).await.expect_err("still down");
-    assert!(again.message.contains("next reconnect attempt"), "{}", again.message);
+    assert!(
+        again.message.contains("next reconnect attempt"),
+        "{}",
+        again.message
+    );
 }
 
 #[tokio::test]
 async fn a_long_query_is_counted_from_query_start() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let sleeper = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
     // A transaction that started long before the slow query: the age
     // counts from the query, not from BEGIN.
@@ -222,7 +290,7 @@ async fn a_long_query_is_counted_from_query_start() {
 
 #[tokio::test]
 async fn a_session_waiting_for_a_row_lock_is_reported() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let su = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
     let holder = connect(&su).await;
     holder
@@ -261,10 +329,16 @@ async fn a_session_waiting_for_a_row_lock_is_reported() {
 
 #[tokio::test]
 async fn a_deadlock_increments_the_counter() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let su = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
     let check = check_for(&primary(), "statements_top: 0");
-    let deadlocks = |s: &[Sample]| one(s, "postgres_database_deadlocks", &[("database", "postgres")]);
+    let deadlocks = |s: &[Sample]| {
+        one(
+            s,
+            "postgres_database_deadlocks",
+            &[("database", "postgres")],
+        )
+    };
     let before = deadlocks(&run_ok(check.as_ref()).await);
 
     let a = connect(&su).await;
@@ -297,9 +371,17 @@ async fn a_deadlock_increments_the_counter() {
     let errors: Vec<String> = [a_result, b_result]
         .into_iter()
         .filter_map(|r| r.err())
-        .map(|e| e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_default())
+        .map(|e| {
+            e.as_db_error()
+                .map(|d| d.code().code().to_string())
+                .unwrap_or_default()
+        })
         .collect();
-    assert_eq!(errors, ["40P01"], "exactly one session is the deadlock victim");
+    assert_eq!(
+        errors,
+        ["40P01"],
+        "exactly one session is the deadlock victim"
+    );
 
     run_until(check.as_ref(), "the deadlock counter to rise", |s| {
         deadlocks(s) > before
@@ -320,15 +402,25 @@ impl Drop for ResumeReplay {
 
 #[tokio::test]
 async fn paused_replay_shows_lag_on_both_sides_and_it_returns_to_zero() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let standby_su = env("RUNBOOK_TEST_PG_STANDBY_SUPERUSER_DSN");
     let on_primary = check_for(&primary(), "statements_top: 0");
     let on_standby = check_for(&env("RUNBOOK_TEST_PG_STANDBY_DSN"), "statements_top: 0");
     let replay_bytes = |s: &[Sample]| {
-        values(s, "postgres_replication_lag", Some("bytes"), &[("position", "replay")])
+        values(
+            s,
+            "postgres_replication_lag",
+            Some("bytes"),
+            &[("position", "replay")],
+        )
     };
     let replay_seconds = |s: &[Sample]| {
-        values(s, "postgres_replication_lag", Some("seconds"), &[("position", "replay")])
+        values(
+            s,
+            "postgres_replication_lag",
+            Some("seconds"),
+            &[("position", "replay")],
+        )
     };
     let unreplayed = |s: &[Sample]| one(s, "postgres_standby_unreplayed", &[]);
     let standby_lag = |s: &[Sample]| one(s, "postgres_standby_replay_lag", &[]);
@@ -348,14 +440,18 @@ async fn paused_replay_shows_lag_on_both_sides_and_it_returns_to_zero() {
         .await
         .unwrap();
 
-    let primary_side = run_until(on_primary.as_ref(), "replay lag in bytes on the primary", |s| {
-        replay_bytes(s).first().is_some_and(|v| *v > 1_000_000.0)
-    })
+    let primary_side = run_until(
+        on_primary.as_ref(),
+        "replay lag in bytes on the primary",
+        |s| replay_bytes(s).first().is_some_and(|v| *v > 1_000_000.0),
+    )
     .await;
     assert!(!replay_seconds(&primary_side).is_empty());
-    run_until(on_standby.as_ref(), "unreplayed WAL and replay lag on the standby", |s| {
-        unreplayed(s) > 1_000_000.0 && standby_lag(s) > 0.0
-    })
+    run_until(
+        on_standby.as_ref(),
+        "unreplayed WAL and replay lag on the standby",
+        |s| unreplayed(s) > 1_000_000.0 && standby_lag(s) > 0.0,
+    )
     .await;
 
     standby
@@ -366,21 +462,27 @@ async fn paused_replay_shows_lag_on_both_sides_and_it_returns_to_zero() {
         unreplayed(s) == 0.0 && standby_lag(s) == 0.0
     })
     .await;
-    run_until(on_primary.as_ref(), "the primary to see the standby caught up", |s| {
-        replay_bytes(s) == [0.0]
-    })
+    run_until(
+        on_primary.as_ref(),
+        "the primary to see the standby caught up",
+        |s| replay_bytes(s) == [0.0],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn without_pg_stat_statements_the_part_is_unavailable_not_failing() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let dsn = primary().replace("/postgres?", "/runbook_plain?");
     let check = check_for(&dsn, "");
     for _ in 0..2 {
         let samples = run_ok(check.as_ref()).await;
         assert_eq!(
-            one(&samples, "postgres_feature_available", &[("feature", "pg_stat_statements")]),
+            one(
+                &samples,
+                "postgres_feature_available",
+                &[("feature", "pg_stat_statements")]
+            ),
             0.0
         );
         assert!(values(&samples, "postgres_statement_calls", None, &[]).is_empty());
@@ -389,7 +491,7 @@ async fn without_pg_stat_statements_the_part_is_unavailable_not_failing() {
 
 #[tokio::test]
 async fn custom_queries_export_rows_up_to_the_limit() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let check = check_for(
         &primary(),
         "statements_top: 0
@@ -430,13 +532,27 @@ queries:
             ),
         ]
     );
-    assert_eq!(one(&samples, "postgres_feature_available", &[("feature", "query:api_keys")]), 1.0);
-    assert_eq!(one(&samples, "postgres_feature_available", &[("feature", "query:broken")]), 0.0);
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:api_keys")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:broken")]
+        ),
+        0.0
+    );
 }
 
 #[tokio::test]
 async fn the_monitoring_session_is_read_only_and_bounded_by_statement_timeout() {
-    let _server = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.read().await;
     let su = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
     let check = build(&format!(
         "kind: postgres\ndsn: '{}'\napplication_name: runbook-settings-test\nstatements_top: 0",
@@ -459,12 +575,19 @@ async fn the_monitoring_session_is_read_only_and_bounded_by_statement_timeout() 
     let start = Instant::now();
     let samples = run_ok(check.as_ref()).await;
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert_eq!(one(&samples, "postgres_feature_available", &[("feature", "query:slow")]), 0.0);
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:slow")]
+        ),
+        0.0
+    );
 }
 
 #[tokio::test]
 async fn a_primary_restart_takes_the_check_down_and_back_up_with_one_session() {
-    let _server = SERVER.write().unwrap_or_else(|e| e.into_inner());
+    let _server = SERVER.write().await;
     let cluster = env("RUNBOOK_TEST_PG_PRIMARY_CLUSTER");
     let su_dsn = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
     let check: Arc<dyn Check> = Arc::from(build(&format!(
@@ -536,7 +659,43 @@ async fn a_primary_restart_takes_the_check_down_and_back_up_with_one_session() {
     // Leave the standby streaming again for whoever runs next.
     let check = check_for(&primary(), "statements_top: 0");
     run_until(check.as_ref(), "the standby to stream again", |s| {
-        values(s, "postgres_replication_state", None, &[("state", "streaming")]) == [1.0]
+        values(
+            s,
+            "postgres_replication_state",
+            None,
+            &[("state", "streaming")],
+        ) == [1.0]
     })
     .await;
+}
+
+#[tokio::test]
+async fn tls_modes_encrypt_and_verify() {
+    let _server = SERVER.read().await;
+    // The Debian cluster serves its self-signed "snakeoil" certificate.
+    let dsn = primary().replace("sslmode=disable", "sslmode=require");
+    let check = build(&format!(
+        "kind: postgres\ndsn: '{dsn}'\napplication_name: runbook-tls-test\nstatements_top: 0"
+    ));
+    run_ok(check.as_ref()).await;
+    let su = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    let encrypted: Vec<bool> = su
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'runbook-tls-test'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(encrypted, [true]);
+
+    // verify-full refuses a certificate no trusted CA signed.
+    let dsn = primary().replace("sslmode=disable", "sslmode=verify-full");
+    let failure = run(check_for(&dsn, "").as_ref())
+        .await
+        .expect_err("the certificate is not trusted");
+    assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
 }

@@ -234,10 +234,7 @@ impl PostgresSpec {
                     ));
                 }
                 if q.values.contains(label) {
-                    problems.push((
-                        at("labels"),
-                        format!("{label:?} is also a value column"),
-                    ));
+                    problems.push((at("labels"), format!("{label:?} is also a value column")));
                 }
             }
             if q.max_rows == 0 {
@@ -264,56 +261,131 @@ macro_rules! desc {
 
 desc!(CONNECT_DURATION, "postgres_connect_duration", Some(Unit::Seconds), Gauge,
     "Time to open the monitoring session (TCP, TLS, authentication), in the last scheduled run that had to connect.");
-desc!(SELECT1_DURATION, "postgres_select1_duration", Some(Unit::Seconds), Gauge,
-    "Round trip of SELECT 1 on the monitoring session in the last scheduled run.");
-desc!(INFO, "postgres_info", None, Gauge,
-    "Always 1; the server version (server_version) as seen in the last scheduled run.");
-desc!(IN_RECOVERY, "postgres_in_recovery", None, Gauge,
-    "1 if the server was a standby (pg_is_in_recovery()) in the last scheduled run, else 0.");
-desc!(CONNECTIONS, "postgres_connections", None, Gauge,
-    "Client backends by state (pg_stat_activity) in the last scheduled run.");
-desc!(MAX_CONNECTIONS, "postgres_max_connections", None, Gauge,
-    "The max_connections setting in the last scheduled run.");
-desc!(RESERVED_CONNECTIONS, "postgres_superuser_reserved_connections", None, Gauge,
-    "The superuser_reserved_connections setting in the last scheduled run.");
+desc!(
+    SELECT1_DURATION,
+    "postgres_select1_duration",
+    Some(Unit::Seconds),
+    Gauge,
+    "Round trip of SELECT 1 on the monitoring session in the last scheduled run."
+);
+desc!(
+    INFO,
+    "postgres_info",
+    None,
+    Gauge,
+    "Always 1; the server version (server_version) as seen in the last scheduled run."
+);
+desc!(
+    IN_RECOVERY,
+    "postgres_in_recovery",
+    None,
+    Gauge,
+    "1 if the server was a standby (pg_is_in_recovery()) in the last scheduled run, else 0."
+);
+desc!(
+    CONNECTIONS,
+    "postgres_connections",
+    None,
+    Gauge,
+    "Client backends by state (pg_stat_activity) in the last scheduled run."
+);
+desc!(
+    MAX_CONNECTIONS,
+    "postgres_max_connections",
+    None,
+    Gauge,
+    "The max_connections setting in the last scheduled run."
+);
+desc!(
+    RESERVED_CONNECTIONS,
+    "postgres_superuser_reserved_connections",
+    None,
+    Gauge,
+    "The superuser_reserved_connections setting in the last scheduled run."
+);
 desc!(LONG_QUERIES, "postgres_long_running_queries", None, Gauge,
     "Active queries running longer than long_query_threshold (from query_start) in the last scheduled run.");
-desc!(LONGEST_QUERY, "postgres_longest_query_duration", Some(Unit::Seconds), Gauge,
-    "Age of the oldest active query (from query_start) in the last scheduled run; 0 if none.");
-desc!(LOCK_WAITING, "postgres_lock_waiting_sessions", None, Gauge,
-    "Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run.");
+desc!(
+    LONGEST_QUERY,
+    "postgres_longest_query_duration",
+    Some(Unit::Seconds),
+    Gauge,
+    "Age of the oldest active query (from query_start) in the last scheduled run; 0 if none."
+);
+desc!(
+    LOCK_WAITING,
+    "postgres_lock_waiting_sessions",
+    None,
+    Gauge,
+    "Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run."
+);
 desc!(LONGEST_LOCK_WAIT, "postgres_longest_lock_wait", Some(Unit::Seconds), Gauge,
     "Longest current wait for a lock (pg_locks.waitstart, PostgreSQL 14+) in the last scheduled run; 0 if none.");
-desc!(DB_BACKENDS, "postgres_database_backends", None, Gauge,
-    "Sessions connected to each database (pg_stat_database.numbackends) in the last scheduled run.");
+desc!(
+    DB_BACKENDS,
+    "postgres_database_backends",
+    None,
+    Gauge,
+    "Sessions connected to each database (pg_stat_database.numbackends) in the last scheduled run."
+);
 desc!(DB_COMMITS, "postgres_database_commits", None, Counter,
     "Committed transactions per database (pg_stat_database.xact_commit) as of the last scheduled run.");
 desc!(DB_ROLLBACKS, "postgres_database_rollbacks", None, Counter,
     "Rolled back transactions per database (pg_stat_database.xact_rollback) as of the last scheduled run.");
-desc!(DB_BLOCKS_READ, "postgres_database_blocks_read", None, Counter,
-    "Disk blocks read per database (pg_stat_database.blks_read) as of the last scheduled run.");
-desc!(DB_BLOCKS_HIT, "postgres_database_blocks_hit", None, Counter,
-    "Buffer cache hits per database (pg_stat_database.blks_hit) as of the last scheduled run.");
+desc!(
+    DB_BLOCKS_READ,
+    "postgres_database_blocks_read",
+    None,
+    Counter,
+    "Disk blocks read per database (pg_stat_database.blks_read) as of the last scheduled run."
+);
+desc!(
+    DB_BLOCKS_HIT,
+    "postgres_database_blocks_hit",
+    None,
+    Counter,
+    "Buffer cache hits per database (pg_stat_database.blks_hit) as of the last scheduled run."
+);
 desc!(DB_TEMP_FILES, "postgres_database_temp_files", None, Counter,
     "Temporary files created per database (pg_stat_database.temp_files) as of the last scheduled run.");
 desc!(DB_TEMP_BYTES, "postgres_database_temp", Some(Unit::Bytes), Counter,
     "Bytes written to temporary files per database (pg_stat_database.temp_bytes) as of the last scheduled run.");
-desc!(DB_DEADLOCKS, "postgres_database_deadlocks", None, Counter,
-    "Deadlocks detected per database (pg_stat_database.deadlocks) as of the last scheduled run.");
+desc!(
+    DB_DEADLOCKS,
+    "postgres_database_deadlocks",
+    None,
+    Counter,
+    "Deadlocks detected per database (pg_stat_database.deadlocks) as of the last scheduled run."
+);
 desc!(REPL_STATE, "postgres_replication_state", None, Gauge,
     "Always 1 per standby connected to this primary, with its WAL sender state, in the last scheduled run.");
 desc!(REPL_LAG_BYTES, "postgres_replication_lag", Some(Unit::Bytes), Gauge,
     "WAL bytes between the primary's current position and each standby's sent, write, flush and replay position in the last scheduled run.");
 desc!(REPL_LAG_SECONDS, "postgres_replication_lag", Some(Unit::Seconds), Gauge,
     "write_lag, flush_lag and replay_lag of each standby (pg_stat_replication) in the last scheduled run; 0 when caught up.");
-desc!(SLOT_RETAINED, "postgres_replication_slot_retained", Some(Unit::Bytes), Gauge,
-    "WAL bytes each replication slot retains on this primary in the last scheduled run.");
-desc!(SLOT_ACTIVE, "postgres_replication_slot_active", None, Gauge,
-    "1 if the replication slot was in use in the last scheduled run, else 0.");
+desc!(
+    SLOT_RETAINED,
+    "postgres_replication_slot_retained",
+    Some(Unit::Bytes),
+    Gauge,
+    "WAL bytes each replication slot retains on this primary in the last scheduled run."
+);
+desc!(
+    SLOT_ACTIVE,
+    "postgres_replication_slot_active",
+    None,
+    Gauge,
+    "1 if the replication slot was in use in the last scheduled run, else 0."
+);
 desc!(STANDBY_REPLAY_LAG, "postgres_standby_replay_lag", Some(Unit::Seconds), Gauge,
     "On a standby: age of the last replayed transaction while received WAL waits to be replayed, 0 when everything received is replayed, in the last scheduled run.");
-desc!(STANDBY_UNREPLAYED, "postgres_standby_unreplayed", Some(Unit::Bytes), Gauge,
-    "On a standby: WAL bytes received but not yet replayed in the last scheduled run.");
+desc!(
+    STANDBY_UNREPLAYED,
+    "postgres_standby_unreplayed",
+    Some(Unit::Bytes),
+    Gauge,
+    "On a standby: WAL bytes received but not yet replayed in the last scheduled run."
+);
 desc!(STANDBY_STREAMING, "postgres_standby_wal_receiver_streaming", None, Gauge,
     "On a standby: 1 if the WAL receiver was streaming from the primary in the last scheduled run, else 0.");
 desc!(FEATURE_AVAILABLE, "postgres_feature_available", None, Gauge,
@@ -324,8 +396,13 @@ desc!(STMT_TIME, "postgres_statement_time", Some(Unit::Seconds), Counter,
     "Total execution time of each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
 desc!(STMT_ROWS, "postgres_statement_rows", None, Counter,
     "Rows returned or affected by each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
-desc!(QUERY_VALUE, "postgres_query_value", None, Gauge,
-    "A value column of a custom query, per row, in the last scheduled run.");
+desc!(
+    QUERY_VALUE,
+    "postgres_query_value",
+    None,
+    Gauge,
+    "A value column of a custom query, per row, in the last scheduled run."
+);
 
 /// Every metric this kind can report.
 pub static METRICS: [&MetricDesc; 32] = [
@@ -410,7 +487,8 @@ const SQL_SLOTS: &str = "SELECT slot_name::text, active, \
      pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 \
      FROM pg_replication_slots ORDER BY slot_name LIMIT $1";
 
-const SQL_STANDBY: &str = "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8, \
+const SQL_STANDBY: &str =
+    "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8, \
      CASE WHEN pg_last_wal_receive_lsn() IS NULL THEN NULL \
           WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 \
           ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8, \
@@ -671,11 +749,16 @@ impl PostgresCheck {
         if state.session.is_none() {
             let start = Instant::now();
             let session = self.connect(state, ctx).await?;
-            samples.push(Sample::new(&CONNECT_DURATION, start.elapsed().as_secs_f64()));
+            samples.push(Sample::new(
+                &CONNECT_DURATION,
+                start.elapsed().as_secs_f64(),
+            ));
             state.session = Some(session);
         }
         let session = state.session.as_ref().expect("connected above");
-        let result = self.collect(session, &mut state.unavailable, &mut samples).await;
+        let result = self
+            .collect(session, &mut state.unavailable, &mut samples)
+            .await;
         if let Err(e) = result {
             let (reason, phase_message) = e;
             // A broken session is replaced at the next run; a query error
@@ -720,8 +803,9 @@ impl PostgresCheck {
             }
             Err((reason, message)) => {
                 state.failed_connects += 1;
-                let backoff = Duration::from_secs(1 << state.failed_connects.min(5).saturating_sub(1))
-                    .min(MAX_BACKOFF);
+                let backoff =
+                    Duration::from_secs(1 << state.failed_connects.min(5).saturating_sub(1))
+                        .min(MAX_BACKOFF);
                 state.retry_at = Some(Instant::now() + backoff);
                 state.last_connect_error = Some((reason, message.clone()));
                 Err(Failure::new(reason, message))
@@ -875,7 +959,10 @@ impl PostgresCheck {
         c.simple_query("SELECT 1")
             .await
             .map_err(|e| fail("SELECT 1", e))?;
-        samples.push(Sample::new(&SELECT1_DURATION, start.elapsed().as_secs_f64()));
+        samples.push(Sample::new(
+            &SELECT1_DURATION,
+            start.elapsed().as_secs_f64(),
+        ));
         samples.push(Sample::new(&INFO, 1.0).with_label("version", s.version.clone()));
 
         let threshold = self.long_query.as_secs_f64();
@@ -959,7 +1046,10 @@ impl PostgresCheck {
             if let Some(v) = row.get::<_, Option<f64>>(1) {
                 samples.push(Sample::new(&STANDBY_REPLAY_LAG, v.max(0.0)));
             }
-            samples.push(Sample::new(&STANDBY_STREAMING, row.get::<_, f64>(2).min(1.0)));
+            samples.push(Sample::new(
+                &STANDBY_STREAMING,
+                row.get::<_, f64>(2).min(1.0),
+            ));
         } else {
             for row in c
                 .query(&s.replication, &[&self.max_standbys])
@@ -980,7 +1070,8 @@ impl PostgresCheck {
                     bytes[i] = row.get::<_, Option<f64>>(3 + i).map(|v| v.max(0.0));
                     if let Some(v) = bytes[i] {
                         samples.push(
-                            standby(Sample::new(&REPL_LAG_BYTES, v)).with_label("position", *position),
+                            standby(Sample::new(&REPL_LAG_BYTES, v))
+                                .with_label("position", *position),
                         );
                     }
                 }
@@ -1023,7 +1114,10 @@ impl PostgresCheck {
                 Err(why) => Err(why.clone()),
             };
             if outcome.is_err() && c.is_closed() {
-                return Err((Reason::Network, format!("connection to {} lost", self.target)));
+                return Err((
+                    Reason::Network,
+                    format!("connection to {} lost", self.target),
+                ));
             }
             self.note_availability(
                 unavailable,
@@ -1048,7 +1142,10 @@ impl PostgresCheck {
         for q in &self.queries {
             let outcome = run_custom(c, q).await;
             if outcome.is_err() && c.is_closed() {
-                return Err((Reason::Network, format!("connection to {} lost", self.target)));
+                return Err((
+                    Reason::Network,
+                    format!("connection to {} lost", self.target),
+                ));
             }
             let part = format!("query {}", q.name);
             self.note_availability(unavailable, &part, outcome.as_ref().err(), true);
