@@ -43,7 +43,9 @@ counters() {
   sql "SELECT pg_stat_clear_snapshot(); SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'runbook_bench'" |
     tail -n 1 | tr '|' ' '
 }
-metric() { curl -sf "http://$1/metrics" | awk -v m="$2" '$1 ~ "^"m"(\\{|$)" {print $2; exit}'; }
+# metric ADDRESS NAME: the first sample of NAME (reads the whole body, so
+# that curl never sees a closed pipe).
+metric() { curl -sf "http://$1/metrics" | awk -v m="$2" '!found && $1 ~ "^"m"(\\{|$)" {print $2; found = 1}'; }
 
 tmp="$(mktemp -d)"
 pids=()
@@ -74,8 +76,8 @@ read -r s0 x0 < <(counters)
 pids+=($!)
 done_runs=0
 for ((i = 0; i < runs * 4 + 100; i++)); do
-  done_runs="$(metric 127.0.0.1:59745 runbook_check_runs_total || echo 0)"
-  [ "${done_runs%.*}" -ge "$runs" ] && break
+  done_runs="$(metric 127.0.0.1:59745 runbook_check_runs_total || true)"
+  [ "${done_runs%.*}" -ge "$runs" ] 2>/dev/null && break
   sleep 0.25
 done
 kill "${pids[-1]}"
