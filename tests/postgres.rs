@@ -52,18 +52,10 @@ async fn run_ok(check: &dyn Check) -> Vec<Sample> {
 }
 
 /// Values of the samples of metric `name` whose labels include `labels`.
-fn values(
-    samples: &[Sample],
-    name: &str,
-    unit_hint: Option<&str>,
-    labels: &[(&str, &str)],
-) -> Vec<f64> {
+fn values(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
     samples
         .iter()
         .filter(|s| s.desc.name == name)
-        .filter(|s| {
-            unit_hint.is_none_or(|u| s.desc.unit.as_ref().is_some_and(|unit| unit.as_str() == u))
-        })
         .filter(|s| {
             labels
                 .iter()
@@ -74,7 +66,7 @@ fn values(
 }
 
 fn one(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found = values(samples, name, None, labels);
+    let found = values(samples, name, labels);
     assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
     found[0]
 }
@@ -107,13 +99,10 @@ async fn select_1_and_the_primarys_metrics() {
     let _server = SERVER.read().await;
     let check = check_for(&primary(), "");
     let first = run_ok(check.as_ref()).await;
-    assert_eq!(
-        values(&first, "postgres_connect_duration", None, &[]).len(),
-        1
-    );
+    assert_eq!(values(&first, "postgres_connect_duration", &[]).len(), 1);
     let samples = run_ok(check.as_ref()).await;
     // The session is reused: no connect in the second run.
-    assert!(values(&samples, "postgres_connect_duration", None, &[]).is_empty());
+    assert!(values(&samples, "postgres_connect_duration", &[]).is_empty());
     assert!(one(&samples, "postgres_select1_duration", &[]) > 0.0);
     assert_eq!(one(&samples, "postgres_info", &[]), 1.0);
     let version = &samples
@@ -162,7 +151,6 @@ async fn select_1_and_the_primarys_metrics() {
         values(
             &samples,
             "postgres_replication_state",
-            None,
             &[("state", "streaming")]
         ),
         [1.0]
@@ -180,7 +168,6 @@ async fn select_1_and_the_primarys_metrics() {
             values(
                 &samples,
                 "postgres_replication_lag",
-                Some("bytes"),
                 &[("position", position)]
             )
             .len(),
@@ -197,10 +184,10 @@ async fn select_1_and_the_primarys_metrics() {
         ),
         1.0
     );
-    let calls = values(&samples, "postgres_statement_calls", None, &[]);
+    let calls = values(&samples, "postgres_statement_calls", &[]);
     assert!(!calls.is_empty() && calls.len() <= 10, "{calls:?}");
     // No standby metrics on a primary.
-    assert!(values(&samples, "postgres_standby_unreplayed", None, &[]).is_empty());
+    assert!(values(&samples, "postgres_standby_unreplayed", &[]).is_empty());
 }
 
 #[tokio::test]
@@ -214,8 +201,8 @@ async fn the_standby_reports_itself_and_its_replay() {
         1.0
     );
     one(&samples, "postgres_standby_unreplayed", &[]);
-    assert!(values(&samples, "postgres_replication_state", None, &[]).is_empty());
-    assert!(values(&samples, "postgres_statement_calls", None, &[]).len() <= 3);
+    assert!(values(&samples, "postgres_replication_state", &[]).is_empty());
+    assert!(values(&samples, "postgres_statement_calls", &[]).len() <= 3);
 }
 
 #[tokio::test]
@@ -280,7 +267,7 @@ async fn a_long_query_is_counted_from_query_start() {
     });
     let check = check_for(&primary(), "long_query_threshold: 2s\nstatements_top: 0");
     let samples = run_until(check.as_ref(), "a long-running query", |s| {
-        values(s, "postgres_long_running_queries", None, &[]) == [1.0]
+        values(s, "postgres_long_running_queries", &[]) == [1.0]
     })
     .await;
     let longest = one(&samples, "postgres_longest_query_duration", &[]);
@@ -312,8 +299,8 @@ async fn a_session_waiting_for_a_row_lock_is_reported() {
     });
     let check = check_for(&primary(), "statements_top: 0");
     let samples = run_until(check.as_ref(), "a blocked session", |s| {
-        values(s, "postgres_lock_waiting_sessions", None, &[]) == [1.0]
-            && values(s, "postgres_longest_lock_wait", None, &[])
+        values(s, "postgres_lock_waiting_sessions", &[]) == [1.0]
+            && values(s, "postgres_longest_lock_wait", &[])
                 .first()
                 .is_some_and(|v| *v > 0.0)
     })
@@ -322,7 +309,7 @@ async fn a_session_waiting_for_a_row_lock_is_reported() {
     holder.batch_execute("COMMIT").await.unwrap();
     waiting.await.unwrap().expect("the waiter gets the lock");
     run_until(check.as_ref(), "the lock wait to end", |s| {
-        values(s, "postgres_lock_waiting_sessions", None, &[]) == [0.0]
+        values(s, "postgres_lock_waiting_sessions", &[]) == [0.0]
     })
     .await;
 }
@@ -406,19 +393,12 @@ async fn paused_replay_shows_lag_on_both_sides_and_it_returns_to_zero() {
     let standby_su = env("RUNBOOK_TEST_PG_STANDBY_SUPERUSER_DSN");
     let on_primary = check_for(&primary(), "statements_top: 0");
     let on_standby = check_for(&env("RUNBOOK_TEST_PG_STANDBY_DSN"), "statements_top: 0");
-    let replay_bytes = |s: &[Sample]| {
-        values(
-            s,
-            "postgres_replication_lag",
-            Some("bytes"),
-            &[("position", "replay")],
-        )
-    };
+    let replay_bytes =
+        |s: &[Sample]| values(s, "postgres_replication_lag", &[("position", "replay")]);
     let replay_seconds = |s: &[Sample]| {
         values(
             s,
-            "postgres_replication_lag",
-            Some("seconds"),
+            "postgres_replication_lag_time",
             &[("position", "replay")],
         )
     };
@@ -485,7 +465,7 @@ async fn without_pg_stat_statements_the_part_is_unavailable_not_failing() {
             ),
             0.0
         );
-        assert!(values(&samples, "postgres_statement_calls", None, &[]).is_empty());
+        assert!(values(&samples, "postgres_statement_calls", &[]).is_empty());
     }
 }
 
@@ -659,12 +639,7 @@ async fn a_primary_restart_takes_the_check_down_and_back_up_with_one_session() {
     // Leave the standby streaming again for whoever runs next.
     let check = check_for(&primary(), "statements_top: 0");
     run_until(check.as_ref(), "the standby to stream again", |s| {
-        values(
-            s,
-            "postgres_replication_state",
-            None,
-            &[("state", "streaming")],
-        ) == [1.0]
+        values(s, "postgres_replication_state", &[("state", "streaming")]) == [1.0]
     })
     .await;
 }

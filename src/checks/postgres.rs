@@ -361,7 +361,7 @@ desc!(REPL_STATE, "postgres_replication_state", None, Gauge,
     "Always 1 per standby connected to this primary, with its WAL sender state, in the last scheduled run.");
 desc!(REPL_LAG_BYTES, "postgres_replication_lag", Some(Unit::Bytes), Gauge,
     "WAL bytes between the primary's current position and each standby's sent, write, flush and replay position in the last scheduled run.");
-desc!(REPL_LAG_SECONDS, "postgres_replication_lag", Some(Unit::Seconds), Gauge,
+desc!(REPL_LAG_SECONDS, "postgres_replication_lag_time", Some(Unit::Seconds), Gauge,
     "write_lag, flush_lag and replay_lag of each standby (pg_stat_replication) in the last scheduled run; 0 when caught up.");
 desc!(
     SLOT_RETAINED,
@@ -1294,6 +1294,12 @@ mod tests {
     fn dsn_errors_do_not_quote_the_password() {
         let err = parse_dsn("postgres://u:hunter2@db:notaport/x").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn metric_names_are_unique() {
+        let names: HashSet<&str> = METRICS.iter().map(|d| d.name).collect();
+        assert_eq!(names.len(), METRICS.len());
     }
 
     #[test]
