@@ -674,3 +674,51 @@ async fn tls_modes_encrypt_and_verify() {
         .expect_err("the certificate is not trusted");
     assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
 }
+
+#[test]
+fn validation_reports_problems() {
+    let spec: CheckSpec = serde_saphyr::from_str(
+        "kind: postgres
+password: a
+password_file: /nonexistent
+tls: {server_name: db, insecure_skip_verify: true}
+sslmode: disable
+max_databases: 0
+queries:
+  - {name: q, sql: ' ', values: []}
+  - {name: q, sql: SELECT 1, values: [x], labels: [check, x], max_rows: 0}",
+    )
+    .unwrap();
+    let fields: Vec<String> = spec.validate().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            "dsn",
+            "password",
+            "tls.insecure_skip_verify",
+            "tls.server_name",
+            "tls",
+            "max_databases",
+            "queries[0].sql",
+            "queries[0].values",
+            "queries[1].name",
+            "queries[1].labels",
+            "queries[1].labels",
+            "queries[1].max_rows",
+        ]
+    );
+
+    let spec: CheckSpec = serde_saphyr::from_str(
+        "kind: postgres\ndsn: 'postgres://u:hunter2@db/x?sslmode=verify-ca'",
+    )
+    .unwrap();
+    let problems = spec.validate();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].0, "dsn");
+    assert!(problems[0].1.contains("verify-ca"), "{}", problems[0].1);
+    assert!(!problems[0].1.contains("hunter2"));
+
+    assert!(
+        serde_saphyr::from_str::<CheckSpec>("kind: postgres\nhost: db\nport_number: 1").is_err()
+    );
+}

@@ -82,12 +82,13 @@ pub struct PostgresSpec {
     /// `disable`, `prefer`, `require` or `verify-full`. Default: the DSN's
     /// `sslmode`, else `prefer`.
     pub sslmode: Option<TlsMode>,
-    /// TLS files: `ca_file`, `cert_file` + `key_file` (client certificate),
-    /// `server_name`. `insecure_skip_verify` is not accepted here: use
-    /// `sslmode: require` without a `ca_file` instead.
+    /// TLS files: `ca_file`, `cert_file` + `key_file` (client certificate).
+    /// The certificate is checked against the host, so `server_name` is not
+    /// accepted; nor is `insecure_skip_verify`: use `sslmode: require`
+    /// without a `ca_file` instead.
     pub tls: Option<TlsSpec>,
     /// `application_name` of the monitoring session, as seen in
-    /// pg_stat_activity. Default: `runbook-exporter`.
+    /// pg_stat_activity; replaces the DSN's. Default: `runbook-exporter`.
     #[serde(default = "default_application_name")]
     pub application_name: String,
     /// An active query running longer than this counts as long-running.
@@ -187,6 +188,12 @@ impl PostgresSpec {
             problems.push((
                 "tls.insecure_skip_verify".to_string(),
                 "not supported here: sslmode require encrypts without verifying".to_string(),
+            ));
+        }
+        if self.tls.as_ref().is_some_and(|t| t.server_name.is_some()) {
+            problems.push((
+                "tls.server_name".to_string(),
+                "not supported here: the certificate is checked against the host, so set host (or the DSN's host) to the name on the certificate".to_string(),
             ));
         }
         if self.tls.is_some() && self.sslmode == Some(TlsMode::Disable) {
