@@ -28,7 +28,18 @@ pg_sql() {
   su postgres -c "psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p $1 -d postgres" <<<"$2"
 }
 
-pg_cluster_exists() { [ -f "/etc/postgresql/$pg_version/$1/postgresql.conf" ]; }
+# pg_cluster_exists NAME DIR: the cluster is configured and its data is there.
+pg_cluster_exists() {
+  [ -f "/etc/postgresql/$pg_version/$1/postgresql.conf" ] && [ -f "$(pg_dir "$2")/PG_VERSION" ]
+}
+
+# pg_drop_stale NAME: remove a cluster whose data directory is gone (a
+# wiped state directory), so that it can be created again.
+pg_drop_stale() {
+  if [ -d "/etc/postgresql/$pg_version/$1" ]; then
+    pg_dropcluster --stop "$pg_version" "$1" || rm -rf "/etc/postgresql/$pg_version/$1"
+  fi
+}
 
 # pg_start NAME PORT: start the cluster unless it already listens; remember
 # that this script started it.
@@ -47,6 +58,7 @@ pg_create_primary() {
   local dir
   dir="$(pg_dir primary)"
   log "creating postgres cluster $pg_primary in $dir"
+  pg_drop_stale "$pg_primary"
   mkdir -p "$dir"
   chown postgres:postgres "$dir"
   pg_createcluster "$pg_version" "$pg_primary" -p "$pg_primary_port" -d "$dir" \
@@ -90,9 +102,7 @@ pg_create_standby() {
   local dir
   dir="$(pg_dir standby)"
   log "creating streaming standby $pg_standby in $dir"
-  if pg_cluster_exists "$pg_standby"; then
-    pg_dropcluster --stop "$pg_version" "$pg_standby" || true
-  fi
+  pg_drop_stale "$pg_standby"
   pg_sql "$pg_primary_port" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'runbook_standby' AND NOT active;" >/dev/null
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -109,10 +119,10 @@ pg_create_standby() {
 postgres_up() {
   apt_install postgresql postgresql-contrib
   mkdir -p "$RUNBOOK_TEST_STATE/postgres"
-  pg_cluster_exists "$pg_primary" || pg_create_primary
+  pg_cluster_exists "$pg_primary" primary || pg_create_primary
   pg_start "$pg_primary" "$pg_primary_port"
   pg_setup_roles
-  if ! pg_cluster_exists "$pg_standby" || [ ! -f "$(pg_dir standby)/standby.signal" ]; then
+  if ! pg_cluster_exists "$pg_standby" standby || [ ! -f "$(pg_dir standby)/standby.signal" ]; then
     pg_create_standby
   fi
   pg_start "$pg_standby" "$pg_standby_port"
