@@ -722,3 +722,42 @@ queries:
         serde_saphyr::from_str::<CheckSpec>("kind: postgres\nhost: db\nport_number: 1").is_err()
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_run_leaves_no_session_behind() {
+    let _server = SERVER.read().await;
+    let su = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    let sessions = || async {
+        su.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runbook-cancel-test'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let check = check_for(
+        &primary(),
+        "application_name: runbook-cancel-test\nstatements_top: 0\nqueries:\n  - {name: slow, sql: SELECT pg_sleep(1.5) IS NULL AS x, values: [x]}",
+    );
+    // The scheduler gives up on the run while the slow query runs.
+    let cancelled = tokio::time::timeout(Duration::from_millis(700), check.run(&ctx())).await;
+    assert!(cancelled.is_err(), "the run ended on its own");
+    // The next run opens a new session instead of reusing the broken one.
+    let samples = run_ok(check.as_ref()).await;
+    assert_eq!(values(&samples, "postgres_connect_duration", &[]).len(), 1);
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:slow")]
+        ),
+        1.0
+    );
+    // The old session is gone (its query was cancelled), the new one stays.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions().await != 1 {
+        assert!(Instant::now() < deadline, "the old session lingers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -738,11 +738,26 @@ impl PostgresCheck {
 
     async fn probe(&self, ctx: &RunContext) -> RunResult {
         let mut state = self.state.lock().await;
-        if state.busy {
+        let abandoned = if state.busy {
+            state.session.take()
+        } else {
+            None
+        };
+        if let Some(session) = abandoned {
             // The previous run was cancelled mid-way: the session may be
-            // waiting for an answer nobody reads. Start over.
-            tracing::debug!(target = %self.target, "dropping the session of a cancelled run");
-            state.session = None;
+            // waiting for an answer nobody reads. Drop it, and ask the server
+            // to cancel what it still runs, so that its backend ends now
+            // rather than at the statement timeout.
+            tracing::debug!(server = %self.target, "dropping the session of a cancelled run");
+            let token = session.client.cancel_token();
+            drop(session);
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let _ = match tls {
+                    Some(tls) => token.cancel_query(tls).await,
+                    None => token.cancel_query(tokio_postgres::NoTls).await,
+                };
+            });
         }
         state.busy = true;
         let result = self.probe_locked(&mut state, ctx).await;
@@ -794,7 +809,7 @@ impl PostgresCheck {
         match self.open(ctx).await {
             Ok(session) => {
                 if state.failed_connects > 0 {
-                    tracing::info!(target = %self.target, attempts = state.failed_connects + 1, "monitoring session reconnected");
+                    tracing::info!(server = %self.target, attempts = state.failed_connects + 1, "monitoring session reconnected");
                 }
                 state.failed_connects = 0;
                 state.retry_at = None;
@@ -934,12 +949,12 @@ impl PostgresCheck {
         match error {
             Some(why) if wanted => {
                 if unavailable.insert(part.to_string()) {
-                    tracing::warn!(target = %self.target, part, reason = %why, "postgres: part of the check is unavailable and turned off");
+                    tracing::warn!(server = %self.target, part, reason = %why, "postgres: part of the check is unavailable and turned off");
                 }
             }
             _ => {
                 if unavailable.remove(part) {
-                    tracing::info!(target = %self.target, part, "postgres: part of the check is available again");
+                    tracing::info!(server = %self.target, part, "postgres: part of the check is available again");
                 }
             }
         }
