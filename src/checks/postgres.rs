@@ -21,7 +21,8 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, SimpleQueryMessage, Socket, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::tls::TlsSpec;
@@ -814,12 +815,6 @@ impl PostgresCheck {
                 state.failed_connects = 0;
                 state.retry_at = None;
                 state.last_connect_error = None;
-                self.note_availability(
-                    &mut state.unavailable,
-                    "pg_stat_statements",
-                    session.statements.as_ref().err(),
-                    self.statements_top > 0,
-                );
                 Ok(session)
             }
             Err((reason, message)) => {
@@ -851,24 +846,10 @@ impl PostgresCheck {
             )
         };
         let client = match &self.tls {
-            None => {
-                let (client, conn) = config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(connect_err)?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                client
-            }
-            Some(tls) => {
-                let (client, conn) = config.connect(tls.clone()).await.map_err(connect_err)?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                client
-            }
-        };
+            None => start(&config, tokio_postgres::NoTls).await,
+            Some(tls) => start(&config, tls.clone()).await,
+        }
+        .map_err(connect_err)?;
         let fail = |what: &str, e: tokio_postgres::Error| {
             (
                 classify(&e),
@@ -944,15 +925,14 @@ impl PostgresCheck {
         unavailable: &mut HashSet<String>,
         part: &str,
         error: Option<&String>,
-        wanted: bool,
     ) {
         match error {
-            Some(why) if wanted => {
+            Some(why) => {
                 if unavailable.insert(part.to_string()) {
                     tracing::warn!(server = %self.target, part, reason = %why, "postgres: part of the check is unavailable and turned off");
                 }
             }
-            _ => {
+            None => {
                 if unavailable.remove(part) {
                     tracing::info!(server = %self.target, part, "postgres: part of the check is available again");
                 }
@@ -1138,12 +1118,7 @@ impl PostgresCheck {
                     format!("connection to {} lost", self.target),
                 ));
             }
-            self.note_availability(
-                unavailable,
-                "pg_stat_statements",
-                outcome.as_ref().err(),
-                true,
-            );
+            self.note_availability(unavailable, "pg_stat_statements", outcome.as_ref().err());
             samples.push(
                 Sample::new(&FEATURE_AVAILABLE, f64::from(u8::from(outcome.is_ok())))
                     .with_label("feature", "pg_stat_statements"),
@@ -1167,7 +1142,7 @@ impl PostgresCheck {
                 ));
             }
             let part = format!("query {}", q.name);
-            self.note_availability(unavailable, &part, outcome.as_ref().err(), true);
+            self.note_availability(unavailable, &part, outcome.as_ref().err());
             samples.push(
                 Sample::new(&FEATURE_AVAILABLE, f64::from(u8::from(outcome.is_ok())))
                     .with_label("feature", format!("query:{}", q.name)),
@@ -1176,6 +1151,20 @@ impl PostgresCheck {
         }
         Ok(())
     }
+}
+
+/// Open a session and drive its connection in a task of its own, which ends
+/// when the client is dropped.
+async fn start<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
 }
 
 /// Run one custom query with the simple protocol (text results, one round
