@@ -9,6 +9,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod postgres;
 pub mod tcp;
 pub mod tls;
 
@@ -129,6 +130,7 @@ registry! {
     Http => "http" in http: HttpSpec, HttpCheck, probe "url";
     Tcp => "tcp" in tcp: TcpSpec, TcpCheck, probe "address";
     Dns => "dns" in dns: DnsSpec, DnsCheck, probe "server";
+    Postgres => "postgres" in postgres: PostgresSpec, PostgresCheck, probe "host";
 }
 
 /// A configuration problem found while building a check: the field (relative

@@ -1,0 +1,763 @@
+//! The `postgres` kind against the real PostgreSQL primary and streaming
+//! standby started by `scripts/services.sh up postgres`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use runbook_exporter::scheduler::run_once;
+use tokio::sync::RwLock;
+use tokio_postgres::{Client, NoTls};
+
+/// Tests that restart the primary take this for writing; all others for
+/// reading, so they never see the restart.
+static SERVER: RwLock<()> = RwLock::const_new(());
+
+fn env(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up postgres"))
+}
+
+fn primary() -> String {
+    env("RUNBOOK_TEST_PG_PRIMARY_DSN")
+}
+
+fn ctx() -> RunContext {
+    RunContext {
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn build(yaml: &str) -> Box<dyn Check> {
+    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
+    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
+    spec.build().expect("check builds")
+}
+
+fn check_for(dsn: &str, extra: &str) -> Box<dyn Check> {
+    build(&format!("kind: postgres\ndsn: '{dsn}'\n{extra}"))
+}
+
+async fn run(check: &dyn Check) -> Result<Vec<Sample>, Failure> {
+    tokio::time::timeout(Duration::from_secs(30), check.run(&ctx()))
+        .await
+        .expect("run finishes")
+}
+
+async fn run_ok(check: &dyn Check) -> Vec<Sample> {
+    match run(check).await {
+        Ok(samples) => samples,
+        Err(f) => panic!("check failed: {} {}", f.reason, f.message),
+    }
+}
+
+/// Values of the samples of metric `name` whose labels include `labels`.
+fn values(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    samples
+        .iter()
+        .filter(|s| s.desc.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|s| s.value)
+        .collect()
+}
+
+fn one(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = values(samples, name, labels);
+    assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
+    found[0]
+}
+
+async fn connect(dsn: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(dsn, NoTls)
+        .await
+        .expect("superuser connects");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// Run the check until `done` holds for its samples, or panic after 30 s.
+async fn run_until(check: &dyn Check, what: &str, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let samples = run_ok(check).await;
+        if done(&samples) {
+            return samples;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn select_1_and_the_primarys_metrics() {
+    let _server = SERVER.read().await;
+    let check = check_for(&primary(), "");
+    let first = run_ok(check.as_ref()).await;
+    assert_eq!(values(&first, "postgres_connect_duration", &[]).len(), 1);
+    let samples = run_ok(check.as_ref()).await;
+    // The session is reused: no connect in the second run.
+    assert!(values(&samples, "postgres_connect_duration", &[]).is_empty());
+    assert!(one(&samples, "postgres_select1_duration", &[]) > 0.0);
+    assert_eq!(one(&samples, "postgres_info", &[]), 1.0);
+    let version = &samples
+        .iter()
+        .find(|s| s.desc.name == "postgres_info")
+        .unwrap()
+        .labels[0];
+    assert_eq!(version.0, "version");
+    assert!(version.1.starts_with("15"), "{version:?}");
+    assert_eq!(one(&samples, "postgres_in_recovery", &[]), 0.0);
+    assert_eq!(one(&samples, "postgres_max_connections", &[]), 100.0);
+    assert_eq!(
+        one(&samples, "postgres_superuser_reserved_connections", &[]),
+        3.0
+    );
+    // Our own session is active while it asks.
+    assert!(one(&samples, "postgres_connections", &[("state", "active")]) >= 1.0);
+    assert!(
+        one(
+            &samples,
+            "postgres_connections",
+            &[("state", "idle in transaction (aborted)")]
+        ) >= 0.0
+    );
+    assert!(
+        one(
+            &samples,
+            "postgres_database_backends",
+            &[("database", "postgres")]
+        ) >= 1.0
+    );
+    assert!(
+        one(
+            &samples,
+            "postgres_database_commits",
+            &[("database", "postgres")]
+        ) > 0.0
+    );
+    one(
+        &samples,
+        "postgres_database_deadlocks",
+        &[("database", "postgres")],
+    );
+    // The streaming standby and its slot.
+    assert_eq!(
+        values(
+            &samples,
+            "postgres_replication_state",
+            &[("state", "streaming")]
+        ),
+        [1.0]
+    );
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_replication_slot_active",
+            &[("slot", "runbook_standby")]
+        ),
+        1.0
+    );
+    for position in ["sent", "write", "flush", "replay"] {
+        assert_eq!(
+            values(
+                &samples,
+                "postgres_replication_lag",
+                &[("position", position)]
+            )
+            .len(),
+            1,
+            "{position}"
+        );
+    }
+    // pg_stat_statements is installed: at most 10 statements, by query id.
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "pg_stat_statements")]
+        ),
+        1.0
+    );
+    let calls = values(&samples, "postgres_statement_calls", &[]);
+    assert!(!calls.is_empty() && calls.len() <= 10, "{calls:?}");
+    // No standby metrics on a primary.
+    assert!(values(&samples, "postgres_standby_unreplayed", &[]).is_empty());
+}
+
+#[tokio::test]
+async fn the_standby_reports_itself_and_its_replay() {
+    let _server = SERVER.read().await;
+    let check = check_for(&env("RUNBOOK_TEST_PG_STANDBY_DSN"), "statements_top: 3");
+    let samples = run_ok(check.as_ref()).await;
+    assert_eq!(one(&samples, "postgres_in_recovery", &[]), 1.0);
+    assert_eq!(
+        one(&samples, "postgres_standby_wal_receiver_streaming", &[]),
+        1.0
+    );
+    one(&samples, "postgres_standby_unreplayed", &[]);
+    assert!(values(&samples, "postgres_replication_state", &[]).is_empty());
+    assert!(values(&samples, "postgres_statement_calls", &[]).len() <= 3);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_an_auth_failure_that_never_shows_the_password() {
+    let _server = SERVER.read().await;
+    let dsn = primary().replace("runbook-monitor-pw", "Wr0ng-S3cret-pw");
+    let spec: CheckSpec = serde_saphyr::from_str(&format!("kind: postgres\ndsn: '{dsn}'")).unwrap();
+    assert!(!format!("{spec:?}").contains("Wr0ng-S3cret-pw"));
+    let check: Arc<dyn Check> = Arc::from(spec.build().unwrap());
+    let record = run_once(check.clone(), Duration::from_secs(5)).await;
+    let failure = record.failure().expect("the password is wrong");
+    assert_eq!(failure.reason, Reason::Auth, "{}", failure.message);
+    assert!(
+        failure
+            .message
+            .contains("connect to 127.0.0.1:55432/postgres failed"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.message.contains("28P01"), "{}", failure.message);
+    assert!(!format!("{failure:?}").contains("Wr0ng-S3cret-pw"));
+
+    // The same with the password given separately.
+    let check = build(
+        "kind: postgres\nhost: 127.0.0.1\nport: 55432\nuser: runbook_monitor\npassword: Wr0ng-S3cret-pw\nsslmode: disable",
+    );
+    let failure = run(check.as_ref()).await.expect_err("wrong password");
+    assert_eq!(failure.reason, Reason::Auth);
+    assert!(check.secrets().contains(&"Wr0ng-S3cret-pw".to_string()));
+    assert!(!failure.message.contains("Wr0ng-S3cret-pw"));
+}
+
+#[tokio::test]
+async fn nothing_listening_is_connection_refused() {
+    let check = build("kind: postgres\nhost: 127.0.0.1\nport: 1\nuser: nobody\nsslmode: disable");
+    let failure = run(check.as_ref()).await.expect_err("nothing listens");
+    assert_eq!(
+        failure.reason,
+        Reason::ConnectionRefused,
+        "{}",
+        failure.message
+    );
+    // The next run within the backoff does not hammer the server.
+    let again = run(check.as_ref()).await.expect_err("still down");
+    assert!(
+        again.message.contains("next reconnect attempt"),
+        "{}",
+        again.message
+    );
+}
+
+#[tokio::test]
+async fn a_long_query_is_counted_from_query_start() {
+    let _server = SERVER.read().await;
+    let sleeper = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    // A transaction that started long before the slow query: the age
+    // counts from the query, not from BEGIN.
+    sleeper.batch_execute("BEGIN").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sleeping = tokio::spawn(async move {
+        let _ = sleeper.batch_execute("SELECT pg_sleep(6); COMMIT").await;
+    });
+    let check = check_for(&primary(), "long_query_threshold: 2s\nstatements_top: 0");
+    let samples = run_until(check.as_ref(), "a long-running query", |s| {
+        values(s, "postgres_long_running_queries", &[]) == [1.0]
+    })
+    .await;
+    let longest = one(&samples, "postgres_longest_query_duration", &[]);
+    assert!((2.0..6.5).contains(&longest), "{longest}");
+    sleeping.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_waiting_for_a_row_lock_is_reported() {
+    let _server = SERVER.read().await;
+    let su = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
+    let holder = connect(&su).await;
+    holder
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS runbook_lock_test (id int PRIMARY KEY, v int);
+             INSERT INTO runbook_lock_test VALUES (1, 0) ON CONFLICT DO NOTHING;",
+        )
+        .await
+        .unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE runbook_lock_test SET v = v + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    let waiter = connect(&su).await;
+    let waiting = tokio::spawn(async move {
+        waiter
+            .batch_execute("UPDATE runbook_lock_test SET v = v + 1 WHERE id = 1")
+            .await
+    });
+    let check = check_for(&primary(), "statements_top: 0");
+    let samples = run_until(check.as_ref(), "a blocked session", |s| {
+        values(s, "postgres_lock_waiting_sessions", &[]) == [1.0]
+            && values(s, "postgres_longest_lock_wait", &[])
+                .first()
+                .is_some_and(|v| *v > 0.0)
+    })
+    .await;
+    assert!(one(&samples, "postgres_longest_lock_wait", &[]) < 60.0);
+    holder.batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().expect("the waiter gets the lock");
+    run_until(check.as_ref(), "the lock wait to end", |s| {
+        values(s, "postgres_lock_waiting_sessions", &[]) == [0.0]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deadlock_increments_the_counter() {
+    let _server = SERVER.read().await;
+    let su = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
+    let check = check_for(&primary(), "statements_top: 0");
+    let deadlocks = |s: &[Sample]| {
+        one(
+            s,
+            "postgres_database_deadlocks",
+            &[("database", "postgres")],
+        )
+    };
+    let before = deadlocks(&run_ok(check.as_ref()).await);
+
+    let a = connect(&su).await;
+    let b = connect(&su).await;
+    a.batch_execute(
+        "CREATE TABLE IF NOT EXISTS runbook_deadlock_test (id int PRIMARY KEY, v int);
+         INSERT INTO runbook_deadlock_test VALUES (1, 0), (2, 0) ON CONFLICT DO NOTHING;",
+    )
+    .await
+    .unwrap();
+    a.batch_execute("BEGIN; UPDATE runbook_deadlock_test SET v = v + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE runbook_deadlock_test SET v = v + 1 WHERE id = 2")
+        .await
+        .unwrap();
+    let a_task = tokio::spawn(async move {
+        let r = a
+            .batch_execute("UPDATE runbook_deadlock_test SET v = v + 1 WHERE id = 2")
+            .await;
+        let _ = a.batch_execute("ROLLBACK").await;
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b_result = b
+        .batch_execute("UPDATE runbook_deadlock_test SET v = v + 1 WHERE id = 1")
+        .await;
+    let _ = b.batch_execute("ROLLBACK").await;
+    let a_result = a_task.await.unwrap();
+    let errors: Vec<String> = [a_result, b_result]
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| {
+            e.as_db_error()
+                .map(|d| d.code().code().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        ["40P01"],
+        "exactly one session is the deadlock victim"
+    );
+
+    run_until(check.as_ref(), "the deadlock counter to rise", |s| {
+        deadlocks(s) > before
+    })
+    .await;
+}
+
+/// Resumes replay on the standby even when the test fails half-way.
+struct ResumeReplay(String);
+
+impl Drop for ResumeReplay {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([&self.0, "-Xqc", "SELECT pg_wal_replay_resume()"])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn paused_replay_shows_lag_on_both_sides_and_it_returns_to_zero() {
+    let _server = SERVER.read().await;
+    let standby_su = env("RUNBOOK_TEST_PG_STANDBY_SUPERUSER_DSN");
+    let on_primary = check_for(&primary(), "statements_top: 0");
+    let on_standby = check_for(&env("RUNBOOK_TEST_PG_STANDBY_DSN"), "statements_top: 0");
+    let replay_bytes =
+        |s: &[Sample]| values(s, "postgres_replication_lag", &[("position", "replay")]);
+    let replay_seconds = |s: &[Sample]| {
+        values(
+            s,
+            "postgres_replication_lag_time",
+            &[("position", "replay")],
+        )
+    };
+    let unreplayed = |s: &[Sample]| one(s, "postgres_standby_unreplayed", &[]);
+    let standby_lag = |s: &[Sample]| one(s, "postgres_standby_replay_lag", &[]);
+
+    let standby = connect(&standby_su).await;
+    let _resume = ResumeReplay(standby_su.clone());
+    standby
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let writer = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    writer
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS runbook_lag_test (id bigserial, payload text);
+             INSERT INTO runbook_lag_test (payload) SELECT repeat('x', 100) FROM generate_series(1, 50000);",
+        )
+        .await
+        .unwrap();
+
+    let primary_side = run_until(
+        on_primary.as_ref(),
+        "replay lag in bytes on the primary",
+        |s| replay_bytes(s).first().is_some_and(|v| *v > 1_000_000.0),
+    )
+    .await;
+    assert!(!replay_seconds(&primary_side).is_empty());
+    run_until(
+        on_standby.as_ref(),
+        "unreplayed WAL and replay lag on the standby",
+        |s| unreplayed(s) > 1_000_000.0 && standby_lag(s) > 0.0,
+    )
+    .await;
+
+    standby
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    run_until(on_standby.as_ref(), "the standby to catch up", |s| {
+        unreplayed(s) == 0.0 && standby_lag(s) == 0.0
+    })
+    .await;
+    run_until(
+        on_primary.as_ref(),
+        "the primary to see the standby caught up",
+        |s| replay_bytes(s) == [0.0],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_pg_stat_statements_the_part_is_unavailable_not_failing() {
+    let _server = SERVER.read().await;
+    let dsn = primary().replace("/postgres?", "/runbook_plain?");
+    let check = check_for(&dsn, "");
+    for _ in 0..2 {
+        let samples = run_ok(check.as_ref()).await;
+        assert_eq!(
+            one(
+                &samples,
+                "postgres_feature_available",
+                &[("feature", "pg_stat_statements")]
+            ),
+            0.0
+        );
+        assert!(values(&samples, "postgres_statement_calls", &[]).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn custom_queries_export_rows_up_to_the_limit() {
+    let _server = SERVER.read().await;
+    let check = check_for(
+        &primary(),
+        "statements_top: 0
+queries:
+  - name: api_keys
+    sql: \"SELECT 'alpha' AS key_name, 3 AS days_left, true AS active UNION ALL SELECT 'beta', 9, false ORDER BY 1\"
+    values: [days_left, active]
+    labels: [key_name]
+    max_rows: 1
+  - name: broken
+    sql: SELECT * FROM no_such_table
+    values: [n_rows]",
+    );
+    let samples = run_ok(check.as_ref()).await;
+    let rows: Vec<(Vec<(&str, String)>, f64)> = samples
+        .iter()
+        .filter(|s| s.desc.name == "postgres_query_value")
+        .map(|s| (s.labels.clone(), s.value))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                vec![
+                    ("query", "api_keys".to_string()),
+                    ("key_name", "alpha".to_string()),
+                    ("column", "days_left".to_string())
+                ],
+                3.0
+            ),
+            (
+                vec![
+                    ("query", "api_keys".to_string()),
+                    ("key_name", "alpha".to_string()),
+                    ("column", "active".to_string())
+                ],
+                1.0
+            ),
+        ]
+    );
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:api_keys")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:broken")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn the_monitoring_session_is_read_only_and_bounded_by_statement_timeout() {
+    let _server = SERVER.read().await;
+    let su = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    let check = build(&format!(
+        "kind: postgres\ndsn: '{}'\napplication_name: runbook-settings-test\nstatements_top: 0",
+        primary()
+    ));
+    run_ok(check.as_ref()).await;
+    let row = su
+        .query_one(
+            "SELECT count(*), min(application_name) FROM pg_stat_activity WHERE application_name = 'runbook-settings-test'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    // statement_timeout is 80% of the 5 s run timeout.
+    let check = check_for(
+        &primary(),
+        "statements_top: 0\nqueries:\n  - {name: slow, sql: SELECT pg_sleep(10) IS NULL AS x, values: [x]}",
+    );
+    let start = Instant::now();
+    let samples = run_ok(check.as_ref()).await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:slow")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_primary_restart_takes_the_check_down_and_back_up_with_one_session() {
+    let _server = SERVER.write().await;
+    let cluster = env("RUNBOOK_TEST_PG_PRIMARY_CLUSTER");
+    let su_dsn = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
+    let check: Arc<dyn Check> = Arc::from(build(&format!(
+        "kind: postgres\ndsn: '{}'\napplication_name: runbook-restart-test\nstatements_top: 0",
+        primary()
+    )));
+    let up = |check: Arc<dyn Check>| async move {
+        run_once(check, Duration::from_secs(5)).await.result.is_ok()
+    };
+    let sessions = || {
+        let su_dsn = su_dsn.clone();
+        async move {
+            let su = connect(&su_dsn).await;
+            su.query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runbook-restart-test'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    let pg_ctl = |action: &str| {
+        let mut args: Vec<String> = cluster.split_whitespace().map(String::from).collect();
+        args.push(action.to_string());
+        if action == "stop" {
+            args.extend(["-m".to_string(), "fast".to_string()]);
+        }
+        let status = std::process::Command::new("pg_ctlcluster")
+            .args(&args)
+            .status()
+            .expect("pg_ctlcluster runs");
+        assert!(status.success(), "pg_ctlcluster {args:?}");
+    };
+
+    for _ in 0..3 {
+        assert!(up(check.clone()).await);
+    }
+    assert_eq!(sessions().await, 1);
+
+    pg_ctl("stop");
+    let down = up(check.clone()).await;
+    pg_ctl("start");
+    assert!(!down, "the check failed while the primary was stopped");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut max_sessions = 0;
+    loop {
+        let ok = up(check.clone()).await;
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), async {
+            Ok::<_, ()>(sessions().await)
+        })
+        .await
+        {
+            max_sessions = max_sessions.max(n);
+        }
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the check did not come back");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for _ in 0..3 {
+        assert!(up(check.clone()).await);
+        max_sessions = max_sessions.max(sessions().await);
+    }
+    assert_eq!(max_sessions, 1, "never more than one monitoring session");
+
+    // Leave the standby streaming again for whoever runs next.
+    let check = check_for(&primary(), "statements_top: 0");
+    run_until(check.as_ref(), "the standby to stream again", |s| {
+        values(s, "postgres_replication_state", &[("state", "streaming")]) == [1.0]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_modes_encrypt_and_verify() {
+    let _server = SERVER.read().await;
+    // The Debian cluster serves its self-signed "snakeoil" certificate.
+    let dsn = primary().replace("sslmode=disable", "sslmode=require");
+    let check = build(&format!(
+        "kind: postgres\ndsn: '{dsn}'\napplication_name: runbook-tls-test\nstatements_top: 0"
+    ));
+    run_ok(check.as_ref()).await;
+    let su = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    let encrypted: Vec<bool> = su
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'runbook-tls-test'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(encrypted, [true]);
+
+    // verify-full refuses a certificate no trusted CA signed.
+    let dsn = primary().replace("sslmode=disable", "sslmode=verify-full");
+    let failure = run(check_for(&dsn, "").as_ref())
+        .await
+        .expect_err("the certificate is not trusted");
+    assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
+}
+
+#[test]
+fn validation_reports_problems() {
+    let spec: CheckSpec = serde_saphyr::from_str(
+        "kind: postgres
+password: a
+password_file: /nonexistent
+tls: {server_name: db, insecure_skip_verify: true}
+sslmode: disable
+max_databases: 0
+queries:
+  - {name: q, sql: ' ', values: []}
+  - {name: q, sql: SELECT 1, values: [x], labels: [check, x], max_rows: 0}",
+    )
+    .unwrap();
+    let fields: Vec<String> = spec.validate().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            "dsn",
+            "password",
+            "tls.insecure_skip_verify",
+            "tls.server_name",
+            "tls",
+            "max_databases",
+            "queries[0].sql",
+            "queries[0].values",
+            "queries[1].name",
+            "queries[1].labels",
+            "queries[1].labels",
+            "queries[1].max_rows",
+        ]
+    );
+
+    let spec: CheckSpec = serde_saphyr::from_str(
+        "kind: postgres\ndsn: 'postgres://u:hunter2@db/x?sslmode=verify-ca'",
+    )
+    .unwrap();
+    let problems = spec.validate();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].0, "dsn");
+    assert!(problems[0].1.contains("verify-ca"), "{}", problems[0].1);
+    assert!(!problems[0].1.contains("hunter2"));
+
+    assert!(
+        serde_saphyr::from_str::<CheckSpec>("kind: postgres\nhost: db\nport_number: 1").is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_run_leaves_no_session_behind() {
+    let _server = SERVER.read().await;
+    let su = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    let sessions = || async {
+        su.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runbook-cancel-test'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let check = check_for(
+        &primary(),
+        "application_name: runbook-cancel-test\nstatements_top: 0\nqueries:\n  - {name: slow, sql: SELECT pg_sleep(1.5) IS NULL AS x, values: [x]}",
+    );
+    // The scheduler gives up on the run while the slow query runs.
+    let cancelled = tokio::time::timeout(Duration::from_millis(700), check.run(&ctx())).await;
+    assert!(cancelled.is_err(), "the run ended on its own");
+    // The next run opens a new session instead of reusing the broken one.
+    let samples = run_ok(check.as_ref()).await;
+    assert_eq!(values(&samples, "postgres_connect_duration", &[]).len(), 1);
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:slow")]
+        ),
+        1.0
+    );
+    // The old session is gone (its query was cancelled), the new one stays.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions().await != 1 {
+        assert!(Instant::now() < deadline, "the old session lingers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
