@@ -7,8 +7,10 @@
 //! kind: the scheduler runs `dyn Check`, the metrics module encodes
 //! [`Sample`]s, and the config loader deserializes [`CheckSpec`].
 
+pub mod clickhouse;
 pub mod dns;
 pub mod http;
+pub mod redis;
 pub mod tcp;
 pub mod tls;
 
@@ -120,6 +122,8 @@ registry! {
     Http => "http" in http: HttpSpec, HttpCheck;
     Tcp => "tcp" in tcp: TcpSpec, TcpCheck;
     Dns => "dns" in dns: DnsSpec, DnsCheck;
+    Redis => "redis" in redis: RedisSpec, RedisCheck;
+    Clickhouse => "clickhouse" in clickhouse: ClickhouseSpec, ClickhouseCheck;
 }
 
 /// A configuration problem found while building a check: the field (relative
