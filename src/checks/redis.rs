@@ -470,10 +470,11 @@ impl RedisCheck {
                 state.conn = Some(conn);
                 Ok(samples)
             }
-            Err((failure, broken)) => {
+            Err((mut failure, broken)) => {
                 if !broken {
                     state.conn = Some(conn);
                 }
+                samples.append(&mut failure.samples);
                 Err(failure.with_samples(samples))
             }
         }
