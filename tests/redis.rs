@@ -378,3 +378,39 @@ async fn a_restarted_primary_is_down_then_up_again_without_a_new_check() {
         "the restart is visible in the start time"
     );
 }
+
+#[tokio::test]
+async fn tls_with_a_ca_file_passes_and_reports_the_certificate_expiry() {
+    let _shared = EXCLUSIVE.read().await;
+    let url = env("RUNBOOK_TEST_REDIS_TLS_URL");
+    let ca = env("RUNBOOK_TEST_REDIS_CA_FILE");
+    let check = build(&format!(
+        "kind: redis\nurl: {url}\npassword: {}\ntls:\n  ca_file: {ca}",
+        password()
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes over TLS");
+    assert!(must(&samples, "redis_ping_duration") > 0.0);
+    assert!(must(&samples, "tls_earliest_cert_expiry_timestamp") > 1.7e9);
+
+    // Without the test CA the certificate is not trusted.
+    let untrusted = build(&format!("kind: redis\nurl: {url}\npassword: {}", password()));
+    let failure = run(untrusted.as_ref()).await.expect_err("unknown CA");
+    assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
+}
+
+#[tokio::test]
+async fn a_run_cancelled_by_its_timeout_leaves_a_working_check() {
+    let _only_us = EXCLUSIVE.write().await;
+    let check = check_on(&primary_url());
+    run(check.as_ref()).await.expect("check passes");
+    let mut admin = client(&primary_url()).await;
+    // Every client's commands wait for a second.
+    let _: () = cmd(&mut admin, &["CLIENT", "PAUSE", "1000", "ALL"]).await;
+    let cancelled = tokio::time::timeout(Duration::from_millis(200), check.run(&ctx())).await;
+    assert!(cancelled.is_err(), "the run waits for the paused server");
+    // The next run works, on a connection without a stray reply in it.
+    let samples = run(check.as_ref()).await.expect("check passes after the pause");
+    assert!(must(&samples, "redis_ping_duration") > 0.0);
+    let again = run(check.as_ref()).await.expect("and keeps passing");
+    assert!(must(&again, "redis_ping_duration") > 0.0);
+}
