@@ -80,6 +80,7 @@ clickhouse_up() {
   local dir
   dir="$(clickhouse_dir)"
   [ -x /usr/sbin/clickhouse-server ] || apt_install clickhouse-server
+  command -v curl >/dev/null || apt_install curl
   if port_open 58123; then
     log "clickhouse already listens on 127.0.0.1:58123"
   else
@@ -97,6 +98,7 @@ clickhouse_up() {
   done
   cat >"$RUNBOOK_TEST_STATE/env/clickhouse.env" <<ENV
 export RUNBOOK_TEST_CLICKHOUSE_URL=http://127.0.0.1:58123
+export RUNBOOK_TEST_CLICKHOUSE_NATIVE_ADDR=127.0.0.1:59000
 export RUNBOOK_TEST_CLICKHOUSE_USER=runbook
 export RUNBOOK_TEST_CLICKHOUSE_PASSWORD=$CLICKHOUSE_TEST_PASSWORD
 ENV
