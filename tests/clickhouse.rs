@@ -77,7 +77,10 @@ async fn ping_and_query_are_both_measured_with_version_and_start_time() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    assert!(started <= now && started > now - 30.0 * 86400.0, "{started}");
+    assert!(
+        started <= now && started > now - 30.0 * 86400.0,
+        "{started}"
+    );
     // Not asked for.
     assert_eq!(value(&samples, "clickhouse_replica_max_delay"), None);
     assert_eq!(check.secrets(), [password()]);
@@ -141,7 +144,11 @@ async fn a_configured_query_runs_and_a_broken_one_fails() {
     ));
     let failure = run(broken.as_ref()).await.expect_err("unknown table");
     assert_eq!(failure.reason, Reason::UnexpectedResponse);
-    assert!(failure.message.contains("no_such_table"), "{}", failure.message);
+    assert!(
+        failure.message.contains("no_such_table"),
+        "{}",
+        failure.message
+    );
     assert!(value(&failure.samples, "clickhouse_ping_duration").is_some());
 }
 
@@ -153,7 +160,12 @@ async fn nothing_listening_fails_refused() {
     };
     let check = build(&format!("kind: clickhouse\nurl: http://127.0.0.1:{port}"));
     let failure = run(check.as_ref()).await.expect_err("nothing listens");
-    assert_eq!(failure.reason, Reason::ConnectionRefused, "{}", failure.message);
+    assert_eq!(
+        failure.reason,
+        Reason::ConnectionRefused,
+        "{}",
+        failure.message
+    );
     assert!(failure.samples.is_empty());
 }
 
@@ -162,8 +174,15 @@ async fn the_native_port_instead_of_the_http_one_fails_the_ping() {
     // A common mistake: port 9000 (native protocol) for 8123 (HTTP).
     let native = env("RUNBOOK_TEST_CLICKHOUSE_NATIVE_ADDR");
     let check = build(&format!("kind: clickhouse\nurl: http://{native}"));
-    let failure = run(check.as_ref()).await.expect_err("not the HTTP interface");
-    assert_eq!(failure.reason, Reason::UnexpectedResponse, "{}", failure.message);
+    let failure = run(check.as_ref())
+        .await
+        .expect_err("not the HTTP interface");
+    assert_eq!(
+        failure.reason,
+        Reason::UnexpectedResponse,
+        "{}",
+        failure.message
+    );
     assert!(failure.message.contains("/ping"), "{}", failure.message);
     assert!(failure.message.contains("400"), "{}", failure.message);
 }

@@ -170,7 +170,10 @@ async fn ping_memory_clients_keys_and_role_are_reported() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    assert!(started <= now && started > now - 30.0 * 86400.0, "{started}");
+    assert!(
+        started <= now && started > now - 30.0 * 86400.0,
+        "{started}"
+    );
     for s in &samples {
         assert!(s.value.is_finite(), "{s:?}");
     }
@@ -267,14 +270,27 @@ async fn an_acl_user_logs_in_and_one_without_info_fails_with_reason_auth() {
     let _: () = cmd(
         &mut admin,
         &[
-            "ACL", "SETUSER", "runbook-probe", "reset", "on", ">probe-pass", "+ping", "+info",
+            "ACL",
+            "SETUSER",
+            "runbook-probe",
+            "reset",
+            "on",
+            ">probe-pass",
+            "+ping",
+            "+info",
         ],
     )
     .await;
     let _: () = cmd(
         &mut admin,
         &[
-            "ACL", "SETUSER", "runbook-noinfo", "reset", "on", ">probe-pass", "+ping",
+            "ACL",
+            "SETUSER",
+            "runbook-noinfo",
+            "reset",
+            "on",
+            ">probe-pass",
+            "+ping",
         ],
     )
     .await;
@@ -287,7 +303,9 @@ async fn an_acl_user_logs_in_and_one_without_info_fails_with_reason_auth() {
         primary_url(),
         file.display()
     ));
-    let samples = run(probe.as_ref()).await.expect("the ACL user may PING and INFO");
+    let samples = run(probe.as_ref())
+        .await
+        .expect("the ACL user may PING and INFO");
     assert!(must(&samples, "redis_ping_duration") > 0.0);
 
     let noinfo = build(&format!(
@@ -348,10 +366,7 @@ async fn a_restarted_primary_is_down_then_up_again_without_a_new_check() {
     }
     let failure = failure.expect("the check fails while Redis is down");
     assert!(
-        matches!(
-            failure.reason,
-            Reason::ConnectionRefused | Reason::Network
-        ),
+        matches!(failure.reason, Reason::ConnectionRefused | Reason::Network),
         "{failure:?}"
     );
     assert!(failure.samples.is_empty(), "{:?}", failure.samples);
@@ -393,7 +408,10 @@ async fn tls_with_a_ca_file_passes_and_reports_the_certificate_expiry() {
     assert!(must(&samples, "tls_earliest_cert_expiry_timestamp") > 1.7e9);
 
     // Without the test CA the certificate is not trusted.
-    let untrusted = build(&format!("kind: redis\nurl: {url}\npassword: {}", password()));
+    let untrusted = build(&format!(
+        "kind: redis\nurl: {url}\npassword: {}",
+        password()
+    ));
     let failure = run(untrusted.as_ref()).await.expect_err("unknown CA");
     assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
 }
@@ -409,7 +427,9 @@ async fn a_run_cancelled_by_its_timeout_leaves_a_working_check() {
     let cancelled = tokio::time::timeout(Duration::from_millis(200), check.run(&ctx())).await;
     assert!(cancelled.is_err(), "the run waits for the paused server");
     // The next run works, on a connection without a stray reply in it.
-    let samples = run(check.as_ref()).await.expect("check passes after the pause");
+    let samples = run(check.as_ref())
+        .await
+        .expect("check passes after the pause");
     assert!(must(&samples, "redis_ping_duration") > 0.0);
     let again = run(check.as_ref()).await.expect("and keeps passing");
     assert!(must(&again, "redis_ping_duration") > 0.0);

@@ -335,10 +335,8 @@ impl ClickhouseCheck {
     /// [`MAX_RESULT_BYTES`]). The server stops the query after `timeout`.
     async fn query(&self, sql: &str, timeout: Duration) -> Result<String, Failure> {
         let mut url = self.query_url.clone();
-        url.query_pairs_mut().append_pair(
-            "max_execution_time",
-            &timeout.as_secs().max(1).to_string(),
-        );
+        url.query_pairs_mut()
+            .append_pair("max_execution_time", &timeout.as_secs().max(1).to_string());
         let response = self
             .client
             .post(url)
@@ -357,8 +355,9 @@ impl ClickhouseCheck {
         let code = error_code(&body);
         let reason = if status == StatusCode::UNAUTHORIZED
             || status == StatusCode::FORBIDDEN
-            || code.is_some_and(|c| AUTH_ERROR_CODES.contains(&c) || PERMISSION_ERROR_CODES.contains(&c))
-        {
+            || code.is_some_and(|c| {
+                AUTH_ERROR_CODES.contains(&c) || PERMISSION_ERROR_CODES.contains(&c)
+            }) {
             Reason::Auth
         } else {
             Reason::UnexpectedResponse
@@ -376,7 +375,10 @@ impl ClickhouseCheck {
 
     fn transport_failure(&self, what: &str, e: &reqwest::Error) -> Failure {
         let (reason, detail) = classify_transport(e);
-        Failure::new(reason, format!("{what} on {} failed: {detail}", self.display))
+        Failure::new(
+            reason,
+            format!("{what} on {} failed: {detail}", self.display),
+        )
     }
 }
 
@@ -423,6 +425,12 @@ fn classify_transport(e: &reqwest::Error) -> (Reason, String) {
     };
     let mut detail = e.to_string();
     while let Some(err) = source {
+        // hyper-util's connector names a failed name lookup this way; its
+        // error type is private.
+        if err.to_string() == "dns error" {
+            let cause = err.source().map(|c| c.to_string()).unwrap_or_default();
+            return (Reason::Dns, format!("cannot resolve the host: {cause}"));
+        }
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return (Reason::Tls, format!("TLS handshake failed: {tls}"));
         }
@@ -470,7 +478,9 @@ mod tests {
     #[test]
     fn error_codes_are_read() {
         assert_eq!(
-            error_code("Code: 193, e.displayText() = DB::Exception: Wrong password for user runbook"),
+            error_code(
+                "Code: 193, e.displayText() = DB::Exception: Wrong password for user runbook"
+            ),
             Some(193)
         );
         assert_eq!(error_code("Ok."), None);

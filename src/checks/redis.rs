@@ -226,7 +226,10 @@ impl RedisSpec {
             problems.push(("database".to_string(), "must be 0 or more".to_string()));
         }
         if self.max_databases == 0 {
-            problems.push(("max_databases".to_string(), "must be at least 1".to_string()));
+            problems.push((
+                "max_databases".to_string(),
+                "must be at least 1".to_string(),
+            ));
         }
         if self.max_replicas == 0 {
             problems.push(("max_replicas".to_string(), "must be at least 1".to_string()));
@@ -265,24 +268,49 @@ desc!(CONNECTED_CLIENTS, "redis_connected_clients", None, Gauge,
     "Client connections open (INFO connected_clients) in the last scheduled run, the exporter's own included.");
 desc!(BLOCKED_CLIENTS, "redis_blocked_clients", None, Gauge,
     "Clients waiting in a blocking call like BLPOP (INFO blocked_clients) in the last scheduled run.");
-desc!(MAX_CLIENTS, "redis_max_clients", None, Gauge,
-    "The server's maxclients setting (INFO maxclients) in the last scheduled run.");
-desc!(MEMORY_USED, "redis_memory_used", Some(Unit::Bytes), Gauge,
-    "Memory allocated by Redis (INFO used_memory) in the last scheduled run.");
-desc!(MEMORY_MAX, "redis_memory_max", Some(Unit::Bytes), Gauge,
-    "The maxmemory setting in the last scheduled run; absent when it is 0 (no limit).");
+desc!(
+    MAX_CLIENTS,
+    "redis_max_clients",
+    None,
+    Gauge,
+    "The server's maxclients setting (INFO maxclients) in the last scheduled run."
+);
+desc!(
+    MEMORY_USED,
+    "redis_memory_used",
+    Some(Unit::Bytes),
+    Gauge,
+    "Memory allocated by Redis (INFO used_memory) in the last scheduled run."
+);
+desc!(
+    MEMORY_MAX,
+    "redis_memory_max",
+    Some(Unit::Bytes),
+    Gauge,
+    "The maxmemory setting in the last scheduled run; absent when it is 0 (no limit)."
+);
 desc!(MEMORY_RSS, "redis_memory_rss", Some(Unit::Bytes), Gauge,
     "Resident memory of the Redis process as the OS sees it (INFO used_memory_rss) in the last scheduled run.");
-desc!(MEMORY_FRAGMENTATION, "redis_memory_fragmentation_ratio", None, Gauge,
-    "RSS divided by used memory (INFO mem_fragmentation_ratio) in the last scheduled run.");
+desc!(
+    MEMORY_FRAGMENTATION,
+    "redis_memory_fragmentation_ratio",
+    None,
+    Gauge,
+    "RSS divided by used memory (INFO mem_fragmentation_ratio) in the last scheduled run."
+);
 desc!(START_TIME, "redis_start_timestamp", Some(Unit::Seconds), Gauge,
     "When the server started (now minus INFO uptime_in_seconds), as a Unix timestamp, from the last scheduled run.");
 desc!(DB_KEYS, "redis_db_keys", None, Gauge,
     "Keys in each database (INFO keyspace) in the last scheduled run; the databases with the most keys, up to max_databases.");
 desc!(ROLE, "redis_role", None, Gauge,
     "1 for the server's replication role (role=\"master\" or \"replica\") in the last scheduled run.");
-desc!(CONNECTED_REPLICAS, "redis_connected_replicas", None, Gauge,
-    "Replicas connected to this primary (INFO connected_slaves) in the last scheduled run.");
+desc!(
+    CONNECTED_REPLICAS,
+    "redis_connected_replicas",
+    None,
+    Gauge,
+    "Replicas connected to this primary (INFO connected_slaves) in the last scheduled run."
+);
 desc!(REPLICA_OFFSET_LAG, "redis_replica_offset_lag", Some(Unit::Bytes), Gauge,
     "On a primary, how far each replica's acknowledged replication offset is behind the primary's, in the last scheduled run; the most lagging replicas, up to max_replicas.");
 desc!(MASTER_LINK_UP, "redis_master_link_up", None, Gauge,
@@ -483,17 +511,16 @@ impl RedisCheck {
     /// Open a connection (TCP, TLS, AUTH, SELECT). On success, the samples
     /// that come with it (the certificate expiry with TLS).
     async fn connect(&self) -> Result<(Conn, Vec<Sample>), Failure> {
-        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await
-        {
-            Ok(addrs) => addrs.collect(),
-            Err(e) => {
-                return Err(Failure::new(
-                    Reason::Dns,
-                    format!("cannot resolve {}: {e}", self.host),
-                ))
-            }
-        };
+        let addrs: Vec<SocketAddr> =
+            match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(e) => {
+                    return Err(Failure::new(
+                        Reason::Dns,
+                        format!("cannot resolve {}: {e}", self.host),
+                    ))
+                }
+            };
         let mut last_error = None;
         let mut stream = None;
         for addr in &addrs {
@@ -536,7 +563,12 @@ impl RedisCheck {
                     .connect(tls.server_name.clone(), stream)
                     .await
                     .map_err(|e| Failure::new(Reason::Tls, tls::describe_error(&e)))?;
-                if let Some(sample) = stream.get_ref().1.peer_certificates().and_then(tls::expiry_sample) {
+                if let Some(sample) = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(tls::expiry_sample)
+                {
                     samples.push(sample);
                 }
                 MultiplexedConnection::new_with_config(&self.info, stream, config)
@@ -554,7 +586,10 @@ impl RedisCheck {
 
     /// PING and INFO on `conn`. On failure, whether the connection is broken
     /// (an I/O error) rather than the server having answered with an error.
-    async fn measure(&self, conn: &mut MultiplexedConnection) -> Result<Vec<Sample>, (Failure, bool)> {
+    async fn measure(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Vec<Sample>, (Failure, bool)> {
         let start = Instant::now();
         let pong: String = redis::cmd("PING")
             .query_async(conn)
@@ -571,15 +606,12 @@ impl RedisCheck {
             ));
         }
         let mut samples = vec![Sample::new(&PING_DURATION, rtt.as_secs_f64())];
-        let info: String = redis::cmd("INFO")
-            .query_async(conn)
-            .await
-            .map_err(|e| {
-                (
-                    self.failure("INFO", &e).with_samples(samples.clone()),
-                    is_broken(&e),
-                )
-            })?;
+        let info: String = redis::cmd("INFO").query_async(conn).await.map_err(|e| {
+            (
+                self.failure("INFO", &e).with_samples(samples.clone()),
+                is_broken(&e),
+            )
+        })?;
         samples.extend(info_samples(
             &parse_info(&info),
             unix_now(),
@@ -665,7 +697,10 @@ fn parse_info(text: &str) -> HashMap<&str, &str> {
 /// The `k=v` pairs of a composite INFO value such as
 /// `keys=1,expires=0,avg_ttl=0`.
 fn subfields(value: &str) -> HashMap<&str, &str> {
-    value.split(',').filter_map(|kv| kv.split_once('=')).collect()
+    value
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
 }
 
 /// Turn INFO fields into samples. `now` is the Unix time of the reading.
@@ -774,11 +809,17 @@ mod tests {
     #[test]
     fn urls_parse() {
         let t = parse_url("redis://127.0.0.1:6380/2").unwrap();
-        assert_eq!((t.tls, t.host.as_str(), t.port, t.db), (false, "127.0.0.1", 6380, 2));
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.db),
+            (false, "127.0.0.1", 6380, 2)
+        );
         assert!(t.username.is_none() && t.password.is_none());
 
         let t = parse_url("rediss://app:p%40ss@cache.internal").unwrap();
-        assert_eq!((t.tls, t.host.as_str(), t.port, t.db), (true, "cache.internal", 6379, 0));
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.db),
+            (true, "cache.internal", 6379, 0)
+        );
         assert_eq!(t.username.as_deref(), Some("app"));
         assert_eq!(t.password.unwrap().expose(), "p@ss");
 
@@ -787,8 +828,12 @@ mod tests {
         assert!(t.username.is_none());
 
         assert!(parse_url("http://x").unwrap_err().contains("redis://"));
-        assert!(parse_url("redis://x/abc").unwrap_err().contains("database index"));
-        assert!(parse_url("redis://x/0?protocol=resp3").unwrap_err().contains("query"));
+        assert!(parse_url("redis://x/abc")
+            .unwrap_err()
+            .contains("database index"));
+        assert!(parse_url("redis://x/0?protocol=resp3")
+            .unwrap_err()
+            .contains("query"));
     }
 
     #[test]
@@ -804,7 +849,8 @@ mod tests {
             .iter()
             .find(|s| {
                 s.desc.name == name
-                    && label.is_none_or(|(k, v)| s.labels.iter().any(|(lk, lv)| *lk == k && lv == v))
+                    && label
+                        .is_none_or(|(k, v)| s.labels.iter().any(|(lk, lv)| *lk == k && lv == v))
             })
             .map(|s| s.value)
     }
@@ -823,19 +869,38 @@ mod tests {
         let samples = info_samples(&parse_info(text), 1000.0, 1, 1);
         assert_eq!(value(&samples, "redis_keyspace_hits", None), Some(7.0));
         assert_eq!(value(&samples, "redis_keyspace_misses", None), Some(2.0));
-        assert_eq!(value(&samples, "redis_memory_fragmentation_ratio", None), Some(4.0));
+        assert_eq!(
+            value(&samples, "redis_memory_fragmentation_ratio", None),
+            Some(4.0)
+        );
         assert_eq!(value(&samples, "redis_start_timestamp", None), Some(900.0));
         // maxmemory 0 means no limit: absent, so used/max never divides by 0.
         assert_eq!(value(&samples, "redis_memory_max", None), None);
         // Top-1 database by keys, top-1 replica by lag.
-        assert_eq!(value(&samples, "redis_db_keys", Some(("db", "3"))), Some(9.0));
+        assert_eq!(
+            value(&samples, "redis_db_keys", Some(("db", "3"))),
+            Some(9.0)
+        );
         assert_eq!(value(&samples, "redis_db_keys", Some(("db", "0"))), None);
         assert_eq!(
-            value(&samples, "redis_replica_offset_lag", Some(("replica", "10.0.0.2:6379"))),
+            value(
+                &samples,
+                "redis_replica_offset_lag",
+                Some(("replica", "10.0.0.2:6379"))
+            ),
             Some(10.0)
         );
-        assert_eq!(samples.iter().filter(|s| s.desc.name == "redis_replica_offset_lag").count(), 1);
-        assert_eq!(value(&samples, "redis_role", Some(("role", "master"))), Some(1.0));
+        assert_eq!(
+            samples
+                .iter()
+                .filter(|s| s.desc.name == "redis_replica_offset_lag")
+                .count(),
+            1
+        );
+        assert_eq!(
+            value(&samples, "redis_role", Some(("role", "master"))),
+            Some(1.0)
+        );
         assert_eq!(value(&samples, "redis_master_link_up", None), None);
     }
 
@@ -844,9 +909,15 @@ mod tests {
         let text = "role:slave\r\nmaster_link_status:down\r\nmaster_last_io_seconds_ago:-1\r\n\
             master_sync_in_progress:0\r\nmaxmemory:1048576\r\n";
         let samples = info_samples(&parse_info(text), 1000.0, 16, 10);
-        assert_eq!(value(&samples, "redis_role", Some(("role", "replica"))), Some(1.0));
+        assert_eq!(
+            value(&samples, "redis_role", Some(("role", "replica"))),
+            Some(1.0)
+        );
         assert_eq!(value(&samples, "redis_master_link_up", None), Some(0.0));
-        assert_eq!(value(&samples, "redis_master_last_io_timestamp", None), None);
+        assert_eq!(
+            value(&samples, "redis_master_last_io_timestamp", None),
+            None
+        );
         assert_eq!(value(&samples, "redis_memory_max", None), Some(1048576.0));
     }
 
