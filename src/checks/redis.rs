@@ -238,87 +238,181 @@ impl RedisSpec {
     }
 }
 
-macro_rules! desc {
-    ($ident:ident, $name:literal, $unit:expr, $kind:ident, $help:literal) => {
-        #[doc = $help]
-        pub static $ident: MetricDesc = MetricDesc {
-            name: $name,
-            help: $help,
-            unit: $unit,
-            kind: MetricKind::$kind,
-        };
-    };
-}
+/// Client-side round trip of a PING on the persistent connection.
+pub static PING_DURATION: MetricDesc = MetricDesc {
+    name: "redis_ping_duration",
+    help: "Round trip of a PING on the exporter's persistent connection, measured by the client, in the last scheduled run.",
+    unit: Some(Unit::Seconds),
+    kind: MetricKind::Gauge,
+};
 
-desc!(PING_DURATION, "redis_ping_duration", Some(Unit::Seconds), Gauge,
-    "Round trip of a PING on the exporter's persistent connection, measured by the client, in the last scheduled run.");
-desc!(KEYSPACE_HITS, "redis_keyspace_hits", None, Counter,
-    "Successful key lookups since the server started (INFO keyspace_hits), as of the last scheduled run.");
-desc!(KEYSPACE_MISSES, "redis_keyspace_misses", None, Counter,
-    "Failed key lookups since the server started (INFO keyspace_misses), as of the last scheduled run.");
-desc!(EVICTED_KEYS, "redis_evicted_keys", None, Counter,
-    "Keys evicted because of maxmemory since the server started (INFO evicted_keys), as of the last scheduled run.");
-desc!(EXPIRED_KEYS, "redis_expired_keys", None, Counter,
-    "Keys removed on expiry since the server started (INFO expired_keys), as of the last scheduled run.");
-desc!(REJECTED_CONNECTIONS, "redis_rejected_connections", None, Counter,
-    "Connections rejected because of maxclients since the server started (INFO rejected_connections), as of the last scheduled run.");
-desc!(CONNECTIONS_RECEIVED, "redis_connections_received", None, Counter,
-    "Connections accepted since the server started (INFO total_connections_received), as of the last scheduled run.");
-desc!(CONNECTED_CLIENTS, "redis_connected_clients", None, Gauge,
-    "Client connections open (INFO connected_clients) in the last scheduled run, the exporter's own included.");
-desc!(BLOCKED_CLIENTS, "redis_blocked_clients", None, Gauge,
-    "Clients waiting in a blocking call like BLPOP (INFO blocked_clients) in the last scheduled run.");
-desc!(
-    MAX_CLIENTS,
-    "redis_max_clients",
-    None,
-    Gauge,
-    "The server's maxclients setting (INFO maxclients) in the last scheduled run."
-);
-desc!(
-    MEMORY_USED,
-    "redis_memory_used",
-    Some(Unit::Bytes),
-    Gauge,
-    "Memory allocated by Redis (INFO used_memory) in the last scheduled run."
-);
-desc!(
-    MEMORY_MAX,
-    "redis_memory_max",
-    Some(Unit::Bytes),
-    Gauge,
-    "The maxmemory setting in the last scheduled run; absent when it is 0 (no limit)."
-);
-desc!(MEMORY_RSS, "redis_memory_rss", Some(Unit::Bytes), Gauge,
-    "Resident memory of the Redis process as the OS sees it (INFO used_memory_rss) in the last scheduled run.");
-desc!(
-    MEMORY_FRAGMENTATION,
-    "redis_memory_fragmentation_ratio",
-    None,
-    Gauge,
-    "RSS divided by used memory (INFO mem_fragmentation_ratio) in the last scheduled run."
-);
-desc!(START_TIME, "redis_start_timestamp", Some(Unit::Seconds), Gauge,
-    "When the server started (now minus INFO uptime_in_seconds), as a Unix timestamp, from the last scheduled run.");
-desc!(DB_KEYS, "redis_db_keys", None, Gauge,
-    "Keys in each database (INFO keyspace) in the last scheduled run; the databases with the most keys, up to max_databases.");
-desc!(ROLE, "redis_role", None, Gauge,
-    "1 for the server's replication role (role=\"master\" or \"replica\") in the last scheduled run.");
-desc!(
-    CONNECTED_REPLICAS,
-    "redis_connected_replicas",
-    None,
-    Gauge,
-    "Replicas connected to this primary (INFO connected_slaves) in the last scheduled run."
-);
-desc!(REPLICA_OFFSET_LAG, "redis_replica_offset_lag", Some(Unit::Bytes), Gauge,
-    "On a primary, how far each replica's acknowledged replication offset is behind the primary's, in the last scheduled run; the most lagging replicas, up to max_replicas.");
-desc!(MASTER_LINK_UP, "redis_master_link_up", None, Gauge,
-    "On a replica, 1 if the link to its primary is up (INFO master_link_status), else 0, in the last scheduled run.");
-desc!(MASTER_LAST_IO, "redis_master_last_io_timestamp", Some(Unit::Seconds), Gauge,
-    "On a replica, when it last heard from its primary (now minus INFO master_last_io_seconds_ago), as a Unix timestamp, from the last scheduled run; absent while the link is down.");
-desc!(MASTER_SYNC_IN_PROGRESS, "redis_master_sync_in_progress", None, Gauge,
-    "On a replica, 1 while a full sync from the primary is in progress, else 0, in the last scheduled run.");
+/// Successful key lookups since the server started.
+pub static KEYSPACE_HITS: MetricDesc = MetricDesc {
+    name: "redis_keyspace_hits",
+    help: "Successful key lookups since the server started (INFO keyspace_hits), as of the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Failed key lookups since the server started.
+pub static KEYSPACE_MISSES: MetricDesc = MetricDesc {
+    name: "redis_keyspace_misses",
+    help: "Failed key lookups since the server started (INFO keyspace_misses), as of the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Keys evicted because of maxmemory since the server started.
+pub static EVICTED_KEYS: MetricDesc = MetricDesc {
+    name: "redis_evicted_keys",
+    help: "Keys evicted because of maxmemory since the server started (INFO evicted_keys), as of the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Keys removed on expiry since the server started.
+pub static EXPIRED_KEYS: MetricDesc = MetricDesc {
+    name: "redis_expired_keys",
+    help: "Keys removed on expiry since the server started (INFO expired_keys), as of the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Connections rejected because of maxclients since the server started.
+pub static REJECTED_CONNECTIONS: MetricDesc = MetricDesc {
+    name: "redis_rejected_connections",
+    help: "Connections rejected because of maxclients since the server started (INFO rejected_connections), as of the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Connections accepted since the server started.
+pub static CONNECTIONS_RECEIVED: MetricDesc = MetricDesc {
+    name: "redis_connections_received",
+    help: "Connections accepted since the server started (INFO total_connections_received), as of the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Client connections open.
+pub static CONNECTED_CLIENTS: MetricDesc = MetricDesc {
+    name: "redis_connected_clients",
+    help: "Client connections open (INFO connected_clients) in the last scheduled run, the exporter's own included.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Clients waiting in a blocking call like BLPOP.
+pub static BLOCKED_CLIENTS: MetricDesc = MetricDesc {
+    name: "redis_blocked_clients",
+    help: "Clients waiting in a blocking call like BLPOP (INFO blocked_clients) in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// The server's maxclients setting.
+pub static MAX_CLIENTS: MetricDesc = MetricDesc {
+    name: "redis_max_clients",
+    help: "The server's maxclients setting (INFO maxclients) in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Memory allocated by Redis.
+pub static MEMORY_USED: MetricDesc = MetricDesc {
+    name: "redis_memory_used",
+    help: "Memory allocated by Redis (INFO used_memory) in the last scheduled run.",
+    unit: Some(Unit::Bytes),
+    kind: MetricKind::Gauge,
+};
+
+/// The maxmemory setting, when there is one.
+pub static MEMORY_MAX: MetricDesc = MetricDesc {
+    name: "redis_memory_max",
+    help: "The maxmemory setting in the last scheduled run; absent when it is 0 (no limit).",
+    unit: Some(Unit::Bytes),
+    kind: MetricKind::Gauge,
+};
+
+/// Resident memory of the Redis process as the OS sees it.
+pub static MEMORY_RSS: MetricDesc = MetricDesc {
+    name: "redis_memory_rss",
+    help: "Resident memory of the Redis process as the OS sees it (INFO used_memory_rss) in the last scheduled run.",
+    unit: Some(Unit::Bytes),
+    kind: MetricKind::Gauge,
+};
+
+/// RSS divided by used memory.
+pub static MEMORY_FRAGMENTATION: MetricDesc = MetricDesc {
+    name: "redis_memory_fragmentation_ratio",
+    help: "RSS divided by used memory (INFO mem_fragmentation_ratio) in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// When the server started.
+pub static START_TIME: MetricDesc = MetricDesc {
+    name: "redis_start_timestamp",
+    help: "When the server started (now minus INFO uptime_in_seconds), as a Unix timestamp, from the last scheduled run.",
+    unit: Some(Unit::Seconds),
+    kind: MetricKind::Gauge,
+};
+
+/// Keys in each database.
+pub static DB_KEYS: MetricDesc = MetricDesc {
+    name: "redis_db_keys",
+    help: "Keys in each database (INFO keyspace) in the last scheduled run; the databases with the most keys, up to max_databases.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// 1 for the server's replication role.
+pub static ROLE: MetricDesc = MetricDesc {
+    name: "redis_role",
+    help: "1 for the server's replication role (role=\"master\" or \"replica\") in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Replicas connected to this primary.
+pub static CONNECTED_REPLICAS: MetricDesc = MetricDesc {
+    name: "redis_connected_replicas",
+    help: "Replicas connected to this primary (INFO connected_slaves) in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// On a primary, each replica's replication offset lag.
+pub static REPLICA_OFFSET_LAG: MetricDesc = MetricDesc {
+    name: "redis_replica_offset_lag",
+    help: "On a primary, how far each replica's acknowledged replication offset is behind the primary's, in the last scheduled run; the most lagging replicas, up to max_replicas.",
+    unit: Some(Unit::Bytes),
+    kind: MetricKind::Gauge,
+};
+
+/// On a replica, 1 if the link to its primary is up.
+pub static MASTER_LINK_UP: MetricDesc = MetricDesc {
+    name: "redis_master_link_up",
+    help: "On a replica, 1 if the link to its primary is up (INFO master_link_status), else 0, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// On a replica, when it last heard from its primary.
+pub static MASTER_LAST_IO: MetricDesc = MetricDesc {
+    name: "redis_master_last_io_timestamp",
+    help: "On a replica, when it last heard from its primary (now minus INFO master_last_io_seconds_ago), as a Unix timestamp, from the last scheduled run; absent while the link is down.",
+    unit: Some(Unit::Seconds),
+    kind: MetricKind::Gauge,
+};
+
+/// On a replica, 1 during a full sync from the primary.
+pub static MASTER_SYNC_IN_PROGRESS: MetricDesc = MetricDesc {
+    name: "redis_master_sync_in_progress",
+    help: "On a replica, 1 while a full sync from the primary is in progress, else 0, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
 
 /// Every metric this kind can report, besides the TLS certificate expiry.
 pub static METRICS: [&MetricDesc; 22] = [
