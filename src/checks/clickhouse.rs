@@ -491,4 +491,37 @@ mod tests {
         assert_eq!(snippet("a\nb\n"), "\"a b\"");
         assert!(snippet(&"x".repeat(500)).ends_with('…'));
     }
+
+    fn spec(yaml: &str) -> ClickhouseSpec {
+        serde_saphyr::from_str(yaml).expect("spec parses")
+    }
+
+    #[test]
+    fn validation_names_the_fields() {
+        let ok = spec("url: http://127.0.0.1:8123");
+        assert!(ok.validate().is_empty());
+        assert_eq!(
+            (ok.user.as_str(), ok.query.as_str()),
+            ("default", "SELECT 1")
+        );
+        let fields = |yaml: &str| -> Vec<String> {
+            spec(yaml).validate().into_iter().map(|(f, _)| f).collect()
+        };
+        assert_eq!(
+            fields("url: http://h:8123\ntls: {ca_file: /x.pem}"),
+            ["tls"]
+        );
+        assert_eq!(
+            fields("url: https://h:8443\ntls: {server_name: other}"),
+            ["tls.server_name"]
+        );
+        assert_eq!(
+            fields("url: http://h:8123\npassword: a\npassword_file: /b"),
+            ["password"]
+        );
+        assert_eq!(
+            fields("url: http://h:8123\nuser: ''\nquery: ' '"),
+            ["user", "query"]
+        );
+    }
 }

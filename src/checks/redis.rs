@@ -174,22 +174,10 @@ fn parse_url(raw: &str) -> Result<Target, String> {
     })
 }
 
-fn percent_decode(s: &str) -> Result<String, ()> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(())?;
-            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
+fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|s| s.into_owned())
 }
 
 impl RedisSpec {
@@ -1015,11 +1003,37 @@ mod tests {
         assert_eq!(value(&samples, "redis_memory_max", None), Some(1048576.0));
     }
 
+    fn spec(yaml: &str) -> RedisSpec {
+        serde_saphyr::from_str(yaml).expect("spec parses")
+    }
+
+    fn fields(problems: Vec<(String, String)>) -> Vec<String> {
+        problems.into_iter().map(|(field, _)| field).collect()
+    }
+
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b%2F").unwrap(), "a b/");
-        assert!(percent_decode("%zz").is_err());
-        assert!(percent_decode("50%").is_err());
-        assert_eq!(percent_decode("plain").unwrap(), "plain");
+    fn validation_names_the_fields() {
+        assert!(spec("url: redis://127.0.0.1:6379/0").validate().is_empty());
+        assert_eq!(
+            fields(spec("url: redis://:pw@h\npassword: other").validate()),
+            ["url"]
+        );
+        assert_eq!(
+            fields(spec("url: redis://h\ntls: {ca_file: /x.pem}").validate()),
+            ["tls"]
+        );
+        assert_eq!(
+            fields(spec("url: redis://h\nmax_databases: 0\nmax_replicas: 0").validate()),
+            ["max_databases", "max_replicas"]
+        );
+        assert_eq!(fields(spec("url: h:6379").validate()), ["url"]);
+    }
+
+    #[test]
+    fn a_password_file_that_cannot_be_read_is_a_build_error() {
+        let err = RedisCheck::new(&spec("url: redis://h\npassword_file: /nonexistent/pw"))
+            .err()
+            .expect("build fails");
+        assert_eq!(err.field, "password_file");
     }
 }
