@@ -238,11 +238,7 @@ impl ClickhouseCheck {
         if let Some(db) = &spec.database {
             query_url.query_pairs_mut().append_pair("database", db);
         }
-        let display = format!(
-            "{}://{}",
-            base.scheme(),
-            base.host_str().unwrap_or_default()
-        ) + &base.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let display = base.origin().ascii_serialization();
         Ok(Self {
             client,
             ping_url,
