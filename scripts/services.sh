@@ -15,7 +15,7 @@
 #
 #   service        ports
 #   postgres       55432 (primary), 55433 (standby)
-#   redis          56379 (primary), 56380 (replica)
+#   redis          56379 (primary), 56380 (replica), 56381 (primary, TLS)
 #   clickhouse     58123 (http), 59000 (native)
 #   s3             59100
 #   kafka          59092 (broker), 59095 (controller)

@@ -42,7 +42,9 @@ fn the_example_config_loads_with_an_empty_environment() {
             "postgres_port",
             "redis_ping",
             "clickhouse_ping",
-            "postgres_primary"
+            "postgres_primary",
+            "cache",
+            "analytics"
         ]
     );
     // Every kind registered so far is shown in the example.
@@ -99,7 +101,8 @@ fn dollar_dollar_is_a_literal_dollar() {
     assert!(format!("{:?}", config.checks[0].spec).contains("${HOME}"));
 }
 
-/// Each invalid config and the exact text `validate` prints for it.
+/// Each invalid config and the exact text `validate` prints for it
+/// (`{KINDS}` stands for the list of registered kinds).
 const INVALID: &[(&str, &str, &str)] = &[
     (
         "unset variable",
@@ -149,12 +152,12 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "unknown kind",
         "checks:\n  - name: a\n    kind: ftp\n",
-        "test.yaml:3:11: checks[0].kind: unknown kind \"ftp\": expected one of http, tcp, dns, postgres",
+        "test.yaml:3:11: checks[0].kind: unknown kind \"ftp\": expected one of {KINDS}",
     ),
     (
         "missing kind",
         "checks:\n  - name: a\n    address: 127.0.0.1:1\n",
-        "test.yaml:2:5: checks[0]: missing field `kind` (one of http, tcp, dns, postgres)",
+        "test.yaml:2:5: checks[0]: missing field `kind` (one of {KINDS})",
     ),
     (
         "missing name",
@@ -235,14 +238,16 @@ const INVALID: &[(&str, &str, &str)] = &[
         "several problems at once, in file order",
         "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1\n  - name: b\n    kind: nope\n",
         "test.yaml:5:14: checks[0].timeout: invalid duration 1: a unit is required, like 1s or 1ms\n\
-         test.yaml:7:11: checks[1].kind: unknown kind \"nope\": expected one of http, tcp, dns, postgres",
+         test.yaml:7:11: checks[1].kind: unknown kind \"nope\": expected one of {KINDS}",
     ),
 ];
 
 #[test]
 fn invalid_configs_give_exact_errors() {
     let mut mismatches = Vec::new();
+    let kinds = runbook_exporter::checks::KINDS.join(", ");
     for (name, text, expected) in INVALID {
+        let expected = &expected.replace("{KINDS}", &kinds);
         let got = errors(text);
         if got != *expected {
             mismatches.push(format!(

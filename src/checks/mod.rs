@@ -7,9 +7,11 @@
 //! kind: the scheduler runs `dyn Check`, the metrics module encodes
 //! [`Sample`]s, and the config loader deserializes [`CheckSpec`].
 
+pub mod clickhouse;
 pub mod dns;
 pub mod http;
 pub mod postgres;
+pub mod redis;
 pub mod tcp;
 pub mod tls;
 
@@ -131,6 +133,8 @@ registry! {
     Tcp => "tcp" in tcp: TcpSpec, TcpCheck, probe "address";
     Dns => "dns" in dns: DnsSpec, DnsCheck, probe "server";
     Postgres => "postgres" in postgres: PostgresSpec, PostgresCheck, probe "host";
+    Redis => "redis" in redis: RedisSpec, RedisCheck, probe "url";
+    Clickhouse => "clickhouse" in clickhouse: ClickhouseSpec, ClickhouseCheck, probe "url";
 }
 
 /// A configuration problem found while building a check: the field (relative
