@@ -9,6 +9,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod kubernetes;
 pub mod tcp;
 pub mod tls;
 
@@ -120,6 +121,7 @@ registry! {
     Http => "http" in http: HttpSpec, HttpCheck;
     Tcp => "tcp" in tcp: TcpSpec, TcpCheck;
     Dns => "dns" in dns: DnsSpec, DnsCheck;
+    Kubernetes => "kubernetes" in kubernetes: KubernetesSpec, KubernetesCheck;
 }
 
 /// A configuration problem found while building a check: the field (relative

@@ -1,0 +1,1335 @@
+//! The `kubernetes` kind: the guides' first kubectl commands in an incident
+//! (`kubectl get pods -l app=...`, `kubectl describe pod`, `kubectl get
+//! nodes`, `kubectl get events`, `kubectl get endpoints`) as metrics.
+//!
+//! Each run lists, with one request per resource and namespace, the pods and
+//! deployments matching the selector, the namespace's Warning events, the
+//! EndpointSlices of the configured services and the nodes, then folds the
+//! lists into bounded series: counts by fixed sets of phases and reasons,
+//! per-pod series for at most `max_pods` pods, and labels only from object
+//! names. Lists ask for `resourceVersion=0`, so the API server answers from
+//! its watch cache without a read from etcd.
+//!
+//! The only state kept between runs is the API client (its connection pool
+//! is reused) and what the OOM-kill counter needs: the last termination seen
+//! for each container.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::{join_all, BoxFuture};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, ObjectList};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use prometheus_client::registry::Unit;
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::{
+    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
+};
+
+/// Config of a `kubernetes` check.
+///
+/// ```yaml
+/// - name: api_pods
+///   kind: kubernetes
+///   namespace: llm-research
+///   selector: app=llm-research-api
+///   services: [llm-research-api]
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSpec {
+    /// A kubeconfig file to connect with, read when the check is built.
+    /// Default: the in-cluster service account (the token, CA and API server
+    /// address Kubernetes mounts into every pod).
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The context of `kubeconfig` to use. Default: its `current-context`.
+    pub context: Option<String>,
+
+    /// The namespace to watch over. Default: the namespace of the kubeconfig
+    /// context, or of the service account in a cluster.
+    pub namespace: Option<String>,
+
+    /// Several namespaces to watch over, instead of `namespace`.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+
+    /// A label selector for the pods and deployments, as in `kubectl get pods
+    /// -l app=llm-research-api`. Default: every pod and deployment of the
+    /// namespaces.
+    pub selector: Option<String>,
+
+    /// Services whose ready and not-ready endpoints to count, like `kubectl
+    /// get endpoints NAME`. With several `namespaces`, write them as
+    /// `namespace/name`. Default: none.
+    #[serde(default)]
+    pub services: Vec<String>,
+
+    /// Report the deployments matching `selector`. Default: true.
+    #[serde(default = "default_true")]
+    pub deployments: bool,
+
+    /// Report the cluster's nodes (needs the ClusterRole of
+    /// deploy/kubernetes/rbac.yaml). Default: true.
+    #[serde(default = "default_true")]
+    pub nodes: bool,
+
+    /// A label selector for the nodes, like
+    /// `nvidia.com/gpu.present=true`. Default: every node.
+    pub node_selector: Option<String>,
+
+    /// Count the namespaces' Warning events. Default: true.
+    #[serde(default = "default_true")]
+    pub events: bool,
+
+    /// How recent a Warning event must be to be counted: its last occurrence
+    /// lies within this window before the run. Default: 15m.
+    #[serde(default = "default_events_window", with = "crate::config::duration")]
+    pub events_window: Duration,
+
+    /// At most this many pods (the first by namespace and name) get
+    /// per-pod series (restarts, OOM kills); the rest are still counted in
+    /// every total. Default: 50.
+    #[serde(default = "default_max_pods")]
+    pub max_pods: usize,
+
+    /// At most this many deployments (the first by namespace and name) get
+    /// series. Default: 20.
+    #[serde(default = "default_max_deployments")]
+    pub max_deployments: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_events_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_max_pods() -> usize {
+    50
+}
+
+fn default_max_deployments() -> usize {
+    20
+}
+
+impl KubernetesSpec {
+    /// Semantic problems, as `(field, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.context.is_some() && self.kubeconfig.is_none() {
+            problems.push((
+                "context".to_string(),
+                "needs `kubeconfig`: the in-cluster config has no contexts".to_string(),
+            ));
+        }
+        if self.namespace.is_some() && !self.namespaces.is_empty() {
+            problems.push((
+                "namespaces".to_string(),
+                "set either namespace or namespaces, not both".to_string(),
+            ));
+        }
+        if let Some(ns) = &self.namespace {
+            if let Err(e) = check_name(ns) {
+                problems.push(("namespace".to_string(), e));
+            }
+        }
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            if let Err(e) = check_name(ns) {
+                problems.push((format!("namespaces[{i}]"), e));
+            }
+        }
+        for (field, selector) in [
+            ("selector", &self.selector),
+            ("node_selector", &self.node_selector),
+        ] {
+            if selector.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                problems.push((
+                    field.to_string(),
+                    "is empty; leave it out to select everything".to_string(),
+                ));
+            }
+        }
+        if self.node_selector.is_some() && !self.nodes {
+            problems.push((
+                "node_selector".to_string(),
+                "is set but nodes is false".to_string(),
+            ));
+        }
+        for (i, service) in self.services.iter().enumerate() {
+            if let Err(e) = self.service_ref(service) {
+                problems.push((format!("services[{i}]"), e));
+            }
+        }
+        problems
+    }
+
+    /// Split a `services` entry into an optional namespace and a name.
+    fn service_ref(&self, entry: &str) -> Result<(Option<String>, String), String> {
+        match entry.split_once('/') {
+            Some((ns, name)) => {
+                check_name(ns)?;
+                check_name(name)?;
+                let known = self.namespace.as_deref() == Some(ns)
+                    || self.namespaces.iter().any(|n| n == ns);
+                if !known {
+                    return Err(format!(
+                        "{entry:?}: namespace {ns:?} is not one of the check's namespaces"
+                    ));
+                }
+                Ok((Some(ns.to_string()), name.to_string()))
+            }
+            None => {
+                check_name(entry)?;
+                if self.namespaces.len() > 1 {
+                    return Err(format!(
+                        "{entry:?}: with several namespaces, write namespace/{entry}"
+                    ));
+                }
+                Ok((None, entry.to_string()))
+            }
+        }
+    }
+}
+
+/// A namespace or object name: a DNS-1123 label or subdomain.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a Kubernetes name: lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit"
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+
+/// Pods by phase.
+pub static PODS: MetricDesc = MetricDesc {
+    name: "kubernetes_pods",
+    help: "Pods matching the selector, by namespace and phase (Pending, Running, Succeeded, Failed, Unknown), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Pods not ready.
+pub static PODS_NOT_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_pods_not_ready",
+    help: "Pods matching the selector that have not finished (not Succeeded or Failed) and whose Ready condition is not True, by namespace, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Creation time of the oldest Pending pod.
+pub static OLDEST_PENDING: MetricDesc = MetricDesc {
+    name: "kubernetes_oldest_pending_pod_creation_timestamp",
+    help: "Creation time of the oldest pod still Pending, by namespace, as a Unix timestamp, in the last scheduled run; absent when no pod is Pending. time() minus this is how long it has been Pending.",
+    unit: Some(Unit::Seconds),
+    kind: MetricKind::Gauge,
+};
+
+/// Containers waiting, by reason.
+pub static CONTAINERS_WAITING: MetricDesc = MetricDesc {
+    name: "kubernetes_containers_waiting",
+    help: "Containers (init containers included) currently waiting, by namespace and reason (CrashLoopBackOff, ImagePullBackOff, ErrImagePull, CreateContainerConfigError, ContainerCreating, other), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Restarts per container, as reported by the kubelet.
+pub static CONTAINER_RESTARTS: MetricDesc = MetricDesc {
+    name: "kubernetes_container_restarts",
+    help: "Restarts of each container, as the kubelet counts them (restartCount), in the last scheduled run; at most max_pods pods.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// OOM-killed restarts per container, counted by the exporter.
+pub static CONTAINER_OOM_KILLS: MetricDesc = MetricDesc {
+    name: "kubernetes_container_oom_kills",
+    help: "Terminations of each container with reason OOMKilled seen by the exporter (each counted once) up to the last scheduled run; at most max_pods pods.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Objects without their own series because of a limit.
+pub static OVER_LIMIT: MetricDesc = MetricDesc {
+    name: "kubernetes_over_limit",
+    help: "Objects (pod, deployment) beyond max_pods or max_deployments that got no series of their own in the last scheduled run; they still count in every total.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Desired replicas of a deployment.
+pub static DEPLOYMENT_DESIRED: MetricDesc = MetricDesc {
+    name: "kubernetes_deployment_desired_replicas",
+    help: "Desired replicas (spec.replicas) of each deployment matching the selector, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Updated replicas of a deployment.
+pub static DEPLOYMENT_UPDATED: MetricDesc = MetricDesc {
+    name: "kubernetes_deployment_updated_replicas",
+    help: "Replicas running the deployment's current pod template (status.updatedReplicas), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Available replicas of a deployment.
+pub static DEPLOYMENT_AVAILABLE: MetricDesc = MetricDesc {
+    name: "kubernetes_deployment_available_replicas",
+    help: "Available replicas (status.availableReplicas) of each deployment matching the selector, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Nodes listed.
+pub static NODES: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes",
+    help: "Nodes matching node_selector, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Nodes whose Ready condition is not True.
+pub static NODES_NOT_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes_not_ready",
+    help: "Nodes whose Ready condition is not True (False, Unknown or missing), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Nodes under a pressure condition.
+pub static NODES_PRESSURE: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes_under_pressure",
+    help: "Nodes with the condition (MemoryPressure, DiskPressure, PIDPressure) True, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Allocatable GPUs, summed over the nodes.
+pub static NODES_GPUS: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes_allocatable_gpus",
+    help: "Allocatable nvidia.com/gpu summed over the nodes that advertise it, in the last scheduled run; absent when no node does.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Recent Warning events, by reason.
+pub static WARNING_EVENTS: MetricDesc = MetricDesc {
+    name: "kubernetes_warning_events",
+    help: "Warning events last seen within events_window, by namespace and reason (FailedScheduling, BackOff, Unhealthy, FailedMount, FailedCreatePodSandBox, Evicted, other), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Ready endpoints of a service.
+pub static SERVICE_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_service_ready_endpoints",
+    help: "Ready endpoints of each configured service (0 when it has none, or no such service), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Not-ready endpoints of a service.
+pub static SERVICE_NOT_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_service_not_ready_endpoints",
+    help: "Endpoints of each configured service that are not ready (0 when there are none), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Every metric this kind can report.
+pub static METRICS: [&MetricDesc; 17] = [
+    &PODS,
+    &PODS_NOT_READY,
+    &OLDEST_PENDING,
+    &CONTAINERS_WAITING,
+    &CONTAINER_RESTARTS,
+    &CONTAINER_OOM_KILLS,
+    &OVER_LIMIT,
+    &DEPLOYMENT_DESIRED,
+    &DEPLOYMENT_UPDATED,
+    &DEPLOYMENT_AVAILABLE,
+    &NODES,
+    &NODES_NOT_READY,
+    &NODES_PRESSURE,
+    &NODES_GPUS,
+    &WARNING_EVENTS,
+    &SERVICE_READY,
+    &SERVICE_NOT_READY,
+];
+
+/// Pod phases, as the `phase` label.
+pub const PHASES: [&str; 5] = ["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+
+/// Waiting reasons with their own `reason` label value; any other is `other`.
+pub const WAITING_REASONS: [&str; 6] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "ContainerCreating",
+    "other",
+];
+
+/// Warning event reasons with their own `reason` label value.
+pub const EVENT_REASONS: [&str; 7] = [
+    "FailedScheduling",
+    "BackOff",
+    "Unhealthy",
+    "FailedMount",
+    "FailedCreatePodSandBox",
+    "Evicted",
+    "other",
+];
+
+/// Node conditions counted by `kubernetes_nodes_under_pressure`.
+pub const PRESSURES: [&str; 3] = ["MemoryPressure", "DiskPressure", "PIDPressure"];
+
+/// The extended resource name of NVIDIA GPUs.
+const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// The label EndpointSlices carry with the name of their service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The label value for `value` from a fixed set whose last entry is `other`.
+fn bucket(set: &'static [&'static str], value: &str) -> &'static str {
+    set.iter()
+        .find(|s| **s == value)
+        .copied()
+        .unwrap_or(set[set.len() - 1])
+}
+
+// ---------------------------------------------------------------------------
+// The API resources the check reads
+
+/// One API resource the check lists: the RBAC rule it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiResource {
+    /// The API group (`""` for the core group).
+    pub group: &'static str,
+    /// The resource, plural, as in RBAC rules.
+    pub resource: &'static str,
+    /// Whether it lives in a namespace (a Role) or the cluster (a ClusterRole).
+    pub namespaced: bool,
+}
+
+pub const PODS_RESOURCE: ApiResource = ApiResource {
+    group: "",
+    resource: "pods",
+    namespaced: true,
+};
+pub const EVENTS_RESOURCE: ApiResource = ApiResource {
+    group: "",
+    resource: "events",
+    namespaced: true,
+};
+pub const DEPLOYMENTS_RESOURCE: ApiResource = ApiResource {
+    group: "apps",
+    resource: "deployments",
+    namespaced: true,
+};
+pub const ENDPOINT_SLICES_RESOURCE: ApiResource = ApiResource {
+    group: "discovery.k8s.io",
+    resource: "endpointslices",
+    namespaced: true,
+};
+pub const NODES_RESOURCE: ApiResource = ApiResource {
+    group: "",
+    resource: "nodes",
+    namespaced: false,
+};
+
+/// Every resource the check reads; each is only ever listed.
+pub const API_RESOURCES: [ApiResource; 5] = [
+    PODS_RESOURCE,
+    EVENTS_RESOURCE,
+    DEPLOYMENTS_RESOURCE,
+    ENDPOINT_SLICES_RESOURCE,
+    NODES_RESOURCE,
+];
+
+/// The only verb the check uses.
+pub const API_VERB: &str = "list";
+
+// ---------------------------------------------------------------------------
+// The check
+
+/// Where the client configuration comes from.
+enum Source {
+    InCluster,
+    Kubeconfig {
+        path: PathBuf,
+        kubeconfig: Kubeconfig,
+        options: KubeConfigOptions,
+    },
+}
+
+/// A client and the namespace its configuration defaults to.
+#[derive(Clone)]
+struct Connection {
+    client: Client,
+    default_namespace: String,
+}
+
+/// The last termination seen of one container, and the OOM kills counted.
+#[derive(Debug, Default)]
+struct ContainerTrack {
+    last_termination: Option<String>,
+    oom_kills: u64,
+}
+
+/// What the OOM-kill counter remembers between runs, per namespace.
+#[derive(Debug, Default)]
+struct OomState {
+    /// Namespaces whose pods were listed at least once: the first list
+    /// only records the terminations already there.
+    seen_namespaces: BTreeSet<String>,
+    /// Keyed by namespace, pod UID (or name) and container name.
+    containers: HashMap<(String, String, String), ContainerTrack>,
+}
+
+/// A built `kubernetes` check.
+pub struct KubernetesCheck {
+    source: Source,
+    namespaces: Vec<String>,
+    selector: Option<String>,
+    /// Services by namespace (`None`: the default namespace).
+    services: Vec<(Option<String>, String)>,
+    deployments: bool,
+    nodes: bool,
+    node_selector: Option<String>,
+    events: bool,
+    events_window: Duration,
+    max_pods: usize,
+    max_deployments: usize,
+    secrets: Vec<String>,
+    /// The client, built on the first run and dropped after a network
+    /// failure or a run that did not finish.
+    connection: Mutex<Option<Connection>>,
+    oom: Mutex<OomState>,
+}
+
+impl KubernetesCheck {
+    pub fn new(spec: &KubernetesSpec) -> Result<Self, BuildError> {
+        let mut secrets = Vec::new();
+        let source = match &spec.kubeconfig {
+            None => Source::InCluster,
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+                    BuildError::new("kubeconfig", format!("cannot read {}: {e}", path.display()))
+                })?;
+                let context = spec
+                    .context
+                    .clone()
+                    .or_else(|| kubeconfig.current_context.clone());
+                let Some(context) = context else {
+                    return Err(BuildError::new(
+                        "context",
+                        format!("{} has no current-context: set `context`", path.display()),
+                    ));
+                };
+                if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+                    let known: Vec<&str> = kubeconfig
+                        .contexts
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    return Err(BuildError::new(
+                        "context",
+                        format!(
+                            "no context {context:?} in {}; it has: {}",
+                            path.display(),
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                for user in &kubeconfig.auth_infos {
+                    if let Some(token) = user.auth_info.as_ref().and_then(|a| a.token.as_ref()) {
+                        secrets.push(token.expose_secret().to_string());
+                    }
+                }
+                Source::Kubeconfig {
+                    path: path.clone(),
+                    kubeconfig,
+                    options: KubeConfigOptions {
+                        context: Some(context),
+                        cluster: None,
+                        user: None,
+                    },
+                }
+            }
+        };
+        let mut services = Vec::new();
+        for (i, entry) in spec.services.iter().enumerate() {
+            services.push(
+                spec.service_ref(entry)
+                    .map_err(|e| BuildError::new(format!("services[{i}]"), e))?,
+            );
+        }
+        let namespaces = match &spec.namespace {
+            Some(ns) => vec![ns.clone()],
+            None => spec.namespaces.clone(),
+        };
+        Ok(Self {
+            source,
+            namespaces,
+            selector: spec.selector.clone(),
+            services,
+            deployments: spec.deployments,
+            nodes: spec.nodes,
+            node_selector: spec.node_selector.clone(),
+            events: spec.events,
+            events_window: spec.events_window,
+            max_pods: spec.max_pods,
+            max_deployments: spec.max_deployments,
+            secrets,
+            connection: Mutex::new(None),
+            oom: Mutex::new(OomState::default()),
+        })
+    }
+
+    /// The client of earlier runs, or a new one.
+    async fn connect(&self, ctx: &RunContext) -> Result<Connection, Failure> {
+        if let Some(conn) = lock(&self.connection).clone() {
+            return Ok(conn);
+        }
+        let mut config = match &self.source {
+            Source::InCluster => Config::incluster().map_err(|e| {
+                Failure::new(
+                    Reason::Internal,
+                    format!(
+                        "no in-cluster service account ({e}); set `kubeconfig` when the exporter runs outside Kubernetes"
+                    ),
+                )
+            })?,
+            Source::Kubeconfig {
+                path,
+                kubeconfig,
+                options,
+            } => Config::from_custom_kubeconfig(kubeconfig.clone(), options)
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        Reason::Internal,
+                        format!("cannot use kubeconfig {}: {e}", path.display()),
+                    )
+                })?,
+        };
+        // One request per resource and run, bounded by the run's timeout;
+        // the schedule is the retry.
+        config.connect_timeout = Some(ctx.timeout);
+        config.read_timeout = Some(ctx.timeout);
+        config.write_timeout = Some(ctx.timeout);
+        config.default_retry = false;
+        let default_namespace = config.default_namespace.clone();
+        let client = Client::try_from(config).map_err(|e| {
+            let reason = match e {
+                kube::Error::RustlsTls(_) => Reason::Tls,
+                _ => Reason::Internal,
+            };
+            Failure::new(reason, format!("cannot create the Kubernetes client: {e}"))
+        })?;
+        let conn = Connection {
+            client,
+            default_namespace,
+        };
+        *lock(&self.connection) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn probe(&self, ctx: &RunContext) -> RunResult {
+        let conn = self.connect(ctx).await?;
+        // Dropped without `disarm` when the scheduler cancels the run: the
+        // next run starts with a fresh client.
+        let guard = DropOnCancel(&self.connection, true);
+        let namespaces = if self.namespaces.is_empty() {
+            vec![conn.default_namespace.clone()]
+        } else {
+            self.namespaces.clone()
+        };
+        let client = &conn.client;
+        let first_namespace = namespaces[0].as_str();
+        let per_namespace = join_all(namespaces.iter().map(|ns| async move {
+            let services: Vec<String> = self
+                .services
+                .iter()
+                .filter(|(sns, _)| sns.as_deref().unwrap_or(first_namespace) == ns)
+                .map(|(_, name)| name.clone())
+                .collect();
+            let pods = list(
+                Api::<Pod>::namespaced(client.clone(), ns),
+                PODS_RESOURCE,
+                Some(ns),
+                self.pod_params(),
+            );
+            let deployments = async {
+                match self.deployments {
+                    true => Some(
+                        list(
+                            Api::<Deployment>::namespaced(client.clone(), ns),
+                            DEPLOYMENTS_RESOURCE,
+                            Some(ns),
+                            self.pod_params(),
+                        )
+                        .await,
+                    ),
+                    false => None,
+                }
+            };
+            let events = async {
+                match self.events {
+                    true => Some(
+                        list(
+                            Api::<Event>::namespaced(client.clone(), ns),
+                            EVENTS_RESOURCE,
+                            Some(ns),
+                            ListParams::default().fields("type=Warning"),
+                        )
+                        .await,
+                    ),
+                    false => None,
+                }
+            };
+            let slices = async {
+                if services.is_empty() {
+                    return None;
+                }
+                let selector = format!("{SERVICE_NAME_LABEL} in ({})", services.join(","));
+                Some(
+                    list(
+                        Api::<EndpointSlice>::namespaced(client.clone(), ns),
+                        ENDPOINT_SLICES_RESOURCE,
+                        Some(ns),
+                        ListParams::default().labels(&selector),
+                    )
+                    .await,
+                )
+            };
+            let (pods, deployments, events, slices) =
+                futures::join!(pods, deployments, events, slices);
+            NamespaceLists {
+                namespace: ns.clone(),
+                services,
+                pods,
+                deployments,
+                events,
+                slices,
+            }
+        }));
+        let nodes = async {
+            if !self.nodes {
+                return None;
+            }
+            let mut params = ListParams::default();
+            if let Some(selector) = &self.node_selector {
+                params = params.labels(selector);
+            }
+            Some(
+                list(
+                    Api::<Node>::all(client.clone()),
+                    NODES_RESOURCE,
+                    None,
+                    params,
+                )
+                .await,
+            )
+        };
+        let (per_namespace, nodes) = futures::join!(per_namespace, nodes);
+        guard.disarm();
+
+        let result = self.fold(per_namespace, nodes, unix_now());
+        if let Err(f) = &result {
+            if matches!(
+                f.reason,
+                Reason::ConnectionRefused | Reason::Network | Reason::Tls | Reason::Timeout
+            ) {
+                lock(&self.connection).take();
+            }
+        }
+        result
+    }
+
+    /// Turn the lists of one run into samples, or a failure carrying the
+    /// samples of the lists that succeeded.
+    fn fold(
+        &self,
+        per_namespace: Vec<NamespaceLists>,
+        nodes: Option<Result<Vec<Node>, Failure>>,
+        now: f64,
+    ) -> RunResult {
+        let mut samples = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut pods_by_ns: Vec<(String, Vec<Pod>)> = Vec::new();
+        let mut deployments: Vec<(String, Deployment)> = Vec::new();
+        let mut deployments_listed = false;
+        for lists in per_namespace {
+            let ns = lists.namespace;
+            match lists.pods {
+                Ok(pods) => pods_by_ns.push((ns.clone(), pods)),
+                Err(f) => failures.push(f),
+            }
+            match lists.deployments {
+                Some(Ok(list)) => {
+                    deployments_listed = true;
+                    deployments.extend(list.into_iter().map(|d| (ns.clone(), d)));
+                }
+                Some(Err(f)) => failures.push(f),
+                None => {}
+            }
+            match lists.events {
+                Some(Ok(events)) => samples.extend(event_samples(
+                    &ns,
+                    &events,
+                    now - self.events_window.as_secs_f64(),
+                )),
+                Some(Err(f)) => failures.push(f),
+                None => {}
+            }
+            match lists.slices {
+                Some(Ok(slices)) => samples.extend(endpoint_samples(&ns, &lists.services, &slices)),
+                Some(Err(f)) => failures.push(f),
+                None => {}
+            }
+        }
+        if !pods_by_ns.is_empty() {
+            samples.extend(self.pod_samples(&pods_by_ns));
+        }
+        if deployments_listed {
+            samples.extend(deployment_samples(deployments, self.max_deployments));
+        }
+        match nodes {
+            Some(Ok(nodes)) => samples.extend(node_samples(&nodes)),
+            Some(Err(f)) => failures.push(f),
+            None => {}
+        }
+        let mut failures = failures.into_iter();
+        match failures.next() {
+            None => Ok(samples),
+            Some(first) => {
+                let others = failures.count();
+                let message = match others {
+                    0 => first.message,
+                    n => format!("{} (and {n} more failed requests)", first.message),
+                };
+                Err(Failure::new(first.reason, message).with_samples(samples))
+            }
+        }
+    }
+
+    fn pod_params(&self) -> ListParams {
+        let params = ListParams::default();
+        match &self.selector {
+            Some(selector) => params.labels(selector),
+            None => params,
+        }
+    }
+
+    /// Pod totals per namespace, then per-container series for the first
+    /// `max_pods` pods, and the OOM-kill bookkeeping.
+    fn pod_samples(&self, pods_by_ns: &[(String, Vec<Pod>)]) -> Vec<Sample> {
+        let mut samples = Vec::new();
+        for (ns, pods) in pods_by_ns {
+            samples.extend(pod_totals(ns, pods));
+        }
+        let oom = self.track_oom_kills(pods_by_ns);
+        let mut all: Vec<(&str, &Pod)> = pods_by_ns
+            .iter()
+            .flat_map(|(ns, pods)| pods.iter().map(move |p| (ns.as_str(), p)))
+            .collect();
+        all.sort_by(|a, b| (a.0, pod_name(a.1)).cmp(&(b.0, pod_name(b.1))));
+        let over = all.len().saturating_sub(self.max_pods);
+        for (ns, pod) in all.into_iter().take(self.max_pods) {
+            for status in container_statuses(pod) {
+                let labels = |sample: Sample| {
+                    sample
+                        .with_label("k8s_namespace", ns)
+                        .with_label("k8s_pod", pod_name(pod))
+                        .with_label("k8s_container", status.name.as_str())
+                };
+                samples.push(labels(Sample::new(
+                    &CONTAINER_RESTARTS,
+                    f64::from(status.restart_count.max(0)),
+                )));
+                let kills = oom
+                    .get(&container_key(ns, pod, &status.name))
+                    .copied()
+                    .unwrap_or(0);
+                samples.push(labels(Sample::new(&CONTAINER_OOM_KILLS, kills as f64)));
+            }
+        }
+        samples.push(Sample::new(&OVER_LIMIT, over as f64).with_label("object", "pod"));
+        samples
+    }
+
+    /// Count each new OOMKilled termination once; return the counts of the
+    /// containers listed in this run. Containers that are gone are forgotten.
+    fn track_oom_kills(
+        &self,
+        pods_by_ns: &[(String, Vec<Pod>)],
+    ) -> HashMap<(String, String, String), u64> {
+        let mut state = lock(&self.oom);
+        let mut counts = HashMap::new();
+        let mut seen = BTreeSet::new();
+        for (ns, pods) in pods_by_ns {
+            let first_look = state.seen_namespaces.insert(ns.clone());
+            for pod in pods {
+                for status in container_statuses(pod) {
+                    let key = container_key(ns, pod, &status.name);
+                    let termination = last_termination(status);
+                    let track = state.containers.entry(key.clone()).or_default();
+                    if let Some((id, reason)) = termination {
+                        let new = track.last_termination.as_deref() != Some(id.as_str());
+                        if new && reason == "OOMKilled" && !first_look {
+                            track.oom_kills += 1;
+                        }
+                        track.last_termination = Some(id);
+                    }
+                    counts.insert(key.clone(), track.oom_kills);
+                    seen.insert(key);
+                }
+            }
+        }
+        let listed: BTreeSet<&String> = pods_by_ns.iter().map(|(ns, _)| ns).collect();
+        state
+            .containers
+            .retain(|key, _| !listed.contains(&key.0) || seen.contains(key));
+        counts
+    }
+}
+
+impl Check for KubernetesCheck {
+    fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
+        Box::pin(self.probe(ctx))
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.secrets.clone()
+    }
+}
+
+/// Clears the stored client when dropped armed (a cancelled run).
+struct DropOnCancel<'a>(&'a Mutex<Option<Connection>>, bool);
+
+impl DropOnCancel<'_> {
+    fn disarm(mut self) {
+        self.1 = false;
+    }
+}
+
+impl Drop for DropOnCancel<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            lock(self.0).take();
+        }
+    }
+}
+
+/// Lock a mutex, ignoring poisoning (the data stays consistent: every
+/// critical section is a plain assignment or a loop without panics).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The results of the lists of one namespace (`None`: not asked for).
+struct NamespaceLists {
+    namespace: String,
+    services: Vec<String>,
+    pods: Result<Vec<Pod>, Failure>,
+    deployments: Option<Result<Vec<Deployment>, Failure>>,
+    events: Option<Result<Vec<Event>, Failure>>,
+    slices: Option<Result<Vec<EndpointSlice>, Failure>>,
+}
+
+/// List one resource with `resourceVersion=0`, mapping errors to a failure
+/// that names what was listed.
+async fn list<K>(
+    api: Api<K>,
+    resource: ApiResource,
+    namespace: Option<&str>,
+    params: ListParams,
+) -> Result<Vec<K>, Failure>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let params = params.match_any();
+    match api.list(&params).await {
+        Ok(ObjectList { items, .. }) => Ok(items),
+        Err(e) => {
+            let what = match namespace {
+                Some(ns) => format!("list {} in namespace {ns}", resource.resource),
+                None => format!("list {}", resource.resource),
+            };
+            let (reason, detail) = classify(&e);
+            Err(Failure::new(reason, format!("{what}: {detail}")))
+        }
+    }
+}
+
+/// The reason and a one-line description of a client error.
+fn classify(e: &kube::Error) -> (Reason, String) {
+    match e {
+        kube::Error::Api(status) => {
+            let reason = match status.code {
+                401 | 403 => Reason::Auth,
+                _ => Reason::UnexpectedResponse,
+            };
+            let mut detail = format!("{} {}", status.code, status.reason);
+            if !status.message.is_empty() {
+                detail.push_str(": ");
+                detail.push_str(&status.message);
+            }
+            if status.code == 403 {
+                detail.push_str(" (see deploy/kubernetes/rbac.yaml for the grants it needs)");
+            }
+            (reason, detail)
+        }
+        kube::Error::SerdeError(_) => (Reason::Protocol, error_chain(e)),
+        kube::Error::Auth(_) => (Reason::Auth, error_chain(e)),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            (transport_reason(e), error_chain(e))
+        }
+        _ => (Reason::Internal, error_chain(e)),
+    }
+}
+
+/// Classify a transport error by the first I/O or TLS error in its chain.
+fn transport_reason(e: &(dyn std::error::Error + 'static)) -> Reason {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return Reason::Tls;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return Reason::Tls;
+            }
+            return Reason::from_io(io);
+        }
+        if err.to_string().contains("timed out") {
+            return Reason::Timeout;
+        }
+        current = err.source();
+    }
+    Reason::Network
+}
+
+/// An error and its causes on one line, without repeats.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
+
+// ---------------------------------------------------------------------------
+// Folding lists into samples
+
+fn pod_name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or("")
+}
+
+fn container_key(ns: &str, pod: &Pod, container: &str) -> (String, String, String) {
+    let id = pod.metadata.uid.as_deref().unwrap_or(pod_name(pod));
+    (ns.to_string(), id.to_string(), container.to_string())
+}
+
+/// The statuses of a pod's init containers and containers.
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let status = pod.status.as_ref();
+    let init = status.and_then(|s| s.init_container_statuses.as_deref());
+    let main = status.and_then(|s| s.container_statuses.as_deref());
+    init.unwrap_or_default()
+        .iter()
+        .chain(main.unwrap_or_default())
+}
+
+/// The container's last termination: an identity (the terminated
+/// container's ID, else its finish time) and its reason.
+fn last_termination(status: &ContainerStatus) -> Option<(String, String)> {
+    let terminated = status.last_state.as_ref()?.terminated.as_ref()?;
+    let id = match (&terminated.container_id, &terminated.finished_at) {
+        (Some(id), _) => id.clone(),
+        (None, Some(t)) => t.0.to_string(),
+        (None, None) => format!("restart {}", status.restart_count),
+    };
+    Some((id, terminated.reason.clone().unwrap_or_default()))
+}
+
+fn seconds(t: &Timestamp) -> f64 {
+    t.as_millisecond() as f64 / 1000.0
+}
+
+/// Counts by phase, not-ready pods, waiting containers and the oldest
+/// Pending pod of one namespace; every fixed label value is present.
+fn pod_totals(ns: &str, pods: &[Pod]) -> Vec<Sample> {
+    let mut phases = [0u32; PHASES.len()];
+    let mut waiting = [0u32; WAITING_REASONS.len()];
+    let mut not_ready = 0u32;
+    let mut oldest_pending: Option<f64> = None;
+    for pod in pods {
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
+        let index = PHASES.iter().position(|p| *p == phase).unwrap_or(4);
+        phases[index] += 1;
+        if phase == "Pending" {
+            if let Some(created) = &pod.metadata.creation_timestamp {
+                let t = seconds(&created.0);
+                oldest_pending = Some(oldest_pending.map_or(t, |o: f64| o.min(t)));
+            }
+        }
+        let finished = phase == "Succeeded" || phase == "Failed";
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
+        if !finished && !ready {
+            not_ready += 1;
+        }
+        for container in container_statuses(pod) {
+            if let Some(w) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+                let reason = bucket(&WAITING_REASONS, w.reason.as_deref().unwrap_or(""));
+                let i = WAITING_REASONS
+                    .iter()
+                    .position(|r| *r == reason)
+                    .unwrap_or(0);
+                waiting[i] += 1;
+            }
+        }
+    }
+    let mut samples = Vec::new();
+    for (phase, n) in PHASES.iter().zip(phases) {
+        samples.push(
+            Sample::new(&PODS, f64::from(n))
+                .with_label("k8s_namespace", ns)
+                .with_label("phase", *phase),
+        );
+    }
+    samples
+        .push(Sample::new(&PODS_NOT_READY, f64::from(not_ready)).with_label("k8s_namespace", ns));
+    for (reason, n) in WAITING_REASONS.iter().zip(waiting) {
+        samples.push(
+            Sample::new(&CONTAINERS_WAITING, f64::from(n))
+                .with_label("k8s_namespace", ns)
+                .with_label("reason", *reason),
+        );
+    }
+    if let Some(t) = oldest_pending {
+        samples.push(Sample::new(&OLDEST_PENDING, t).with_label("k8s_namespace", ns));
+    }
+    samples
+}
+
+/// Replica counts of the first `max` deployments by namespace and name.
+fn deployment_samples(mut deployments: Vec<(String, Deployment)>, max: usize) -> Vec<Sample> {
+    deployments.sort_by(|a, b| {
+        (&a.0, a.1.metadata.name.as_deref()).cmp(&(&b.0, b.1.metadata.name.as_deref()))
+    });
+    let over = deployments.len().saturating_sub(max);
+    let mut samples = Vec::new();
+    for (ns, d) in deployments.iter().take(max) {
+        let name = d.metadata.name.as_deref().unwrap_or("");
+        // spec.replicas defaults to 1 when left out.
+        let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = d.status.as_ref();
+        let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+        let available = status.and_then(|s| s.available_replicas).unwrap_or(0);
+        for (desc, value) in [
+            (&DEPLOYMENT_DESIRED, desired),
+            (&DEPLOYMENT_UPDATED, updated),
+            (&DEPLOYMENT_AVAILABLE, available),
+        ] {
+            samples.push(
+                Sample::new(desc, f64::from(value))
+                    .with_label("k8s_namespace", ns.as_str())
+                    .with_label("k8s_deployment", name),
+            );
+        }
+    }
+    samples.push(Sample::new(&OVER_LIMIT, over as f64).with_label("object", "deployment"));
+    samples
+}
+
+/// Node totals: all, not ready, under each pressure, allocatable GPUs.
+fn node_samples(nodes: &[Node]) -> Vec<Sample> {
+    let mut not_ready = 0u32;
+    let mut pressure = [0u32; PRESSURES.len()];
+    let mut gpus: Option<f64> = None;
+    for node in nodes {
+        let status = node.status.as_ref();
+        let conditions = status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        let is_true = |kind: &str| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == kind && c.status == "True")
+        };
+        if !is_true("Ready") {
+            not_ready += 1;
+        }
+        for (i, kind) in PRESSURES.iter().enumerate() {
+            if is_true(kind) {
+                pressure[i] += 1;
+            }
+        }
+        if let Some(q) = status
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get(GPU_RESOURCE))
+        {
+            // GPUs are whole devices: the quantity is a plain integer.
+            if let Ok(n) = q.0.trim().parse::<f64>() {
+                *gpus.get_or_insert(0.0) += n;
+            }
+        }
+    }
+    let mut samples = vec![
+        Sample::new(&NODES, nodes.len() as f64),
+        Sample::new(&NODES_NOT_READY, f64::from(not_ready)),
+    ];
+    for (kind, n) in PRESSURES.iter().zip(pressure) {
+        samples.push(Sample::new(&NODES_PRESSURE, f64::from(n)).with_label("condition", *kind));
+    }
+    if let Some(n) = gpus {
+        samples.push(Sample::new(&NODES_GPUS, n));
+    }
+    samples
+}
+
+/// When an event last happened: the newest of its timestamps.
+fn event_last_seen(event: &Event) -> Option<f64> {
+    let series = event
+        .series
+        .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref())
+        .map(|t| seconds(&t.0));
+    let last = event.last_timestamp.as_ref().map(|t| seconds(&t.0));
+    let time = event.event_time.as_ref().map(|t| seconds(&t.0));
+    let created = event
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| seconds(&t.0));
+    [series, last, time]
+        .into_iter()
+        .flatten()
+        .reduce(f64::max)
+        .or(created)
+}
+
+/// Warning events last seen at or after `since`, by reason bucket.
+fn event_samples(ns: &str, events: &[Event], since: f64) -> Vec<Sample> {
+    let mut counts = [0u32; EVENT_REASONS.len()];
+    for event in events {
+        if event.type_.as_deref() != Some("Warning") {
+            continue;
+        }
+        if event_last_seen(event).is_none_or(|t| t < since) {
+            continue;
+        }
+        let reason = bucket(&EVENT_REASONS, event.reason.as_deref().unwrap_or(""));
+        let i = EVENT_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+        counts[i] += 1;
+    }
+    EVENT_REASONS
+        .iter()
+        .zip(counts)
+        .map(|(reason, n)| {
+            Sample::new(&WARNING_EVENTS, f64::from(n))
+                .with_label("k8s_namespace", ns)
+                .with_label("reason", *reason)
+        })
+        .collect()
+}
+
+/// Ready and not-ready endpoints of each service, explicit zeros included.
+/// An endpoint that appears in several slices (one per address family) is
+/// counted once, by its target or first address.
+fn endpoint_samples(ns: &str, services: &[String], slices: &[EndpointSlice]) -> Vec<Sample> {
+    let mut by_service: BTreeMap<&str, BTreeMap<String, bool>> = services
+        .iter()
+        .map(|s| (s.as_str(), BTreeMap::new()))
+        .collect();
+    for slice in slices {
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let Some(endpoints) = by_service.get_mut(service.as_str()) else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let identity = match &endpoint.target_ref {
+                Some(r) => format!(
+                    "{}/{}",
+                    r.kind.as_deref().unwrap_or(""),
+                    r.name.as_deref().unwrap_or("")
+                ),
+                None => endpoint.addresses.first().cloned().unwrap_or_default(),
+            };
+            // An unknown readiness means ready, as the API documents.
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
+            *endpoints.entry(identity).or_insert(ready) |= ready;
+        }
+    }
+    let mut samples = Vec::new();
+    for (service, endpoints) in by_service {
+        let ready = endpoints.values().filter(|r| **r).count();
+        let not_ready = endpoints.len() - ready;
+        for (desc, n) in [(&SERVICE_READY, ready), (&SERVICE_NOT_READY, not_ready)] {
+            samples.push(
+                Sample::new(desc, n as f64)
+                    .with_label("k8s_namespace", ns)
+                    .with_label("k8s_service", service),
+            );
+        }
+    }
+    samples
+}
