@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use runbook_exporter::checks::kubernetes::{API_RESOURCES, API_VERB};
 use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -143,14 +144,56 @@ async fn start(cluster: Shared) -> SocketAddr {
     addr
 }
 
+/// A TLS front for `backend` on 127.0.0.1, with a certificate for
+/// 127.0.0.1 whose PEM is returned: the fake API server over https.
+async fn start_tls(backend: SocketAddr) -> (SocketAddr, String) {
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut plain = tokio::net::TcpStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, cert.pem())
+}
+
 /// A kubeconfig pointing at `server`, with a bearer token and the namespace.
 fn kubeconfig(dir: &TempDir, server: &str) -> PathBuf {
+    kubeconfig_with(dir, server, "")
+}
+
+/// A kubeconfig with extra lines in its cluster entry (like
+/// `certificate-authority: FILE`).
+fn kubeconfig_with(dir: &TempDir, server: &str, cluster_extra: &str) -> PathBuf {
     let path = dir.path().join("kubeconfig");
     std::fs::write(
         &path,
         format!(
             "apiVersion: v1\nkind: Config\n\
-             clusters:\n- name: test\n  cluster:\n    server: {server}\n\
+             clusters:\n- name: test\n  cluster:\n    server: {server}\n{cluster_extra}\
              users:\n- name: exporter\n  user:\n    token: {TOKEN}\n\
              contexts:\n- name: test\n  context:\n    cluster: test\n    user: exporter\n    namespace: {NS}\n\
              current-context: test\n"
@@ -998,6 +1041,34 @@ async fn an_unreachable_api_server_fails_with_connection_refused() {
     // The token never shows, and the scheduler knows to scrub it.
     assert!(!failure.message.contains(TOKEN));
     assert_eq!(check.secrets(), [TOKEN]);
+}
+
+#[tokio::test]
+async fn https_with_the_kubeconfig_ca_and_without() {
+    let cluster = Shared::default();
+    cluster.lock().unwrap().nodes = vec![node("node-a", "True", &[], None)];
+    let (addr, ca_pem) = start_tls(start(cluster.clone()).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let server = format!("https://{addr}");
+
+    let path = kubeconfig_with(
+        &dir,
+        &server,
+        &format!("    certificate-authority: {}\n", ca.display()),
+    );
+    let check = build(&format!("kind: kubernetes\nkubeconfig: {}", path.display()));
+    let samples = run(check.as_ref())
+        .await
+        .expect("the CA verifies the server");
+    assert_eq!(value(&samples, "kubernetes_nodes", &[]), Some(1.0));
+
+    // Without the CA, the self-signed certificate is refused.
+    let path = kubeconfig(&dir, &server);
+    let check = build(&format!("kind: kubernetes\nkubeconfig: {}", path.display()));
+    let failure = run(check.as_ref()).await.expect_err("an unknown issuer");
+    assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
 }
 
 #[tokio::test]

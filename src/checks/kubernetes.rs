@@ -20,11 +20,13 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::{join_all, BoxFuture};
+use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, ObjectList};
+use kube::client::ConfigExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use prometheus_client::registry::Unit;
@@ -527,8 +529,8 @@ pub struct KubernetesCheck {
     max_pods: usize,
     max_deployments: usize,
     secrets: Vec<String>,
-    /// The client, built on the first run and dropped after a network
-    /// failure or a run that did not finish.
+    /// The client, built on the first run and dropped after a TLS failure
+    /// or a run that did not finish.
     connection: Mutex<Option<Connection>>,
     oom: Mutex<OomState>,
 }
@@ -613,11 +615,11 @@ impl KubernetesCheck {
     }
 
     /// The client of earlier runs, or a new one.
-    async fn connect(&self, ctx: &RunContext) -> Result<Connection, Failure> {
+    async fn connect(&self) -> Result<Connection, Failure> {
         if let Some(conn) = lock(&self.connection).clone() {
             return Ok(conn);
         }
-        let mut config = match &self.source {
+        let config = match &self.source {
             Source::InCluster => Config::incluster().map_err(|e| {
                 Failure::new(
                     Reason::Internal,
@@ -639,19 +641,13 @@ impl KubernetesCheck {
                     )
                 })?,
         };
-        // One request per resource and run, bounded by the run's timeout;
-        // the schedule is the retry.
-        config.connect_timeout = Some(ctx.timeout);
-        config.read_timeout = Some(ctx.timeout);
-        config.write_timeout = Some(ctx.timeout);
-        config.default_retry = false;
         let default_namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).map_err(|e| {
-            let reason = match e {
-                kube::Error::RustlsTls(_) => Reason::Tls,
-                _ => Reason::Internal,
-            };
-            Failure::new(reason, format!("cannot create the Kubernetes client: {e}"))
+        let client = client_from(&config).map_err(|e| {
+            let (reason, detail) = classify(&e);
+            Failure::new(
+                reason,
+                format!("cannot create the Kubernetes client: {detail}"),
+            )
         })?;
         let conn = Connection {
             client,
@@ -661,8 +657,8 @@ impl KubernetesCheck {
         Ok(conn)
     }
 
-    async fn probe(&self, ctx: &RunContext) -> RunResult {
-        let conn = self.connect(ctx).await?;
+    async fn probe(&self) -> RunResult {
+        let conn = self.connect().await?;
         // Dropped without `disarm` when the scheduler cancels the run: the
         // next run starts with a fresh client.
         let guard = DropOnCancel(&self.connection, true);
@@ -762,13 +758,10 @@ impl KubernetesCheck {
         guard.disarm();
 
         let result = self.fold(per_namespace, nodes, unix_now());
-        if let Err(f) = &result {
-            if matches!(
-                f.reason,
-                Reason::ConnectionRefused | Reason::Network | Reason::Tls | Reason::Timeout
-            ) {
-                lock(&self.connection).take();
-            }
+        // The connection pool replaces broken connections by itself; a TLS
+        // failure may come from a rotated CA, which a new client reloads.
+        if result.as_ref().is_err_and(|f| f.reason == Reason::Tls) {
+            lock(&self.connection).take();
         }
         result
     }
@@ -922,13 +915,31 @@ impl KubernetesCheck {
 }
 
 impl Check for KubernetesCheck {
-    fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
-        Box::pin(self.probe(ctx))
+    fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
+        Box::pin(self.probe())
     }
 
     fn secrets(&self) -> Vec<String> {
         self.secrets.clone()
     }
+}
+
+/// A client for `config`: kube's own stack (base URL, credentials, extra
+/// headers, rustls) without its retry layer, since the schedule is the
+/// retry, and without its tracing layer, which logs every failed request at
+/// ERROR level; the scheduler reports failures once, classified. Requests
+/// need no timeouts of their own: the scheduler cancels a run at its timeout.
+fn client_from(config: &Config) -> Result<Client, kube::Error> {
+    let connector = config.rustls_https_connector()?;
+    let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, kube::client::Body>(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http);
+    Ok(Client::new(service, config.default_namespace.clone()))
 }
 
 /// Clears the stored client when dropped armed (a cancelled run).
@@ -1015,6 +1026,7 @@ fn classify(e: &kube::Error) -> (Reason, String) {
             (reason, detail)
         }
         kube::Error::SerdeError(_) => (Reason::Protocol, error_chain(e)),
+        kube::Error::RustlsTls(_) => (Reason::Tls, error_chain(e)),
         kube::Error::Auth(_) => (Reason::Auth, error_chain(e)),
         kube::Error::HyperError(_) | kube::Error::Service(_) => {
             (transport_reason(e), error_chain(e))
@@ -1031,20 +1043,24 @@ fn transport_reason(e: &(dyn std::error::Error + 'static)) -> Reason {
             return Reason::Tls;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return Reason::Tls;
-            }
-            return Reason::from_io(io);
-        }
-        if err.to_string().contains("timed out") {
-            return Reason::Timeout;
+            return io_reason(io);
         }
         current = err.source();
     }
     Reason::Network
+}
+
+/// Classify an I/O error, looking through the I/O errors wrapped in it (the
+/// TLS connector wraps rustls errors twice).
+fn io_reason(io: &std::io::Error) -> Reason {
+    match io.get_ref() {
+        Some(inner) if inner.downcast_ref::<rustls::Error>().is_some() => Reason::Tls,
+        Some(inner) => match inner.downcast_ref::<std::io::Error>() {
+            Some(inner) => io_reason(inner),
+            None => Reason::from_io(io),
+        },
+        None => Reason::from_io(io),
+    }
 }
 
 /// An error and its causes on one line, without repeats.
