@@ -485,7 +485,7 @@ enum Source {
     InCluster,
     Kubeconfig {
         path: PathBuf,
-        kubeconfig: Kubeconfig,
+        kubeconfig: Box<Kubeconfig>,
         options: KubeConfigOptions,
     },
 }
@@ -576,7 +576,7 @@ impl KubernetesCheck {
                 }
                 Source::Kubeconfig {
                     path: path.clone(),
-                    kubeconfig,
+                    kubeconfig: Box::new(kubeconfig),
                     options: KubeConfigOptions {
                         context: Some(context),
                         cluster: None,
@@ -632,7 +632,7 @@ impl KubernetesCheck {
                 path,
                 kubeconfig,
                 options,
-            } => Config::from_custom_kubeconfig(kubeconfig.clone(), options)
+            } => Config::from_custom_kubeconfig((**kubeconfig).clone(), options)
                 .await
                 .map_err(|e| {
                     Failure::new(
