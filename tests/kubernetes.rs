@@ -32,6 +32,8 @@ struct Cluster {
     endpoint_slices: Vec<Value>,
     nodes: Vec<Value>,
     forbidden: Vec<&'static str>,
+    /// Answer nothing, ever (a hung API server).
+    hang: bool,
     requests: Vec<Request0>,
 }
 
@@ -52,6 +54,9 @@ async fn api(State(cluster): State<Shared>, request: Request) -> Response {
         .headers()
         .get("authorization")
         .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
+    if cluster.lock().unwrap().hang {
+        std::future::pending::<()>().await;
+    }
     let mut cluster = cluster.lock().unwrap();
     cluster.requests.push(Request0 {
         path: path.clone(),
@@ -997,7 +1002,13 @@ async fn forbidden_nodes_fail_with_auth_and_keep_the_namespace_values() {
         "{}",
         failure.message
     );
-    assert!(failure.message.contains("rbac.yaml"), "{}", failure.message);
+    assert!(
+        failure
+            .message
+            .ends_with("(the check needs `list` on nodes in the core API group: see deploy/kubernetes/rbac.yaml)"),
+        "{}",
+        failure.message
+    );
     // What could be listed is still reported; the nodes are absent.
     assert_eq!(
         value(&failure.samples, "kubernetes_pods", &[("phase", "Running")]),
@@ -1019,6 +1030,33 @@ async fn forbidden_nodes_fail_with_auth_and_keep_the_namespace_values() {
     // Granted again: the check recovers.
     f.set(|c| c.forbidden.clear());
     f.run_ok().await;
+}
+
+#[tokio::test]
+async fn a_run_cancelled_by_the_timeout_leaves_the_next_run_working() {
+    let f = Fixture::new("nodes: false").await;
+    f.set(|c| {
+        c.pods = vec![pod(
+            "api-0",
+            "Running",
+            true,
+            vec![container("api", 0, running(), json!({}))],
+        )];
+        c.hang = true;
+    });
+    let ctx = RunContext {
+        timeout: Duration::from_millis(300),
+    };
+    // What the scheduler does at the timeout: drop the run.
+    let cancelled = tokio::time::timeout(ctx.timeout, f.check.run(&ctx)).await;
+    assert!(cancelled.is_err(), "the hung server cannot answer");
+
+    f.set(|c| c.hang = false);
+    let s = f.run_ok().await;
+    assert_eq!(
+        value(&s, "kubernetes_pods", &[("phase", "Running")]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]

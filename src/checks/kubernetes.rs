@@ -1001,7 +1001,17 @@ where
                 Some(ns) => format!("list {} in namespace {ns}", resource.resource),
                 None => format!("list {}", resource.resource),
             };
-            let (reason, detail) = classify(&e);
+            let (reason, mut detail) = classify(&e);
+            if matches!(&e, kube::Error::Api(status) if status.code == 403) {
+                let group = match resource.group {
+                    "" => "core",
+                    group => group,
+                };
+                detail.push_str(&format!(
+                    " (the check needs `{API_VERB}` on {} in the {group} API group: see deploy/kubernetes/rbac.yaml)",
+                    resource.resource
+                ));
+            }
             Err(Failure::new(reason, format!("{what}: {detail}")))
         }
     }
@@ -1019,9 +1029,6 @@ fn classify(e: &kube::Error) -> (Reason, String) {
             if !status.message.is_empty() {
                 detail.push_str(": ");
                 detail.push_str(&status.message);
-            }
-            if status.code == 403 {
-                detail.push_str(" (see deploy/kubernetes/rbac.yaml for the grants it needs)");
             }
             (reason, detail)
         }
