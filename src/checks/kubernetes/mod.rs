@@ -20,7 +20,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture};
 use hyper_util::rt::TokioExecutor;
@@ -435,32 +435,19 @@ impl KubernetesCheck {
                 self.pod_params(),
             );
             let deployments = async {
-                match self.deployments {
-                    true => Some(
-                        list(
-                            Api::<Deployment>::namespaced(client.clone(), ns),
-                            DEPLOYMENTS_RESOURCE,
-                            Some(ns),
-                            self.pod_params(),
-                        )
-                        .await,
-                    ),
-                    false => None,
+                if !self.deployments {
+                    return None;
                 }
+                let api = Api::<Deployment>::namespaced(client.clone(), ns);
+                Some(list(api, DEPLOYMENTS_RESOURCE, Some(ns), self.pod_params()).await)
             };
             let events = async {
-                match self.events {
-                    true => Some(
-                        list(
-                            Api::<Event>::namespaced(client.clone(), ns),
-                            EVENTS_RESOURCE,
-                            Some(ns),
-                            ListParams::default().fields("type=Warning"),
-                        )
-                        .await,
-                    ),
-                    false => None,
+                if !self.events {
+                    return None;
                 }
+                let api = Api::<Event>::namespaced(client.clone(), ns);
+                let params = ListParams::default().fields("type=Warning");
+                Some(list(api, EVENTS_RESOURCE, Some(ns), params).await)
             };
             let slices = async {
                 if services.is_empty() {
@@ -509,7 +496,7 @@ impl KubernetesCheck {
         let (per_namespace, nodes) = futures::join!(per_namespace, nodes);
         guard.disarm();
 
-        let result = self.fold(per_namespace, nodes, unix_now());
+        let result = self.fold(per_namespace, nodes, crate::metrics::unix_now());
         // The connection pool replaces broken connections by itself; a TLS
         // failure may come from a rotated CA, which a new client reloads.
         if result.as_ref().is_err_and(|f| f.reason == Reason::Tls) {
@@ -715,13 +702,6 @@ impl Drop for DropOnCancel<'_> {
 /// critical section is a plain assignment or a loop without panics).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// The results of the lists of one namespace (`None`: not asked for).
