@@ -44,7 +44,8 @@ fn the_example_config_loads_with_an_empty_environment() {
             "clickhouse_ping",
             "postgres_primary",
             "cache",
-            "analytics"
+            "analytics",
+            "api_pods"
         ]
     );
     // Every kind registered so far is shown in the example.

@@ -10,6 +10,7 @@
 pub mod clickhouse;
 pub mod dns;
 pub mod http;
+pub mod kubernetes;
 pub mod postgres;
 pub mod redis;
 pub mod tcp;
@@ -135,6 +136,7 @@ registry! {
     Postgres => "postgres" in postgres: PostgresSpec, PostgresCheck, probe "host";
     Redis => "redis" in redis: RedisSpec, RedisCheck, probe "url";
     Clickhouse => "clickhouse" in clickhouse: ClickhouseSpec, ClickhouseCheck, probe "url";
+    Kubernetes => "kubernetes" in kubernetes: KubernetesSpec, KubernetesCheck;
 }
 
 /// A configuration problem found while building a check: the field (relative

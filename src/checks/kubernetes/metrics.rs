@@ -1,0 +1,256 @@
+//! The metrics of the `kubernetes` kind, the fixed sets their labels come
+//! from, and the API resources the check reads (the RBAC rules it needs).
+
+use prometheus_client::registry::Unit;
+
+use crate::checks::{MetricDesc, MetricKind};
+
+/// Pods by phase.
+pub static PODS: MetricDesc = MetricDesc {
+    name: "kubernetes_pods",
+    help: "Pods matching the selector, by namespace and phase (Pending, Running, Succeeded, Failed, Unknown), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Pods not ready.
+pub static PODS_NOT_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_pods_not_ready",
+    help: "Pods matching the selector that have not finished (not Succeeded or Failed) and whose Ready condition is not True, by namespace, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Creation time of the oldest Pending pod.
+pub static OLDEST_PENDING: MetricDesc = MetricDesc {
+    name: "kubernetes_oldest_pending_pod_creation_timestamp",
+    help: "Creation time of the oldest pod still Pending, by namespace, as a Unix timestamp, in the last scheduled run; absent when no pod is Pending. time() minus this is how long it has been Pending.",
+    unit: Some(Unit::Seconds),
+    kind: MetricKind::Gauge,
+};
+
+/// Containers waiting, by reason.
+pub static CONTAINERS_WAITING: MetricDesc = MetricDesc {
+    name: "kubernetes_containers_waiting",
+    help: "Containers (init containers included) currently waiting, by namespace and reason (CrashLoopBackOff, ImagePullBackOff, ErrImagePull, CreateContainerConfigError, ContainerCreating, other), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Restarts per container, as reported by the kubelet.
+pub static CONTAINER_RESTARTS: MetricDesc = MetricDesc {
+    name: "kubernetes_container_restarts",
+    help: "Restarts of each container, as the kubelet counts them (restartCount), in the last scheduled run; at most max_pods pods.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// OOM-killed restarts per container, counted by the exporter.
+pub static CONTAINER_OOM_KILLS: MetricDesc = MetricDesc {
+    name: "kubernetes_container_oom_kills",
+    help: "Terminations of each container with reason OOMKilled seen by the exporter (each counted once) up to the last scheduled run; at most max_pods pods.",
+    unit: None,
+    kind: MetricKind::Counter,
+};
+
+/// Objects without their own series because of a limit.
+pub static OVER_LIMIT: MetricDesc = MetricDesc {
+    name: "kubernetes_over_limit",
+    help: "Objects (pod, deployment) beyond max_pods or max_deployments that got no series of their own in the last scheduled run; they still count in every total.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Desired replicas of a deployment.
+pub static DEPLOYMENT_DESIRED: MetricDesc = MetricDesc {
+    name: "kubernetes_deployment_desired_replicas",
+    help: "Desired replicas (spec.replicas) of each deployment matching the selector, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Updated replicas of a deployment.
+pub static DEPLOYMENT_UPDATED: MetricDesc = MetricDesc {
+    name: "kubernetes_deployment_updated_replicas",
+    help: "Replicas running the deployment's current pod template (status.updatedReplicas), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Available replicas of a deployment.
+pub static DEPLOYMENT_AVAILABLE: MetricDesc = MetricDesc {
+    name: "kubernetes_deployment_available_replicas",
+    help: "Available replicas (status.availableReplicas) of each deployment matching the selector, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Nodes listed.
+pub static NODES: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes",
+    help: "Nodes matching node_selector, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Nodes whose Ready condition is not True.
+pub static NODES_NOT_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes_not_ready",
+    help: "Nodes whose Ready condition is not True (False, Unknown or missing), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Nodes under a pressure condition.
+pub static NODES_PRESSURE: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes_under_pressure",
+    help: "Nodes with the condition (MemoryPressure, DiskPressure, PIDPressure) True, in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Allocatable GPUs, summed over the nodes.
+pub static NODES_GPUS: MetricDesc = MetricDesc {
+    name: "kubernetes_nodes_allocatable_gpus",
+    help: "Allocatable nvidia.com/gpu summed over the nodes that advertise it, in the last scheduled run; absent when no node does.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Recent Warning events, by reason.
+pub static WARNING_EVENTS: MetricDesc = MetricDesc {
+    name: "kubernetes_warning_events",
+    help: "Warning events last seen within events_window, by namespace and reason (FailedScheduling, BackOff, Unhealthy, FailedMount, FailedCreatePodSandBox, Evicted, other), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Ready endpoints of a service.
+pub static SERVICE_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_service_ready_endpoints",
+    help: "Ready endpoints of each configured service (0 when it has none, or no such service), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Not-ready endpoints of a service.
+pub static SERVICE_NOT_READY: MetricDesc = MetricDesc {
+    name: "kubernetes_service_not_ready_endpoints",
+    help: "Endpoints of each configured service that are not ready (0 when there are none), in the last scheduled run.",
+    unit: None,
+    kind: MetricKind::Gauge,
+};
+
+/// Every metric this kind can report.
+pub static METRICS: [&MetricDesc; 17] = [
+    &PODS,
+    &PODS_NOT_READY,
+    &OLDEST_PENDING,
+    &CONTAINERS_WAITING,
+    &CONTAINER_RESTARTS,
+    &CONTAINER_OOM_KILLS,
+    &OVER_LIMIT,
+    &DEPLOYMENT_DESIRED,
+    &DEPLOYMENT_UPDATED,
+    &DEPLOYMENT_AVAILABLE,
+    &NODES,
+    &NODES_NOT_READY,
+    &NODES_PRESSURE,
+    &NODES_GPUS,
+    &WARNING_EVENTS,
+    &SERVICE_READY,
+    &SERVICE_NOT_READY,
+];
+
+/// Pod phases, as the `phase` label.
+pub const PHASES: [&str; 5] = ["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+
+/// Waiting reasons with their own `reason` label value; any other is `other`.
+pub const WAITING_REASONS: [&str; 6] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "ContainerCreating",
+    "other",
+];
+
+/// Warning event reasons with their own `reason` label value.
+pub const EVENT_REASONS: [&str; 7] = [
+    "FailedScheduling",
+    "BackOff",
+    "Unhealthy",
+    "FailedMount",
+    "FailedCreatePodSandBox",
+    "Evicted",
+    "other",
+];
+
+/// Node conditions counted by `kubernetes_nodes_under_pressure`.
+pub const PRESSURES: [&str; 3] = ["MemoryPressure", "DiskPressure", "PIDPressure"];
+
+/// The extended resource name of NVIDIA GPUs.
+pub(super) const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// The label EndpointSlices carry with the name of their service.
+pub(super) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The label value for `value` from a fixed set whose last entry is `other`.
+pub(super) fn bucket(set: &'static [&'static str], value: &str) -> &'static str {
+    set.iter()
+        .find(|s| **s == value)
+        .copied()
+        .unwrap_or(set[set.len() - 1])
+}
+
+// ---------------------------------------------------------------------------
+// The API resources the check reads
+
+/// One API resource the check lists: the RBAC rule it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiResource {
+    /// The API group (`""` for the core group).
+    pub group: &'static str,
+    /// The resource, plural, as in RBAC rules.
+    pub resource: &'static str,
+    /// Whether it lives in a namespace (a Role) or the cluster (a ClusterRole).
+    pub namespaced: bool,
+}
+
+pub const PODS_RESOURCE: ApiResource = ApiResource {
+    group: "",
+    resource: "pods",
+    namespaced: true,
+};
+pub const EVENTS_RESOURCE: ApiResource = ApiResource {
+    group: "",
+    resource: "events",
+    namespaced: true,
+};
+pub const DEPLOYMENTS_RESOURCE: ApiResource = ApiResource {
+    group: "apps",
+    resource: "deployments",
+    namespaced: true,
+};
+pub const ENDPOINT_SLICES_RESOURCE: ApiResource = ApiResource {
+    group: "discovery.k8s.io",
+    resource: "endpointslices",
+    namespaced: true,
+};
+pub const NODES_RESOURCE: ApiResource = ApiResource {
+    group: "",
+    resource: "nodes",
+    namespaced: false,
+};
+
+/// Every resource the check reads; each is only ever listed.
+pub const API_RESOURCES: [ApiResource; 5] = [
+    PODS_RESOURCE,
+    EVENTS_RESOURCE,
+    DEPLOYMENTS_RESOURCE,
+    ENDPOINT_SLICES_RESOURCE,
+    NODES_RESOURCE,
+];
+
+/// The only verb the check uses.
+pub const API_VERB: &str = "list";
