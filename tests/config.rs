@@ -41,7 +41,9 @@ fn the_example_config_loads_with_an_empty_environment() {
             "localhost_dns",
             "postgres_port",
             "redis_ping",
-            "clickhouse_ping"
+            "clickhouse_ping",
+            "s3_bucket",
+            "kafka_lag"
         ]
     );
     // Every kind registered so far is shown in the example.

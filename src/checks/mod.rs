@@ -9,6 +9,8 @@
 
 pub mod dns;
 pub mod http;
+pub mod kafka;
+pub mod s3;
 pub mod tcp;
 pub mod tls;
 
@@ -120,6 +122,8 @@ registry! {
     Http => "http" in http: HttpSpec, HttpCheck;
     Tcp => "tcp" in tcp: TcpSpec, TcpCheck;
     Dns => "dns" in dns: DnsSpec, DnsCheck;
+    Kafka => "kafka" in kafka: KafkaSpec, KafkaCheck;
+    S3 => "s3" in s3: S3Spec, S3Check;
 }
 
 /// A configuration problem found while building a check: the field (relative
