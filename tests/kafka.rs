@@ -268,7 +268,7 @@ async fn status_turns_stalled_or_lagging_when_consumption_stops() {
     assert_eq!(
         value(
             &first,
-            "kafka_consumergroup_topic_time_lag_seconds",
+            "kafka_consumergroup_topic_time_lag",
             &[g, ("topic", topic.as_str())]
         ),
         Some(0.0)
@@ -289,7 +289,7 @@ async fn status_turns_stalled_or_lagging_when_consumption_stops() {
     // Production was measured, so lag in seconds is known and positive.
     let secs = value(
         &last,
-        "kafka_consumergroup_topic_time_lag_seconds",
+        "kafka_consumergroup_topic_time_lag",
         &[g, ("topic", topic.as_str())],
     )
     .expect("lag in seconds");

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runbook_exporter::checks::{Check, CheckSpec, Reason, RunContext};
+use runbook_exporter::checks::{CheckSpec, Reason, RunContext};
 
 fn env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up kafka"))

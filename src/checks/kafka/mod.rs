@@ -24,6 +24,7 @@ use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use regex::Regex;
@@ -338,9 +339,9 @@ fn state_label(state: &str) -> &'static str {
         .map_or("unknown", |(_, v)| v)
 }
 
-/// The librdkafka context: remembers the last connection-level error, so a
-/// request that times out because no broker is reachable is reported with
-/// the reason the connection failed.
+/// Remembers the last connection-level failure librdkafka logged, so a
+/// request that fails because no broker is reachable is reported with the
+/// reason the connection failed.
 #[derive(Default)]
 struct ErrorMemory {
     last: Mutex<Option<(Reason, String)>>,
@@ -353,41 +354,38 @@ struct Context(Arc<ErrorMemory>);
 impl ConsumerContext for Context {}
 
 impl ClientContext for Context {
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.0.remember(error, reason);
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, fac, "{message}");
+        if level as i32 <= RDKafkaLogLevel::Error as i32 {
+            if let Some(reason) = connection_failure(message) {
+                *self.0.last.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((reason, message.to_string()));
+            }
+        }
+    }
+}
+
+/// The reason of a connection failure librdkafka logged, if `message` is one.
+fn connection_failure(message: &str) -> Option<Reason> {
+    let m = message.to_ascii_lowercase();
+    if m.contains("connection refused") {
+        Some(Reason::ConnectionRefused)
+    } else if m.contains("resolve") {
+        Some(Reason::Dns)
+    } else if m.contains("ssl") || m.contains("certificate") {
+        Some(Reason::Tls)
+    } else if m.contains("sasl") || m.contains("authentication") {
+        Some(Reason::Auth)
+    } else if m.contains("connect to") || m.contains("disconnected") || m.contains("timed out") {
+        Some(Reason::Network)
+    } else {
+        None
     }
 }
 
 impl ErrorMemory {
-    fn remember(&self, error: KafkaError, reason: &str) {
-        let Some(code) = error.rdkafka_error_code() else {
-            return;
-        };
-        let class = match code {
-            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown => {
-                if reason.contains("Connection refused") {
-                    Reason::ConnectionRefused
-                } else {
-                    Reason::Network
-                }
-            }
-            RDKafkaErrorCode::Resolve => Reason::Dns,
-            RDKafkaErrorCode::SSL => Reason::Tls,
-            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
-                Reason::Auth
-            }
-            _ => return,
-        };
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        // "All brokers down" follows the specific cause; keep the cause.
-        if code == RDKafkaErrorCode::AllBrokersDown && last.is_some() {
-            return;
-        }
-        *last = Some((class, reason.to_string()));
-    }
-
-    fn take(&self) -> Option<(Reason, String)> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).take()
+    fn clear(&self) {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -730,6 +728,9 @@ struct Collected {
 /// offsets.
 fn collect(h: &Handles, sel: &Selection, deadline: Instant) -> Result<Collected, Failure> {
     let left = || deadline.saturating_duration_since(Instant::now());
+    // Error events queue up on the consumer handle; drop them (their text
+    // reaches the context through the log callback).
+    while h.consumer.poll(Duration::ZERO).is_some() {}
     let start = Instant::now();
     let metadata = h
         .consumer
@@ -737,7 +738,7 @@ fn collect(h: &Handles, sel: &Selection, deadline: Instant) -> Result<Collected,
         .map_err(|e| failure(h, "metadata request", &e))?;
     let metadata_duration = start.elapsed();
     // The cluster answered: earlier connection errors are history.
-    h.errors.take();
+    h.errors.clear();
     let brokers: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
     let partitions: BTreeMap<String, Vec<i32>> = metadata
         .topics()
@@ -898,8 +899,6 @@ fn group_lags(
 /// Classify a failed request; a timeout while brokers are unreachable is
 /// reported with the reason the connection failed.
 fn failure(h: &Handles, what: &str, e: &KafkaError) -> Failure {
-    // Serve pending error events so the context sees them.
-    let _ = h.consumer.poll(Duration::ZERO);
     let code = e.rdkafka_error_code();
     let remembered = h.errors.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (reason, detail) = match code {
