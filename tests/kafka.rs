@@ -130,7 +130,13 @@ fn kafka_tool_lag(group: &str) -> Vec<(i32, i64)> {
     let out = Command::new("java")
         .args(["-Xmx256m", "-cp", &format!("{libs}/*")])
         .arg("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand")
-        .args(["--bootstrap-server", &brokers(), "--describe", "--group", group])
+        .args([
+            "--bootstrap-server",
+            &brokers(),
+            "--describe",
+            "--group",
+            group,
+        ])
         .output()
         .expect("run kafka-consumer-groups");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -143,7 +149,10 @@ fn kafka_tool_lag(group: &str) -> Vec<(i32, i64)> {
             header = cols;
         } else if !header.is_empty() && cols.len() >= header.len() {
             let col = |name| cols[header.iter().position(|h| *h == name).unwrap()];
-            rows.push((col("PARTITION").parse().unwrap(), col("LAG").parse().unwrap()));
+            rows.push((
+                col("PARTITION").parse().unwrap(),
+                col("LAG").parse().unwrap(),
+            ));
         }
     }
     rows.sort_unstable();
@@ -186,7 +195,13 @@ async fn lag_is_exact_for_a_group_without_members_and_matches_kafka_tool() {
             Some(10.0)
         );
     }
-    let lag = |p: &str| value(&samples, "kafka_consumergroup_lag", &[g, t, ("partition", p)]);
+    let lag = |p: &str| {
+        value(
+            &samples,
+            "kafka_consumergroup_lag",
+            &[g, t, ("partition", p)],
+        )
+    };
     assert_eq!(lag("0"), Some(6.0));
     assert_eq!(lag("1"), Some(0.0));
     // No committed offset: reported as uncommitted, never as −1.
@@ -228,7 +243,9 @@ async fn lag_is_exact_for_a_group_without_members_and_matches_kafka_tool() {
         ),
         Some(1.0)
     );
-    assert!(samples.iter().all(|s| s.value >= 0.0 && s.value.is_finite()));
+    assert!(samples
+        .iter()
+        .all(|s| s.value >= 0.0 && s.value.is_finite()));
 
     // Kafka's own tool agrees on every committed partition.
     let tool = kafka_tool_lag(&group);

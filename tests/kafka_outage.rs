@@ -24,9 +24,11 @@ fn services(cmd: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_down_fails_with_a_connection_reason_and_recovers() {
-    let spec: CheckSpec =
-        serde_saphyr::from_str(&format!("kind: kafka\nbrokers: [{}]", env("RUNBOOK_TEST_KAFKA_BROKERS")))
-            .unwrap();
+    let spec: CheckSpec = serde_saphyr::from_str(&format!(
+        "kind: kafka\nbrokers: [{}]",
+        env("RUNBOOK_TEST_KAFKA_BROKERS")
+    ))
+    .unwrap();
     let check = spec.build().unwrap();
     let ctx = RunContext {
         timeout: Duration::from_secs(5),
@@ -34,7 +36,10 @@ async fn broker_down_fails_with_a_connection_reason_and_recovers() {
     check.run(&ctx).await.expect("healthy before the outage");
 
     services("down");
-    let failure = check.run(&ctx).await.expect_err("fails while the broker is down");
+    let failure = check
+        .run(&ctx)
+        .await
+        .expect_err("fails while the broker is down");
     let result = std::panic::catch_unwind(|| {
         assert!(
             matches!(failure.reason, Reason::ConnectionRefused | Reason::Network),

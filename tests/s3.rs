@@ -183,5 +183,10 @@ async fn nothing_listening_fails_with_connection_refused() {
         "kind: s3\nbucket: b\nendpoint: http://127.0.0.1:{port}\npath_style: true\naccess_key_id: k\nsecret_access_key: s"
     ));
     let failure = run(check.as_ref()).await.expect_err("check fails");
-    assert_eq!(failure.reason, Reason::ConnectionRefused, "{}", failure.message);
+    assert_eq!(
+        failure.reason,
+        Reason::ConnectionRefused,
+        "{}",
+        failure.message
+    );
 }

@@ -170,7 +170,8 @@ pub static OBJECT_SIZE: MetricDesc = MetricDesc {
 /// Last-modified time of the `head_key` object.
 pub static OBJECT_LAST_MODIFIED: MetricDesc = MetricDesc {
     name: "s3_object_last_modified_timestamp",
-    help: "Last-modified time of the head_key object in the last scheduled run, as a Unix timestamp.",
+    help:
+        "Last-modified time of the head_key object in the last scheduled run, as a Unix timestamp.",
     unit: Some(Unit::Seconds),
     kind: MetricKind::Gauge,
 };
@@ -312,12 +313,20 @@ impl S3Check {
             .send()
             .await
         {
-            Ok(out) => out.body.collect().await.map(|b| b.into_bytes()).map_err(|e| {
-                Failure::new(
-                    Reason::Network,
-                    format!("get s3://{}/{key}: reading the body failed: {e}", self.bucket),
-                )
-            }),
+            Ok(out) => out
+                .body
+                .collect()
+                .await
+                .map(|b| b.into_bytes())
+                .map_err(|e| {
+                    Failure::new(
+                        Reason::Network,
+                        format!(
+                            "get s3://{}/{key}: reading the body failed: {e}",
+                            self.bucket
+                        ),
+                    )
+                }),
             Err(e) => Err(self.failure("get", Some(&key), &e, Vec::new())),
         };
         if got.is_ok() {
@@ -381,7 +390,8 @@ impl Check for S3Check {
 }
 
 fn op_sample(operation: &'static str, start: Instant) -> Sample {
-    Sample::new(&OPERATION_DURATION, start.elapsed().as_secs_f64()).with_label("operation", operation)
+    Sample::new(&OPERATION_DURATION, start.elapsed().as_secs_f64())
+        .with_label("operation", operation)
 }
 
 /// The standard credential chain without metadata services, unless asked.
@@ -435,13 +445,16 @@ where
         SdkError::ServiceError(service) => {
             let e = service.err();
             let status = Some(service.raw().status().as_u16());
-            let code = e.code().map(str::to_string).unwrap_or_else(|| match status {
-                Some(403) => "Forbidden".to_string(),
-                Some(404) if has_key => "NoSuchKey".to_string(),
-                Some(404) => "NoSuchBucket".to_string(),
-                Some(s) => format!("HTTP {s}"),
-                None => "unknown error".to_string(),
-            });
+            let code = e
+                .code()
+                .map(str::to_string)
+                .unwrap_or_else(|| match status {
+                    Some(403) => "Forbidden".to_string(),
+                    Some(404) if has_key => "NoSuchKey".to_string(),
+                    Some(404) => "NoSuchBucket".to_string(),
+                    Some(s) => format!("HTTP {s}"),
+                    None => "unknown error".to_string(),
+                });
             let reason = if AUTH_CODES.contains(&code.as_str()) || status == Some(403) {
                 Reason::Auth
             } else {

@@ -148,10 +148,19 @@ mod tests {
         let mut h = History::new(3, Duration::from_secs(600));
         let t0 = Instant::now();
         assert_eq!(h.topic_rate("t", t0, 100), None);
-        assert_eq!(h.topic_rate("t", t0 + Duration::from_secs(10), 200), Some(10.0));
+        assert_eq!(
+            h.topic_rate("t", t0 + Duration::from_secs(10), 200),
+            Some(10.0)
+        );
         // Window of 3: the oldest run drops out.
-        assert_eq!(h.topic_rate("t", t0 + Duration::from_secs(20), 200), Some(5.0));
-        assert_eq!(h.topic_rate("t", t0 + Duration::from_secs(30), 200), Some(0.0));
+        assert_eq!(
+            h.topic_rate("t", t0 + Duration::from_secs(20), 200),
+            Some(5.0)
+        );
+        assert_eq!(
+            h.topic_rate("t", t0 + Duration::from_secs(30), 200),
+            Some(0.0)
+        );
         assert_eq!(h.topic_rate("t", t0 + Duration::from_secs(40), 5), None);
     }
 

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use regex::Regex;
@@ -483,7 +483,9 @@ impl KafkaCheck {
         }
         if let Some(s) = &spec.sasl {
             let password = secret::resolve("sasl.password", &s.password, &s.password_file)?
-                .ok_or_else(|| BuildError::new("sasl.password", "password or password_file is required"))?;
+                .ok_or_else(|| {
+                    BuildError::new("sasl.password", "password or password_file is required")
+                })?;
             config
                 .set("sasl.mechanism", &s.mechanism)
                 .set("sasl.username", &s.username)
@@ -529,11 +531,21 @@ impl KafkaCheck {
             .set("isolation.level", "read_uncommitted");
         let consumer = consumer_config
             .create_with_context(context.clone())
-            .map_err(|e| Failure::new(Reason::Internal, format!("cannot create the Kafka client: {e}")))?;
+            .map_err(|e| {
+                Failure::new(
+                    Reason::Internal,
+                    format!("cannot create the Kafka client: {e}"),
+                )
+            })?;
         let admin = self
             .config
             .create_with_context(context.clone())
-            .map_err(|e| Failure::new(Reason::Internal, format!("cannot create the Kafka client: {e}")))?;
+            .map_err(|e| {
+                Failure::new(
+                    Reason::Internal,
+                    format!("cannot create the Kafka client: {e}"),
+                )
+            })?;
         let h = Arc::new(Handles {
             consumer,
             admin,
@@ -551,7 +563,9 @@ impl KafkaCheck {
             let selection = self.selection.clone();
             tokio::task::spawn_blocking(move || collect(&handles, &selection, deadline))
                 .await
-                .map_err(|e| Failure::new(Reason::Internal, format!("collector task failed: {e}")))?
+                .map_err(|e| {
+                    Failure::new(Reason::Internal, format!("collector task failed: {e}"))
+                })?
         };
         let collected = collected?;
         let broker_up = brokers_up(&handles.admin, &collected.brokers, deadline).await;
@@ -578,7 +592,10 @@ impl KafkaCheck {
             Sample::new(&TOPICS_MATCHED, c.topics_matched as f64),
         ];
         for (id, up) in c.brokers.iter().zip(&broker_up) {
-            out.push(Sample::new(&BROKER_UP, f64::from(u8::from(*up))).with_label("broker", id.to_string()));
+            out.push(
+                Sample::new(&BROKER_UP, f64::from(u8::from(*up)))
+                    .with_label("broker", id.to_string()),
+            );
             if !up && problem.is_none() {
                 problem = Some((Reason::Network, format!("broker {id} did not answer")));
             }
@@ -765,7 +782,12 @@ fn collect(h: &Handles, sel: &Selection, deadline: Instant) -> Result<Collected,
         .groups()
         .iter()
         .filter(|g| sel.group(g.name()))
-        .map(|g| (g.name().to_string(), (g.state().to_string(), g.members().len())))
+        .map(|g| {
+            (
+                g.name().to_string(),
+                (g.state().to_string(), g.members().len()),
+            )
+        })
         .collect();
     for g in &sel.groups {
         listed
@@ -833,11 +855,7 @@ fn collect(h: &Handles, sel: &Selection, deadline: Instant) -> Result<Collected,
 
 /// Ask every broker for its configuration, in parallel: true where it
 /// answered (even with an authorization error).
-async fn brokers_up(
-    admin: &AdminClient<Context>,
-    brokers: &[i32],
-    deadline: Instant,
-) -> Vec<bool> {
+async fn brokers_up(admin: &AdminClient<Context>, brokers: &[i32], deadline: Instant) -> Vec<bool> {
     let timeout = deadline.saturating_duration_since(Instant::now());
     let asks = brokers.iter().map(|id| {
         let opts = AdminOptions::new()
@@ -900,7 +918,12 @@ fn group_lags(
 /// reported with the reason the connection failed.
 fn failure(h: &Handles, what: &str, e: &KafkaError) -> Failure {
     let code = e.rdkafka_error_code();
-    let remembered = h.errors.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let remembered = h
+        .errors
+        .last
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let (reason, detail) = match code {
         Some(RDKafkaErrorCode::OperationTimedOut)
         | Some(RDKafkaErrorCode::BrokerTransportFailure)
@@ -938,7 +961,11 @@ mod tests {
         let partitions = BTreeMap::from([("t".to_string(), vec![0, 1, 2])]);
         let committed = Committed::from([(("t".into(), 0), 10), (("t".into(), 1), 7)]);
         // Partition 0's end read before a later commit: clamp at 0.
-        let ends = HashMap::from([(("t".into(), 0), 9), (("t".into(), 1), 12), (("t".into(), 2), 5)]);
+        let ends = HashMap::from([
+            (("t".into(), 0), 9),
+            (("t".into(), 1), 12),
+            (("t".into(), 2), 5),
+        ]);
         let lags = group_lags(&committed, &partitions, &ends);
         let t = &lags["t"];
         assert_eq!(t.partitions, vec![(0, 10, Some(0)), (1, 7, Some(5))]);
@@ -962,7 +989,12 @@ mod tests {
         let fields: Vec<String> = spec.validate().into_iter().map(|(f, _)| f).collect();
         assert_eq!(
             fields,
-            ["brokers[0]", "sasl.mechanism", "groups_regex", "status_window"]
+            [
+                "brokers[0]",
+                "sasl.mechanism",
+                "groups_regex",
+                "status_window"
+            ]
         );
     }
 }
