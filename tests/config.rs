@@ -150,12 +150,12 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "unknown kind",
         "checks:\n  - name: a\n    kind: ftp\n",
-        "test.yaml:3:11: checks[0].kind: unknown kind \"ftp\": expected one of http, tcp, dns",
+        "test.yaml:3:11: checks[0].kind: unknown kind \"ftp\": expected one of http, tcp, dns, kafka, s3",
     ),
     (
         "missing kind",
         "checks:\n  - name: a\n    address: 127.0.0.1:1\n",
-        "test.yaml:2:5: checks[0]: missing field `kind` (one of http, tcp, dns)",
+        "test.yaml:2:5: checks[0]: missing field `kind` (one of http, tcp, dns, kafka, s3)",
     ),
     (
         "missing name",
@@ -226,7 +226,7 @@ const INVALID: &[(&str, &str, &str)] = &[
         "several problems at once, in file order",
         "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1\n  - name: b\n    kind: nope\n",
         "test.yaml:5:14: checks[0].timeout: invalid duration 1: a unit is required, like 1s or 1ms\n\
-         test.yaml:7:11: checks[1].kind: unknown kind \"nope\": expected one of http, tcp, dns",
+         test.yaml:7:11: checks[1].kind: unknown kind \"nope\": expected one of http, tcp, dns, kafka, s3",
     ),
 ];
 

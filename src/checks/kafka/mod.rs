@@ -642,8 +642,13 @@ impl KafkaCheck {
                 Ok(c) => c,
                 Err(message) => {
                     problem.get_or_insert_with(|| {
+                        let reason = if message.to_ascii_lowercase().contains("authoriz") {
+                            Reason::Auth
+                        } else {
+                            Reason::UnexpectedResponse
+                        };
                         (
-                            Reason::UnexpectedResponse,
+                            reason,
                             format!("committed offsets of group {}: {message}", g.name),
                         )
                     });
