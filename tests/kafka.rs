@@ -1,7 +1,8 @@
 //! The `kafka` kind against the real Apache Kafka broker started by
 //! `scripts/services.sh up kafka`: exact lag per partition and in total
 //! (cross-checked with Kafka's own kafka-consumer-groups tool), groups with
-//! no members, and the group status when consumption stops.
+//! no members, the group status when consumption stops, and SASL/PLAIN
+//! authentication with the right and a wrong password.
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -332,4 +333,40 @@ async fn a_wrong_broker_address_fails_with_a_connection_reason() {
         "{}",
         failure.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sasl_plain_works_and_a_wrong_password_fails_with_auth() {
+    let brokers = env("RUNBOOK_TEST_KAFKA_SASL_BROKERS");
+    let user = env("RUNBOOK_TEST_KAFKA_SASL_USER");
+    let password = env("RUNBOOK_TEST_KAFKA_SASL_PASSWORD");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kafka-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{brokers}]\nsasl:\n  mechanism: PLAIN\n  username: {user}\n  password_file: {}",
+        file.display()
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(value(&samples, "kafka_brokers", &[]), Some(1.0));
+
+    let wrong = "wrong-kafka-password-7f3a";
+    let yaml = format!(
+        "kind: kafka\nbrokers: [{brokers}]\nsasl:\n  mechanism: PLAIN\n  username: {user}\n  password: {wrong}"
+    );
+    let check = build(&yaml);
+    let ctx = RunContext {
+        timeout: Duration::from_secs(5),
+    };
+    let failure = check.run(&ctx).await.expect_err("check fails");
+    assert_eq!(
+        failure.reason,
+        runbook_exporter::checks::Reason::Auth,
+        "{}",
+        failure.message
+    );
+    assert!(!failure.message.contains(wrong));
+    assert_eq!(check.secrets(), [wrong.to_string()]);
+    let spec: CheckSpec = serde_saphyr::from_str(&yaml).unwrap();
+    assert!(!format!("{spec:?}").contains(wrong));
 }

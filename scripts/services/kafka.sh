@@ -1,5 +1,6 @@
 # Apache Kafka 3.9 in KRaft mode, one combined broker+controller node, on
-# 127.0.0.1:59092 (broker) and 127.0.0.1:59095 (controller), for
+# 127.0.0.1:59092 (broker), 127.0.0.1:59093 (SASL/PLAIN listener) and
+# 127.0.0.1:59095 (controller), for
 # tests/kafka.rs. The jars come from Maven Central (scripts/services/kafka/pom.xml)
 # and are cached under ~/.cache/runbook-exporter/kafka; Java 17 runs them.
 # Also installs what building the rdkafka crate needs (a C toolchain, cmake-free
@@ -12,6 +13,10 @@ kafka_libs="$kafka_cache/libs-$kafka_version"
 kafka_dir="$RUNBOOK_TEST_STATE/kafka"
 kafka_port=59092
 kafka_controller_port=59095
+# A SASL/PLAIN listener for the authentication tests.
+kafka_sasl_port=59093
+kafka_sasl_user=runbook
+kafka_sasl_password=runbook-kafka-secret
 
 # kafka_java CLASS ARGS...: run a class from the cached jars.
 kafka_java() {
@@ -41,11 +46,13 @@ LOG4J
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$kafka_controller_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$kafka_controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,SASL_PLAINTEXT://127.0.0.1:$kafka_sasl_port,CONTROLLER://127.0.0.1:$kafka_controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SASL_PLAINTEXT://127.0.0.1:$kafka_sasl_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$kafka_sasl_user="$kafka_sasl_password";
 log.dirs=$kafka_dir/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -83,9 +90,13 @@ PROPS
       log "kafka: the broker did not start; see $RUNBOOK_TEST_STATE/logs/kafka.log"
     done
     port_open "$kafka_port" || return 1
+    wait_tcp "$kafka_sasl_port" 30
   fi
   cat >"$RUNBOOK_TEST_STATE/env/kafka.env" <<ENV
 export RUNBOOK_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
+export RUNBOOK_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$kafka_sasl_port
+export RUNBOOK_TEST_KAFKA_SASL_USER=$kafka_sasl_user
+export RUNBOOK_TEST_KAFKA_SASL_PASSWORD=$kafka_sasl_password
 export RUNBOOK_TEST_KAFKA_LIBS=$kafka_libs
 export RUNBOOK_TEST_KAFKA_PID_FILE=$kafka_dir/kafka.pid
 ENV

@@ -357,11 +357,12 @@ impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         tracing::debug!(target: "librdkafka", ?level, fac, "{message}");
         if level as i32 <= RDKafkaLogLevel::Error as i32 {
-            if let Some(reason) = connection_failure(message) {
-                *self.0.last.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((reason, message.to_string()));
-            }
+            self.0.remember(message);
         }
+    }
+
+    fn error(&self, _error: KafkaError, reason: &str) {
+        self.0.remember(reason);
     }
 }
 
@@ -384,6 +385,13 @@ fn connection_failure(message: &str) -> Option<Reason> {
 }
 
 impl ErrorMemory {
+    fn remember(&self, message: &str) {
+        if let Some(reason) = connection_failure(message) {
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((reason, message.to_string()));
+        }
+    }
+
     fn clear(&self) {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
@@ -441,7 +449,7 @@ impl KafkaCheck {
             .set("bootstrap.servers", spec.brokers.join(","))
             .set("client.id", "runbook-exporter")
             .set("reconnect.backoff.max.ms", "5000")
-            .set("log_level", "3");
+            .set_log_level(RDKafkaLogLevel::Error);
         let mut secrets = Vec::new();
         let sasl = spec.sasl.is_some();
         let protocol = match (spec.tls, sasl) {
@@ -750,9 +758,7 @@ struct Collected {
 /// offsets.
 fn collect(h: &Handles, sel: &Selection, deadline: Instant) -> Result<Collected, Failure> {
     let left = || deadline.saturating_duration_since(Instant::now());
-    // Error events queue up on the consumer handle; drop them (their text
-    // reaches the context through the log callback).
-    while h.consumer.poll(Duration::ZERO).is_some() {}
+    drain_events(h);
     let start = Instant::now();
     let metadata = h
         .consumer
@@ -919,9 +925,18 @@ fn group_lags(
     out
 }
 
+/// Serve the log and error events queued on the consumer handle: their
+/// text reaches [`ErrorMemory`] through the context, and the queue does not
+/// grow while brokers are down.
+fn drain_events(h: &Handles) {
+    while h.consumer.poll(Duration::ZERO).is_some() {}
+    offsets::discard_main_queue(h.admin.inner());
+}
+
 /// Classify a failed request; a timeout while brokers are unreachable is
 /// reported with the reason the connection failed.
 fn failure(h: &Handles, what: &str, e: &KafkaError) -> Failure {
+    drain_events(h);
     let code = e.rdkafka_error_code();
     let remembered = h
         .errors

@@ -1,6 +1,6 @@
-//! Committed offsets of consumer groups through librdkafka's
-//! `ListConsumerGroupOffsets` admin call, which the safe `rdkafka` API does
-//! not wrap.
+//! The librdkafka calls the safe `rdkafka` API does not wrap: committed
+//! offsets of consumer groups (`ListConsumerGroupOffsets`), and emptying the
+//! main event queue of the admin handle.
 //!
 //! All groups are requested at once on one queue (one OffsetFetch per group,
 //! sent to each group's coordinator in parallel), and the answers are
@@ -149,5 +149,23 @@ unsafe fn c_string(s: *const c_char) -> String {
         String::new()
     } else {
         CStr::from_ptr(s).to_string_lossy().into_owned()
+    }
+}
+
+/// Drop the events (logs, errors) waiting on the main queue of a handle that
+/// nothing else polls, so the queue does not grow while brokers are down.
+pub fn discard_main_queue<C: ClientContext>(client: &Client<C>) {
+    // SAFETY: the handle is live for the call; the queue reference and each
+    // polled event are released here.
+    unsafe {
+        let queue = rd::rd_kafka_queue_get_main(client.native_ptr());
+        loop {
+            let event = rd::rd_kafka_queue_poll(queue, 0);
+            if event.is_null() {
+                break;
+            }
+            rd::rd_kafka_event_destroy(event);
+        }
+        rd::rd_kafka_queue_destroy(queue);
     }
 }
