@@ -401,7 +401,13 @@ impl ErrorMemory {
 struct Handles {
     consumer: BaseConsumer<Context>,
     admin: AdminClient<Context>,
-    errors: Arc<ErrorMemory>,
+}
+
+impl Handles {
+    /// The memory both handles' contexts share.
+    fn errors(&self) -> &ErrorMemory {
+        &self.consumer.context().0
+    }
 }
 
 /// The topic and group selection, compiled.
@@ -554,11 +560,7 @@ impl KafkaCheck {
                     format!("cannot create the Kafka client: {e}"),
                 )
             })?;
-        let h = Arc::new(Handles {
-            consumer,
-            admin,
-            errors: context.0,
-        });
+        let h = Arc::new(Handles { consumer, admin });
         *slot = Some(h.clone());
         Ok(h)
     }
@@ -766,7 +768,7 @@ fn collect(h: &Handles, sel: &Selection, deadline: Instant) -> Result<Collected,
         .map_err(|e| failure(h, "metadata request", &e))?;
     let metadata_duration = start.elapsed();
     // The cluster answered: earlier connection errors are history.
-    h.errors.clear();
+    h.errors().clear();
     let brokers: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
     let partitions: BTreeMap<String, Vec<i32>> = metadata
         .topics()
@@ -939,7 +941,7 @@ fn failure(h: &Handles, what: &str, e: &KafkaError) -> Failure {
     drain_events(h);
     let code = e.rdkafka_error_code();
     let remembered = h
-        .errors
+        .errors()
         .last
         .lock()
         .unwrap_or_else(|e| e.into_inner())
