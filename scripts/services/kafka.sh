@@ -3,8 +3,8 @@
 # 127.0.0.1:59095 (controller), for
 # tests/kafka.rs. The jars come from Maven Central (scripts/services/kafka/pom.xml)
 # and are cached under ~/.cache/runbook-exporter/kafka; Java 17 runs them.
-# Also installs what building the rdkafka crate needs (a C toolchain, cmake-free
-# `make`, OpenSSL headers for TLS and SASL/SCRAM, zlib).
+# Also installs what building the rdkafka crate (bundled librdkafka) needs: a
+# C toolchain with make, pkg-config, OpenSSL headers (TLS, SASL/SCRAM), zlib.
 # Sourced by scripts/services.sh.
 
 kafka_version=3.9.1
