@@ -4,10 +4,10 @@
 # with a read-only root filesystem.
 
 FROM rust:1.95-bookworm AS build
-# cmake and perl build the bundled librdkafka; libssl-dev and libsasl2-dev
-# give it TLS and SASL.
+# The bundled librdkafka needs OpenSSL (TLS, SASL SCRAM) and zlib; aws-lc-sys
+# (the S3 client's crypto) builds with cmake.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake perl libssl-dev libsasl2-dev pkg-config \
+ && apt-get install -y --no-install-recommends cmake perl pkg-config libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

@@ -18,7 +18,7 @@
 #   redis          56379 (primary), 56380 (replica), 56381 (primary, TLS)
 #   clickhouse     58123 (http), 59000 (native)
 #   s3             59100
-#   kafka          59092 (broker), 59095 (controller)
+#   kafka          59092 (broker), 59093 (SASL/PLAIN), 59095 (controller)
 #   prometheus     59090, alertmanager 59094
 set -euo pipefail
 

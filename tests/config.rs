@@ -45,7 +45,9 @@ fn the_example_config_loads_with_an_empty_environment() {
             "postgres_primary",
             "cache",
             "analytics",
-            "api_pods"
+            "api_pods",
+            "s3_bucket",
+            "kafka_lag"
         ]
     );
     // Every kind registered so far is shown in the example.

@@ -10,9 +10,11 @@
 pub mod clickhouse;
 pub mod dns;
 pub mod http;
+pub mod kafka;
 pub mod kubernetes;
 pub mod postgres;
 pub mod redis;
+pub mod s3;
 pub mod tcp;
 pub mod tls;
 
@@ -137,6 +139,8 @@ registry! {
     Redis => "redis" in redis: RedisSpec, RedisCheck, probe "url";
     Clickhouse => "clickhouse" in clickhouse: ClickhouseSpec, ClickhouseCheck, probe "url";
     Kubernetes => "kubernetes" in kubernetes: KubernetesSpec, KubernetesCheck;
+    Kafka => "kafka" in kafka: KafkaSpec, KafkaCheck, probe "brokers";
+    S3 => "s3" in s3: S3Spec, S3Check, probe "bucket";
 }
 
 /// A configuration problem found while building a check: the field (relative
