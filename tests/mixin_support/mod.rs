@@ -205,12 +205,7 @@ pub fn runbook_metrics_used() -> BTreeMap<String, String> {
 pub fn exposed_names(body: &str) -> BTreeSet<String> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            l.split(|c: char| c == '{' || c == ' ')
-                .next()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
         .collect()
 }
 
