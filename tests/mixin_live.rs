@@ -22,55 +22,83 @@ use runbook_exporter::checks::{metric_descs, KINDS};
 use runbook_exporter::mixin::render_rules;
 use serde_json::Value;
 
-/// The checks each kind adds to the exporter's config in these tests, with
-/// the services (and variables) they need. The kinds compiled into this
-/// build are looked up here; a built-in kind missing from this table fails
-/// the contract test, so adding a kind means adding its line here.
-/// `${VAR}` is expanded by the exporter's own config loader.
-const KIND_CHECKS: &[(&str, &str, &[&str], &str)] = &[
-    // http, tcp and dns run against servers this test starts.
-    ("http", "", &[], ""),
-    ("tcp", "", &[], ""),
-    ("dns", "", &[], ""),
-    (
-        "postgres",
-        "postgres",
-        &["RUNBOOK_TEST_PG_PRIMARY_DSN", "RUNBOOK_TEST_PG_STANDBY_DSN"],
-        "  - {name: pg_primary, kind: postgres, dsn: '${RUNBOOK_TEST_PG_PRIMARY_DSN}'}\n  - {name: pg_standby, kind: postgres, dsn: '${RUNBOOK_TEST_PG_STANDBY_DSN}'}\n",
-    ),
-    (
-        "redis",
-        "redis",
-        &["RUNBOOK_TEST_REDIS_URL", "RUNBOOK_TEST_REDIS_PASSWORD"],
-        "  - {name: cache, kind: redis, url: '${RUNBOOK_TEST_REDIS_URL}', password: '${RUNBOOK_TEST_REDIS_PASSWORD}'}\n",
-    ),
-    (
-        "clickhouse",
-        "clickhouse",
-        &[
-            "RUNBOOK_TEST_CLICKHOUSE_URL",
-            "RUNBOOK_TEST_CLICKHOUSE_USER",
-            "RUNBOOK_TEST_CLICKHOUSE_PASSWORD",
-        ],
-        "  - {name: analytics, kind: clickhouse, url: '${RUNBOOK_TEST_CLICKHOUSE_URL}', user: '${RUNBOOK_TEST_CLICKHOUSE_USER}', password: '${RUNBOOK_TEST_CLICKHOUSE_PASSWORD}', replica_delay: true}\n",
-    ),
-    (
-        "s3",
-        "s3",
-        &[
-            "RUNBOOK_TEST_S3_ENDPOINT",
-            "RUNBOOK_TEST_S3_ACCESS_KEY",
-            "RUNBOOK_TEST_S3_SECRET_KEY",
-            "RUNBOOK_TEST_S3_BUCKET",
-        ],
-        "  - {name: backups, kind: s3, bucket: '${RUNBOOK_TEST_S3_BUCKET}', region: us-east-1, endpoint: '${RUNBOOK_TEST_S3_ENDPOINT}', path_style: true, access_key_id: '${RUNBOOK_TEST_S3_ACCESS_KEY}', secret_access_key: '${RUNBOOK_TEST_S3_SECRET_KEY}', round_trip: true}\n",
-    ),
-    (
-        "kafka",
-        "kafka",
-        &["RUNBOOK_TEST_KAFKA_BROKERS"],
-        "  - {name: events, kind: kafka, brokers: ['${RUNBOOK_TEST_KAFKA_BROKERS}']}\n",
-    ),
+/// What one kind adds to the exporter's config in these tests.
+struct KindChecks {
+    kind: &'static str,
+    /// The services script that provides `vars`.
+    service: &'static str,
+    vars: &'static [&'static str],
+    /// Bash run once before the exporter starts, to create the data the
+    /// kind's metrics describe (a bucket and object, a lagging group).
+    setup: &'static str,
+    /// Check entries; `${VAR}` is expanded by the exporter's config loader.
+    checks: &'static str,
+}
+
+/// The checks of every kind. The kinds compiled into this build are looked
+/// up here; a built-in kind missing from this table fails the tests, so
+/// adding a kind means adding its entry here. http, tcp and dns run against
+/// servers this test starts.
+const KIND_CHECKS: &[KindChecks] = &[
+    KindChecks { kind: "http", service: "", vars: &[], setup: "", checks: "" },
+    KindChecks { kind: "tcp", service: "", vars: &[], setup: "", checks: "" },
+    KindChecks { kind: "dns", service: "", vars: &[], setup: "", checks: "" },
+    KindChecks {
+        kind: "postgres",
+        service: "postgres",
+        vars: &["RUNBOOK_TEST_PG_PRIMARY_DSN", "RUNBOOK_TEST_PG_STANDBY_DSN"],
+        setup: "",
+        checks: "  - {name: pg_primary, kind: postgres, dsn: '${RUNBOOK_TEST_PG_PRIMARY_DSN}'}\n  - {name: pg_standby, kind: postgres, dsn: '${RUNBOOK_TEST_PG_STANDBY_DSN}'}\n",
+    },
+    KindChecks {
+        kind: "redis",
+        service: "redis",
+        vars: &["RUNBOOK_TEST_REDIS_URL", "RUNBOOK_TEST_REDIS_PASSWORD"],
+        setup: "",
+        checks: "  - {name: cache, kind: redis, url: '${RUNBOOK_TEST_REDIS_URL}', password: '${RUNBOOK_TEST_REDIS_PASSWORD}'}\n",
+    },
+    KindChecks {
+        kind: "clickhouse",
+        service: "clickhouse",
+        vars: &["RUNBOOK_TEST_CLICKHOUSE_URL", "RUNBOOK_TEST_CLICKHOUSE_USER", "RUNBOOK_TEST_CLICKHOUSE_PASSWORD"],
+        setup: "",
+        checks: "  - {name: analytics, kind: clickhouse, url: '${RUNBOOK_TEST_CLICKHOUSE_URL}', user: '${RUNBOOK_TEST_CLICKHOUSE_USER}', password: '${RUNBOOK_TEST_CLICKHOUSE_PASSWORD}', replica_delay: true}\n",
+    },
+    KindChecks {
+        kind: "s3",
+        service: "s3",
+        vars: &["RUNBOOK_TEST_S3_ENDPOINT", "RUNBOOK_TEST_S3_ACCESS_KEY", "RUNBOOK_TEST_S3_SECRET_KEY"],
+        // A bucket with one object, through S3's own API (SigV4 by curl).
+        setup: r#"
+s3() { curl -sS -o /dev/null -w '%{http_code}' --aws-sigv4 aws:amz:us-east-1:s3 --user "$RUNBOOK_TEST_S3_ACCESS_KEY:$RUNBOOK_TEST_S3_SECRET_KEY" "$@"; }
+code=$(s3 -X PUT "$RUNBOOK_TEST_S3_ENDPOINT/runbook-mixin")
+case "$code" in 200|409) ;; *) echo "creating the bucket: HTTP $code" >&2; exit 1 ;; esac
+f=$(mktemp); echo backup >"$f"
+code=$(s3 -T "$f" -H "x-amz-content-sha256: $(sha256sum "$f" | cut -d' ' -f1)" "$RUNBOOK_TEST_S3_ENDPOINT/runbook-mixin/latest.dump")
+rm -f "$f"
+[ "$code" = 200 ] || { echo "putting the object: HTTP $code" >&2; exit 1; }
+"#,
+        checks: "  - {name: backups, kind: s3, bucket: runbook-mixin, region: us-east-1, endpoint: '${RUNBOOK_TEST_S3_ENDPOINT}', path_style: true, access_key_id: '${RUNBOOK_TEST_S3_ACCESS_KEY}', secret_access_key: '${RUNBOOK_TEST_S3_SECRET_KEY}', head_key: latest.dump, round_trip: true}\n",
+    },
+    KindChecks {
+        kind: "kafka",
+        service: "kafka",
+        vars: &["RUNBOOK_TEST_KAFKA_BROKERS", "RUNBOOK_TEST_KAFKA_LIBS"],
+        // A topic, a group that committed half of it (lag), and a producer
+        // that keeps appending for 40 s (time lag), with Kafka's own tools.
+        setup: r#"
+cp="$RUNBOOK_TEST_KAFKA_LIBS/*"; b="$RUNBOOK_TEST_KAFKA_BROKERS"
+java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --if-not-exists --topic runbook-mixin --partitions 1 >/dev/null 2>&1
+printf 'a
+b
+c
+d
+' | java -cp "$cp" kafka.tools.ConsoleProducer --bootstrap-server "$b" --topic runbook-mixin >/dev/null 2>&1
+java -cp "$cp" org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$b" --topic runbook-mixin --group runbook-mixin --from-beginning --max-messages 2 >/dev/null 2>&1
+(for i in $(seq 40); do echo "m$i"; sleep 1; done | java -cp "$cp" kafka.tools.ConsoleProducer --bootstrap-server "$b" --topic runbook-mixin >/dev/null 2>&1) >/dev/null 2>&1 &
+"#,
+        checks: "  - {name: events, kind: kafka, brokers: ['${RUNBOOK_TEST_KAFKA_BROKERS}'], topics: [runbook-mixin], groups: [runbook-mixin]}\n",
+    },
 ];
 
 /// Kinds whose metric names are checked against the registry only: no real
@@ -284,12 +312,25 @@ fn start_exporter(dir: &Path, fixture: SocketAddr, db: SocketAddr, tls: SocketAd
         if STATIC_ONLY.contains(kind) {
             continue;
         }
-        match KIND_CHECKS.iter().find(|(k, ..)| k == kind) {
-            Some((_, service, vars, checks)) => {
-                for var in *vars {
-                    env(var, service);
+        match KIND_CHECKS.iter().find(|k| k.kind == *kind) {
+            Some(k) => {
+                for var in k.vars {
+                    env(var, k.service);
                 }
-                yaml.push_str(checks);
+                if !k.setup.is_empty() {
+                    let out = Command::new("bash")
+                        .args(["-euc", k.setup])
+                        .stdout(Stdio::null())
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "setting up {}: {}",
+                        k.kind,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                yaml.push_str(k.checks);
             }
             None => missing.push(*kind),
         }
