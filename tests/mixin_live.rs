@@ -48,21 +48,23 @@ const KIND_CHECKS: &[KindChecks] = &[
         service: "postgres",
         vars: &["RUNBOOK_TEST_PG_PRIMARY_DSN", "RUNBOOK_TEST_PG_STANDBY_DSN"],
         setup: "",
-        checks: "  - {name: pg_primary, kind: postgres, dsn: '${RUNBOOK_TEST_PG_PRIMARY_DSN}'}\n  - {name: pg_standby, kind: postgres, dsn: '${RUNBOOK_TEST_PG_STANDBY_DSN}'}\n",
+        checks: "  - {name: pg_primary, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_PRIMARY_DSN}'}\n  - {name: pg_standby, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_STANDBY_DSN}'}\n",
     },
     KindChecks {
+        // A Redis of the test's own (see `PrivateRedis`): with maxmemory set,
+        // so that the memory series exist, and stoppable.
         kind: "redis",
         service: "redis",
-        vars: &["RUNBOOK_TEST_REDIS_URL", "RUNBOOK_TEST_REDIS_PASSWORD"],
+        vars: &["RUNBOOK_TEST_REDIS_URL"],
         setup: "",
-        checks: "  - {name: cache, kind: redis, url: '${RUNBOOK_TEST_REDIS_URL}', password: '${RUNBOOK_TEST_REDIS_PASSWORD}'}\n",
+        checks: "  - {name: cache, kind: redis, interval: 2s, timeout: 1500ms, url: 'redis://127.0.0.1:${MIXIN_REDIS_PORT}'}\n",
     },
     KindChecks {
         kind: "clickhouse",
         service: "clickhouse",
         vars: &["RUNBOOK_TEST_CLICKHOUSE_URL", "RUNBOOK_TEST_CLICKHOUSE_USER", "RUNBOOK_TEST_CLICKHOUSE_PASSWORD"],
         setup: "",
-        checks: "  - {name: analytics, kind: clickhouse, url: '${RUNBOOK_TEST_CLICKHOUSE_URL}', user: '${RUNBOOK_TEST_CLICKHOUSE_USER}', password: '${RUNBOOK_TEST_CLICKHOUSE_PASSWORD}', replica_delay: true}\n",
+        checks: "  - {name: analytics, kind: clickhouse, interval: 2s, timeout: 1500ms, url: '${RUNBOOK_TEST_CLICKHOUSE_URL}', user: '${RUNBOOK_TEST_CLICKHOUSE_USER}', password: '${RUNBOOK_TEST_CLICKHOUSE_PASSWORD}', replica_delay: true}\n",
     },
     KindChecks {
         kind: "s3",
@@ -78,7 +80,7 @@ code=$(s3 -T "$f" -H "x-amz-content-sha256: $(sha256sum "$f" | cut -d' ' -f1)" "
 rm -f "$f"
 [ "$code" = 200 ] || { echo "putting the object: HTTP $code" >&2; exit 1; }
 "#,
-        checks: "  - {name: backups, kind: s3, bucket: runbook-mixin, region: us-east-1, endpoint: '${RUNBOOK_TEST_S3_ENDPOINT}', path_style: true, access_key_id: '${RUNBOOK_TEST_S3_ACCESS_KEY}', secret_access_key: '${RUNBOOK_TEST_S3_SECRET_KEY}', head_key: latest.dump, round_trip: true}\n",
+        checks: "  - {name: backups, kind: s3, interval: 2s, timeout: 1500ms, bucket: runbook-mixin, region: us-east-1, endpoint: '${RUNBOOK_TEST_S3_ENDPOINT}', path_style: true, access_key_id: '${RUNBOOK_TEST_S3_ACCESS_KEY}', secret_access_key: '${RUNBOOK_TEST_S3_SECRET_KEY}', head_key: latest.dump, round_trip: true}\n",
     },
     KindChecks {
         kind: "kafka",
@@ -97,7 +99,7 @@ d
 java -cp "$cp" org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$b" --topic runbook-mixin --group runbook-mixin --from-beginning --max-messages 2 >/dev/null 2>&1
 (for i in $(seq 40); do echo "m$i"; sleep 1; done | java -cp "$cp" kafka.tools.ConsoleProducer --bootstrap-server "$b" --topic runbook-mixin >/dev/null 2>&1) >/dev/null 2>&1 &
 "#,
-        checks: "  - {name: events, kind: kafka, brokers: ['${RUNBOOK_TEST_KAFKA_BROKERS}'], topics: [runbook-mixin], groups: [runbook-mixin]}\n",
+        checks: "  - {name: events, kind: kafka, interval: 2s, timeout: 1500ms, brokers: ['${RUNBOOK_TEST_KAFKA_BROKERS}'], topics: [runbook-mixin], groups: [runbook-mixin]}\n",
     },
 ];
 
@@ -294,7 +296,30 @@ fn free_port() -> SocketAddr {
 /// built-in kind from [`KIND_CHECKS`].
 struct Exporter {
     addr: SocketAddr,
+    /// The test's own Redis when the redis kind is built in.
+    redis: Option<Proc>,
     _proc: Proc,
+}
+
+/// A redis-server of the test's own on a free loopback port, with
+/// `maxmemory` set (the shared test Redis has none, and must keep it so).
+fn private_redis(dir: &Path) -> (Proc, u16) {
+    let port = free_port().port();
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--maxmemory", "64mb"])
+        .args(["--dir", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("redis-server: {e}: run scripts/services.sh up redis"));
+    let proc = Proc(child);
+    wait_until(
+        "the private Redis to listen",
+        Duration::from_secs(20),
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    (proc, port)
 }
 
 fn start_exporter(dir: &Path, fixture: SocketAddr, db: SocketAddr, tls: SocketAddr) -> Exporter {
@@ -341,8 +366,11 @@ fn start_exporter(dir: &Path, fixture: SocketAddr, db: SocketAddr, tls: SocketAd
     );
     let cfg = dir.join("exporter.yaml");
     std::fs::write(&cfg, yaml).unwrap();
+    let redis = KINDS.contains(&"redis").then(|| private_redis(dir));
+    let redis_port = redis.as_ref().map(|(_, port)| port.to_string());
     let addr = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+        .env("MIXIN_REDIS_PORT", redis_port.unwrap_or_default())
         .args([
             "serve",
             "--config",
@@ -356,6 +384,7 @@ fn start_exporter(dir: &Path, fixture: SocketAddr, db: SocketAddr, tls: SocketAd
         .unwrap();
     let exporter = Exporter {
         addr,
+        redis: redis.map(|(proc, _)| proc),
         _proc: Proc(child),
     };
     wait_until(
@@ -424,7 +453,12 @@ fn every_runbook_metric_in_rules_and_dashboards_is_really_exported() {
     let db = Stoppable::start();
     let tls = tls_server(&rt);
     let exporter = start_exporter(dir.path(), fixture, db.addr, tls);
-    let exposed = exposed_names(&settled_metrics(&exporter));
+    let body = settled_metrics(&exporter);
+    let exposed = exposed_names(&body);
+    let failing: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("runbook_check_up{") && l.ends_with(" 0"))
+        .collect();
 
     let registered: BTreeSet<String> = metric_descs().iter().map(|d| d.exposed_name()).collect();
     let mut missing = Vec::new();
@@ -449,7 +483,10 @@ fn every_runbook_metric_in_rules_and_dashboards_is_really_exported() {
     if !not_built.is_empty() {
         eprintln!("kinds not compiled into this build, their names checked after the merge: {not_built:?}");
     }
-    assert!(missing.is_empty(), "{missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "{missing:#?}\nchecks failing (a failed run omits what it could not measure; broken_web fails on purpose): {failing:#?}"
+    );
 }
 
 /// Query every dashboard query; a trailing `> 0` or `== 1` (panels that show
@@ -497,7 +534,7 @@ fn prometheus_scrapes_dashboards_show_data_and_a_stopped_dependency_alerts() {
     let fixture = fixture_server();
     let mut db = Stoppable::start();
     let tls = tls_server(&rt);
-    let exporter = start_exporter(dir.path(), fixture, db.addr, tls);
+    let mut exporter = start_exporter(dir.path(), fixture, db.addr, tls);
 
     // The shipped rules with every `for` shortened, so that the test does
     // not wait minutes; thresholds and selectors stay as shipped.
@@ -593,49 +630,67 @@ fn prometheus_scrapes_dashboards_show_data_and_a_stopped_dependency_alerts() {
     // Stop the dependency: its alert fires in Prometheus and reaches
     // Alertmanager.
     db.stop();
+    stopped_dependency_alerts(
+        &prom,
+        &am,
+        "RunbookTcpEndpointDown",
+        "db_port",
+        "Check db_port (tcp)",
+    );
+
+    // With the redis kind built in, stop the test's own Redis as well.
+    if let Some(redis) = exporter.redis.take() {
+        drop(redis);
+        stopped_dependency_alerts(
+            &prom,
+            &am,
+            "RunbookRedisDown",
+            "cache",
+            "Check cache (redis)",
+        );
+    }
+}
+
+/// Wait until `alertname` for `check` is firing in Prometheus and has
+/// arrived at Alertmanager with its severity and annotations.
+fn stopped_dependency_alerts(prom: &str, am: &str, alertname: &str, check: &str, says: &str) {
+    let is_it = |a: &Value| a["labels"]["alertname"] == alertname && a["labels"]["check"] == check;
     wait_until(
-        "RunbookTcpEndpointDown to fire in Prometheus",
+        &format!("{alertname} to fire in Prometheus"),
         Duration::from_secs(60),
         || {
-            http_get(&prom, "/api/v1/alerts")["data"]["alerts"]
+            http_get(prom, "/api/v1/alerts")["data"]["alerts"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|a| {
-                    a["labels"]["alertname"] == "RunbookTcpEndpointDown"
-                        && a["labels"]["check"] == "db_port"
-                        && a["state"] == "firing"
-                })
+                .any(|a| is_it(a) && a["state"] == "firing")
         },
     );
     let mut received = Value::Null;
     wait_until(
-        "the alert to arrive at Alertmanager",
+        &format!("{alertname} to arrive at Alertmanager"),
         Duration::from_secs(60),
         || {
-            received = http_get(&am, "/api/v2/alerts");
-            received.as_array().unwrap().iter().any(|a| {
-                a["labels"]["alertname"] == "RunbookTcpEndpointDown"
-                    && a["labels"]["check"] == "db_port"
-            })
+            received = http_get(am, "/api/v2/alerts");
+            received.as_array().unwrap().iter().any(is_it)
         },
     );
     let alert = received
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| {
-            a["labels"]["alertname"] == "RunbookTcpEndpointDown"
-                && a["labels"]["check"] == "db_port"
-        })
+        .find(|a| is_it(a))
         .unwrap();
     assert_eq!(alert["labels"]["severity"], "critical");
     assert!(alert["annotations"]["runbook_url"]
         .as_str()
         .unwrap()
-        .ends_with("docs/runbooks/RunbookTcpEndpointDown.md"));
-    assert!(alert["annotations"]["description"]
-        .as_str()
-        .unwrap()
-        .contains("Check db_port (tcp)"));
+        .ends_with(&format!("docs/runbooks/{alertname}.md")));
+    assert!(
+        alert["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains(says),
+        "{alert}"
+    );
 }

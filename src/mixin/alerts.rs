@@ -421,7 +421,7 @@ pub static ALERTS: &[Alert] = &[
         name: "RunbookPostgresReplicationLagSeconds",
         group: Group::Postgres,
         severity: Severity::Warning,
-        expr: "runbook_postgres_replication_lag_seconds{%E%, position=\"replay\"} > %T%",
+        expr: "runbook_postgres_replication_lag_time_seconds{%E%, position=\"replay\"} > %T%",
         summary: "A PostgreSQL standby is far behind the primary (time).",
         description: "Standby {{ $labels.application_name }} of {{ $labels.check }} replays {{ $value | humanizeDuration }} behind the primary.",
         explain: "`replay_lag` of a standby (`pg_stat_replication`) above the threshold",
@@ -433,11 +433,11 @@ pub static ALERTS: &[Alert] = &[
             escalate: "Escalate to the database owners if it lasts more than 30 minutes.",
         },
         test: Fixture {
-            firing: &[("runbook_postgres_replication_lag_seconds{%L%,check=\"pg\",application_name=\"standby1\",client_addr=\"10.0.0.2\",position=\"replay\"}", "120x30")],
+            firing: &[("runbook_postgres_replication_lag_time_seconds{%L%,check=\"pg\",application_name=\"standby1\",client_addr=\"10.0.0.2\",position=\"replay\"}", "120x30")],
             delay: 0,
             labels: "%L%,check=\"pg\",application_name=\"standby1\",client_addr=\"10.0.0.2\",position=\"replay\"",
             value: "2m 0s",
-            quiet: &[("runbook_postgres_replication_lag_seconds{%L%,check=\"pg\",application_name=\"standby1\",client_addr=\"10.0.0.2\",position=\"replay\"}", "0x30")],
+            quiet: &[("runbook_postgres_replication_lag_time_seconds{%L%,check=\"pg\",application_name=\"standby1\",client_addr=\"10.0.0.2\",position=\"replay\"}", "0x30")],
         },
     },
     Alert {

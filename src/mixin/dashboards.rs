@@ -97,7 +97,7 @@ static SPECS: &[Spec] = &[
             p("Deadlocks", "Deadlocks per database over the rate interval.", "short", Timeseries, &[("sum by (check, database) (increase(runbook_postgres_database_deadlocks_total{%S%}[$__rate_interval]))", "{{check}} {{database}}")]),
             p("Transactions", "Commits and rollbacks per second.", "ops", Timeseries, &[("sum by (check) (rate(runbook_postgres_database_commits_total{%S%}[$__rate_interval]))", "{{check}} commits"), ("sum by (check) (rate(runbook_postgres_database_rollbacks_total{%S%}[$__rate_interval]))", "{{check}} rollbacks")]),
             p("Replication lag (bytes)", "On the primary: WAL between the current position and each standby's replay position.", "bytes", Timeseries, &[("runbook_postgres_replication_lag_bytes{%S%, position=\"replay\"}", "{{check}} {{application_name}}")]),
-            p("Replication lag (time)", "On the primary: replay_lag of each standby.", "s", Timeseries, &[("runbook_postgres_replication_lag_seconds{%S%, position=\"replay\"}", "{{check}} {{application_name}}")]),
+            p("Replication lag (time)", "On the primary: replay_lag of each standby.", "s", Timeseries, &[("runbook_postgres_replication_lag_time_seconds{%S%, position=\"replay\"}", "{{check}} {{application_name}}")]),
             p("Standby lag", "On a standby: received but unreplayed WAL, and the replay delay.", "s", Timeseries, &[("runbook_postgres_standby_replay_lag_seconds{%S%}", "{{check}} replay delay")]),
             p("Probe latency", "SELECT 1 round trip on the monitoring session.", "s", Timeseries, &[("runbook_postgres_select1_duration_seconds{%S%}", "{{check}}")]),
         ],
