@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod mixin;
 pub mod scheduler;
 pub mod server;
 pub mod status;
