@@ -7,6 +7,7 @@
 //! kind: the scheduler runs `dyn Check`, the metrics module encodes
 //! [`Sample`]s, and the config loader deserializes [`CheckSpec`].
 
+pub mod backoff;
 pub mod clickhouse;
 pub mod dns;
 pub mod http;
@@ -123,6 +124,7 @@ macro_rules! registry {
             /// Build the runnable check: load CA files, compile regexes,
             /// read secret files. Errors here are configuration errors.
             pub fn build(&self) -> Result<Box<dyn Check>, BuildError> {
+                tls::install_crypto_provider();
                 match self {
                     $(CheckSpec::$variant(s) => Ok(Box::new($module::$check::new(s)?)),)*
                 }

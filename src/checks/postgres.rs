@@ -15,6 +15,8 @@ use std::str::FromStr;
 use std::sync::{Mutex as StdMutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::backoff::Reconnect;
+
 use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
 use serde::Deserialize;
@@ -34,8 +36,6 @@ use crate::config::secret::{self, Secret};
 /// Oldest server this kind supports (pg_stat_replication lag columns,
 /// `pg_wal_*` function names, `backend_type`).
 const MIN_SERVER_VERSION: i32 = 100_000;
-/// Longest wait between reconnect attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How the session is encrypted (`sslmode`, as in libpq).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -568,11 +568,8 @@ struct State {
     /// True while a run is in progress; still true at the next run when the
     /// scheduler cancelled the previous one mid-way.
     busy: bool,
-    /// Consecutive failed connects, for the backoff.
-    failed_connects: u32,
-    /// No connect before this instant; runs until then repeat `last_connect_error`.
-    retry_at: Option<Instant>,
-    last_connect_error: Option<(Reason, String)>,
+    /// Backoff after failed connects.
+    reconnect: Reconnect,
     /// Optional parts last seen unavailable, to log only on change.
     unavailable: HashSet<String>,
 }
@@ -795,35 +792,17 @@ impl PostgresCheck {
 
     /// Open the session, with backoff after failures.
     async fn connect(&self, state: &mut State, ctx: &RunContext) -> Result<Session, Failure> {
-        if let (Some(at), Some((reason, message))) = (state.retry_at, &state.last_connect_error) {
-            let now = Instant::now();
-            if now < at {
-                return Err(Failure::new(
-                    *reason,
-                    format!(
-                        "{message} (next reconnect attempt in {:.1}s)",
-                        (at - now).as_secs_f64()
-                    ),
-                ));
-            }
-        }
+        state.reconnect.ready()?;
         match self.open(ctx).await {
             Ok(session) => {
-                if state.failed_connects > 0 {
-                    tracing::info!(server = %self.target, attempts = state.failed_connects + 1, "monitoring session reconnected");
+                let failed = state.reconnect.succeeded();
+                if failed > 0 {
+                    tracing::info!(server = %self.target, attempts = failed + 1, "monitoring session reconnected");
                 }
-                state.failed_connects = 0;
-                state.retry_at = None;
-                state.last_connect_error = None;
                 Ok(session)
             }
             Err((reason, message)) => {
-                state.failed_connects += 1;
-                let backoff =
-                    Duration::from_secs(1 << state.failed_connects.min(6).saturating_sub(1))
-                        .min(MAX_BACKOFF);
-                state.retry_at = Some(Instant::now() + backoff);
-                state.last_connect_error = Some((reason, message.clone()));
+                state.reconnect.failed(reason, &message);
                 Err(Failure::new(reason, message))
             }
         }

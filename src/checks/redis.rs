@@ -12,21 +12,21 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use super::backoff::Reconnect;
 
 use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, RedisError};
-use rustls::pki_types::ServerName;
 use serde::{Deserialize, Deserializer};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsConnector;
 use url::Url;
 
-use super::tls::{self, TlsSpec};
+use super::tls::{self, TlsClient, TlsSpec};
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
@@ -36,9 +36,6 @@ use crate::metrics::unix_now;
 const DEFAULT_PORT: u16 = 6379;
 const DEFAULT_MAX_DATABASES: usize = 16;
 const DEFAULT_MAX_REPLICAS: usize = 10;
-/// First reconnect delay after a failed connect; doubles up to the cap.
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// Config of a `redis` check.
 ///
@@ -428,12 +425,6 @@ pub static METRICS: [&MetricDesc; 22] = [
     &MASTER_SYNC_IN_PROGRESS,
 ];
 
-/// TLS settings prepared once in [`RedisCheck::new`].
-struct TlsSetup {
-    connector: TlsConnector,
-    server_name: ServerName<'static>,
-}
-
 /// An open connection and the task that drives it; dropping it closes both.
 struct Conn {
     conn: MultiplexedConnection,
@@ -450,13 +441,8 @@ impl Drop for Conn {
 #[derive(Default)]
 struct State {
     conn: Option<Conn>,
-    /// Connect attempts that failed in a row.
-    connect_failures: u32,
-    /// No new connect attempt before this instant.
-    retry_at: Option<Instant>,
-    /// The reason and message of the last failed connect, repeated while
-    /// backing off.
-    last_connect_failure: Option<(Reason, String)>,
+    /// Backoff after failed connects.
+    reconnect: Reconnect,
 }
 
 /// A built `redis` check.
@@ -467,7 +453,7 @@ pub struct RedisCheck {
     display: String,
     info: RedisConnectionInfo,
     password: Option<Secret>,
-    tls: Option<TlsSetup>,
+    tls: Option<TlsClient>,
     max_databases: usize,
     max_replicas: usize,
     state: Mutex<State>,
@@ -493,19 +479,7 @@ impl RedisCheck {
         }
         let tls = if target.tls {
             let tls_spec = spec.tls.clone().unwrap_or_default();
-            let config = tls_spec.client_config("tls", &[])?;
-            let server_name = tls_spec.server_name(&target.host).map_err(|e| {
-                let field = if tls_spec.server_name.is_some() {
-                    "tls.server_name"
-                } else {
-                    "url"
-                };
-                BuildError::new(field, e)
-            })?;
-            Some(TlsSetup {
-                connector: TlsConnector::from(config),
-                server_name,
-            })
+            Some(tls_spec.connector("tls", "url", &target.host)?)
         } else {
             None
         };
@@ -546,31 +520,14 @@ impl RedisCheck {
                 Err(_) => drop(conn),
             }
         }
-        if let (Some(at), Some((reason, message))) = (state.retry_at, &state.last_connect_failure) {
-            let now = Instant::now();
-            if now < at {
-                return Err(Failure::new(
-                    *reason,
-                    format!(
-                        "{message} (next reconnect attempt in {:.1}s)",
-                        (at - now).as_secs_f64()
-                    ),
-                ));
-            }
-        }
+        state.reconnect.ready()?;
         let (mut conn, mut samples) = match self.connect().await {
             Ok(connected) => {
-                state.connect_failures = 0;
-                state.retry_at = None;
-                state.last_connect_failure = None;
+                state.reconnect.succeeded();
                 connected
             }
             Err(failure) => {
-                state.connect_failures = state.connect_failures.saturating_add(1);
-                let exp = state.connect_failures.saturating_sub(1).min(16);
-                let delay = BACKOFF_START.saturating_mul(1 << exp).min(BACKOFF_CAP);
-                state.retry_at = Some(Instant::now() + delay);
-                state.last_connect_failure = Some((failure.reason, failure.message.clone()));
+                state.reconnect.failed(failure.reason, &failure.message);
                 return Err(failure);
             }
         };

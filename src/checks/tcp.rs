@@ -7,20 +7,16 @@
 //! the compiled `expect` regex.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
 use regex::bytes::Regex;
-use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
-use super::tls::{self, TlsSpec};
+use super::tls::{self, TlsClient, TlsSpec};
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
@@ -132,19 +128,13 @@ fn phase_sample(phase: &'static str, elapsed: Duration) -> Sample {
     Sample::new(&PHASE_DURATION, elapsed.as_secs_f64()).with_label("phase", phase)
 }
 
-/// TLS settings prepared once in [`TcpCheck::new`].
-struct TlsSetup {
-    connector: TlsConnector,
-    server_name: ServerName<'static>,
-}
-
 /// A built `tcp` check.
 pub struct TcpCheck {
     host: String,
     port: u16,
     /// Set when the host is an IP literal: no resolve phase.
     ip: Option<IpAddr>,
-    tls: Option<TlsSetup>,
+    tls: Option<TlsClient>,
     send: Option<Vec<u8>>,
     expect: Option<Regex>,
     max_read_bytes: usize,
@@ -157,19 +147,7 @@ impl TcpCheck {
         let ip = host.parse::<IpAddr>().ok();
         let tls = if spec.tls {
             let tls_spec = spec.tls_config.clone().unwrap_or_default();
-            let config: Arc<ClientConfig> = tls_spec.client_config("tls_config", &[])?;
-            let server_name = tls_spec.server_name(&host).map_err(|e| {
-                let field = if tls_spec.server_name.is_some() {
-                    "tls_config.server_name"
-                } else {
-                    "address"
-                };
-                BuildError::new(field, e)
-            })?;
-            Some(TlsSetup {
-                connector: TlsConnector::from(config),
-                server_name,
-            })
+            Some(tls_spec.connector("tls_config", "address", &host)?)
         } else {
             None
         };

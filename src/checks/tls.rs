@@ -2,7 +2,7 @@
 //! later the database kinds), and the certificate-expiry measurement.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -12,6 +12,19 @@ use serde::Deserialize;
 
 use super::{BuildError, MetricDesc, MetricKind, Sample};
 use prometheus_client::registry::Unit;
+
+/// Make ring rustls's process-wide crypto provider. Our own TLS configs name
+/// ring explicitly, but libraries that build theirs from the process default
+/// (the Kubernetes client) need one set: with the AWS SDK's aws-lc-rs also
+/// compiled in, rustls cannot pick one by itself. Idempotent.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // An error means another provider was installed first; that one
+        // serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 
 /// TLS options of a check (`tls:` in the config).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -106,12 +119,41 @@ impl TlsSpec {
         Ok(Arc::new(config))
     }
 
+    /// Everything needed to start TLS on a stream to `host`, built once:
+    /// `field` is the path of this `tls` block and `host_field` the field
+    /// the host came from, for error messages.
+    pub fn connector(
+        &self,
+        field: &str,
+        host_field: &str,
+        host: &str,
+    ) -> Result<TlsClient, BuildError> {
+        let config = self.client_config(field, &[])?;
+        let server_name = self.server_name(host).map_err(|e| {
+            if self.server_name.is_some() {
+                BuildError::new(format!("{field}.server_name"), e)
+            } else {
+                BuildError::new(host_field, e)
+            }
+        })?;
+        Ok(TlsClient {
+            connector: tokio_rustls::TlsConnector::from(config),
+            server_name,
+        })
+    }
+
     /// The name to verify: `server_name` if set, else `host`.
     pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, String> {
         let name = self.server_name.as_deref().unwrap_or(host);
         ServerName::try_from(name.to_string())
             .map_err(|_| format!("invalid TLS server name {name:?}"))
     }
+}
+
+/// A TLS client for one server: the connector and the name to verify.
+pub struct TlsClient {
+    pub connector: tokio_rustls::TlsConnector,
+    pub server_name: ServerName<'static>,
 }
 
 fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
