@@ -8,7 +8,7 @@
 //! only from the last run's snapshot, so when a check fails, values it could
 //! not measure disappear instead of going stale.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,6 +67,57 @@ pub struct CheckState {
     last_success_bits: AtomicU64,
     last: ArcSwapOption<RunRecord>,
     history: Mutex<VecDeque<RunSummary>>,
+    /// This check's series, encoded when its state last changed, so that a
+    /// scrape only concatenates text.
+    rendered: ArcSwap<Rendered>,
+}
+
+/// One check's series, split by metric family.
+#[derive(Debug, Default)]
+struct Rendered {
+    families: Vec<RenderedFamily>,
+}
+
+#[derive(Debug)]
+struct RenderedFamily {
+    name: String,
+    /// `# HELP`, `# TYPE` (and `# UNIT`) lines in OpenMetrics.
+    header: String,
+    /// The same metadata in the classic text format.
+    text_header: String,
+    /// Sample lines, identical in both formats.
+    samples: String,
+}
+
+impl Rendered {
+    /// Split prometheus-client's OpenMetrics output (without `# EOF`) into
+    /// families.
+    fn parse(om: &str) -> Self {
+        let mut families: Vec<RenderedFamily> = Vec::new();
+        for line in om.split_inclusive('\n') {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or("").to_string();
+                families.push(RenderedFamily {
+                    name,
+                    header: String::new(),
+                    text_header: String::new(),
+                    samples: String::new(),
+                });
+            }
+            let Some(family) = families.last_mut() else {
+                continue;
+            };
+            if line.starts_with('#') {
+                family.header.push_str(line);
+            } else {
+                family.samples.push_str(line);
+            }
+        }
+        for f in &mut families {
+            f.text_header = openmetrics_to_text(&f.header);
+        }
+        Self { families }
+    }
 }
 
 /// How many recent runs each check remembers for the status page.
@@ -82,8 +133,8 @@ pub struct RunSummary {
 }
 
 impl CheckState {
-    pub fn new(name: String, kind: &'static str, labels: Vec<(String, String)>) -> Self {
-        Self {
+    pub fn new(name: String, kind: &'static str, labels: Vec<(String, String)>) -> Arc<Self> {
+        let state = Arc::new(Self {
             name,
             kind,
             labels,
@@ -92,7 +143,21 @@ impl CheckState {
             last_success_bits: AtomicU64::new(0),
             last: ArcSwapOption::empty(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
-        }
+            rendered: ArcSwap::from_pointee(Rendered::default()),
+        });
+        state.render();
+        state
+    }
+
+    /// Re-encode this check's series after its state changed. Runs on the
+    /// check's own task, off the scrape path.
+    fn render(self: &Arc<Self>) {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ChecksCollector(vec![self.clone()])));
+        let mut om = String::with_capacity(2048);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut om, &registry);
+        self.rendered.store(Arc::new(Rendered::parse(&om)));
     }
 
     /// Whether `self` and a check with these attributes are the same series
@@ -102,12 +167,13 @@ impl CheckState {
     }
 
     /// Drop the last run's result (its check changed), keeping counters.
-    pub fn forget_last_run(&self) {
+    pub fn forget_last_run(self: &Arc<Self>) {
         self.last.store(None);
+        self.render();
     }
 
     /// Record a finished run.
-    pub fn record(&self, record: RunRecord) {
+    pub fn record(self: &Arc<Self>, record: RunRecord) {
         self.runs.fetch_add(1, Ordering::Relaxed);
         match &record.result {
             Ok(_) => self
@@ -128,6 +194,7 @@ impl CheckState {
             });
         }
         self.last.store(Some(Arc::new(record)));
+        self.render();
     }
 
     /// The most recent runs, oldest first (at most [`HISTORY_LEN`]).
@@ -222,33 +289,75 @@ impl Drop for InFlight {
     }
 }
 
-/// Build the registry served on `/metrics`. It is read-only after this.
+/// Build the registry of the exporter's own metrics. It is read-only after
+/// this; the checks' series are pre-rendered (see [`exposition`]).
 pub fn registry(store: Arc<Store>) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(ChecksCollector(store.clone())));
     registry.register_collector(Box::new(ExporterCollector(store)));
     registry
 }
 
-/// A registry with only the check metrics of `store`, for `/probe`
-/// (the exporter's own metrics stay on `/metrics`).
-pub fn probe_registry(store: Arc<Store>) -> Registry {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(ChecksCollector(store)));
-    registry
-}
-
-/// Encode the registry in OpenMetrics text.
-pub fn encode_openmetrics(registry: &Registry) -> String {
+/// The `/metrics` body: every check's pre-rendered series, merged by
+/// family, then the exporter's own metrics from `registry`.
+pub fn exposition(
+    checks: &[Arc<CheckState>],
+    registry: Option<&Registry>,
+    format: Format,
+) -> String {
     // Size the buffer from the previous scrape, so a large exposition is
     // written without repeated regrowth.
     static LAST_LEN: AtomicUsize = AtomicUsize::new(64 * 1024);
     let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
-    // Writing to a String cannot fail; a collector that fails would leave
-    // a partial body, which the caller still serves rather than nothing.
-    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    write_checks(checks, format, &mut out);
+    if let Some(registry) = registry {
+        let mut om = String::new();
+        // Writing to a String cannot fail; a collector that fails would
+        // leave a partial body, which is still served rather than nothing.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut om, registry);
+        match format {
+            Format::OpenMetrics => out.push_str(&om),
+            Format::Text => out.push_str(&openmetrics_to_text(&om)),
+        }
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
     LAST_LEN.store(out.len(), Ordering::Relaxed);
     out
+}
+
+/// Concatenate the checks' rendered families: each family's metadata once,
+/// then every check's samples of it, families in order of first appearance.
+fn write_checks(checks: &[Arc<CheckState>], format: Format, out: &mut String) {
+    let rendered: Vec<Arc<Rendered>> = checks.iter().map(|c| c.rendered.load_full()).collect();
+    let mut order: Vec<&RenderedFamily> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut samples: Vec<Vec<&str>> = Vec::new();
+    for r in &rendered {
+        for (i, family) in r.families.iter().enumerate() {
+            // Checks of one kind list their families in the same order, so
+            // the position usually finds the family without hashing.
+            let slot = match order.get(i) {
+                Some(f) if f.name == family.name => i,
+                _ => *index.entry(&family.name).or_insert_with(|| {
+                    order.push(family);
+                    samples.push(Vec::new());
+                    order.len() - 1
+                }),
+            };
+            index.entry(&family.name).or_insert(slot);
+            samples[slot].push(&family.samples);
+        }
+    }
+    for (family, lines) in order.iter().zip(&samples) {
+        out.push_str(match format {
+            Format::OpenMetrics => &family.header,
+            Format::Text => &family.text_header,
+        });
+        for l in lines {
+            out.push_str(l);
+        }
+    }
 }
 
 /// The exposition formats we serve.
@@ -294,15 +403,6 @@ impl Format {
         match self {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Format::Text => "text/plain; version=0.0.4; charset=utf-8",
-        }
-    }
-
-    /// Render the registry in this format.
-    pub fn render(self, registry: &Registry) -> String {
-        let om = encode_openmetrics(registry);
-        match self {
-            Format::OpenMetrics => om,
-            Format::Text => openmetrics_to_text(&om),
         }
     }
 }
@@ -363,8 +463,10 @@ fn fill_labels<'a>(
     buf.extend_from_slice(extra);
 }
 
+/// Encodes the series of the checks it holds (one, in practice: see
+/// [`CheckState::render`]).
 #[derive(Debug)]
-struct ChecksCollector(Arc<Store>);
+struct ChecksCollector(Vec<Arc<CheckState>>);
 
 const HELP_UP: &str = "1 if the last scheduled run of the check succeeded, else 0.";
 const HELP_DURATION: &str = "Duration of the last scheduled run of the check.";
@@ -377,7 +479,7 @@ const HELP_FAILURES: &str =
 
 impl Collector for ChecksCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let checks = self.0.checks();
+        let checks = &self.0;
         let lasts: Vec<Option<Arc<RunRecord>>> = checks.iter().map(|c| c.last()).collect();
         let gauge_family = |encoder: &mut DescriptorEncoder,
                             name: &str,
@@ -636,6 +738,85 @@ fn process_stats() -> Option<ProcessStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::MetricDesc;
+
+    static PHASE: MetricDesc = MetricDesc {
+        name: "test_phase_duration",
+        help: "Phase duration in the last scheduled run.",
+        unit: Some(Unit::Seconds),
+        kind: MetricKind::Gauge,
+    };
+    static READS: MetricDesc = MetricDesc {
+        name: "other_reads",
+        help: "Reads as of the last scheduled run.",
+        unit: None,
+        kind: MetricKind::Counter,
+    };
+
+    fn run(samples: Vec<Sample>) -> RunRecord {
+        RunRecord {
+            finished_at: 1_700_000_000.0,
+            duration: Duration::from_millis(5),
+            result: Ok(samples),
+        }
+    }
+
+    #[test]
+    fn pre_rendered_checks_merge_into_one_block_per_family() {
+        let a = CheckState::new("a".into(), "test", vec![("team".into(), "x".into())]);
+        a.record(run(vec![
+            Sample::new(&PHASE, 0.5).with_label("phase", "connect")
+        ]));
+        let b = CheckState::new("b".into(), "other", vec![]);
+        b.record(run(vec![Sample::new(&READS, 7.0)]));
+        let c = CheckState::new("c".into(), "test", vec![]);
+        c.record(run(vec![
+            Sample::new(&PHASE, 0.25).with_label("phase", "connect")
+        ]));
+        let om = exposition(
+            &[a.clone(), b.clone(), c.clone()],
+            None,
+            Format::OpenMetrics,
+        );
+        assert!(om.ends_with("# EOF\n"));
+        let types: Vec<&str> = om.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let mut unique = types.clone();
+        unique.dedup();
+        assert_eq!(types, unique, "each family once");
+        // Samples of a family are contiguous, after its metadata.
+        let phase: Vec<&str> = om
+            .lines()
+            .skip_while(|l| !l.starts_with("# TYPE runbook_test_phase_duration_seconds"))
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            phase,
+            [
+                "runbook_test_phase_duration_seconds{check=\"a\",team=\"x\",phase=\"connect\"} 0.5",
+                "runbook_test_phase_duration_seconds{check=\"c\",phase=\"connect\"} 0.25",
+            ]
+        );
+        assert!(om.contains(
+            "# TYPE runbook_other_reads counter\nrunbook_other_reads_total{check=\"b\"} 7.0\n"
+        ));
+        let text = exposition(&[a, b, c], None, Format::Text);
+        assert!(text.contains("# TYPE runbook_other_reads_total counter\nrunbook_other_reads_total{check=\"b\"} 7.0\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    }
+
+    #[test]
+    fn a_forgotten_run_drops_its_samples() {
+        let a = CheckState::new("a".into(), "test", vec![]);
+        a.record(run(vec![
+            Sample::new(&PHASE, 0.5).with_label("phase", "connect")
+        ]));
+        a.forget_last_run();
+        let om = exposition(&[a], None, Format::OpenMetrics);
+        assert!(!om.contains("runbook_test_phase_duration_seconds{"));
+        assert!(!om.contains("runbook_check_up{"));
+        assert!(om.contains("runbook_check_runs_total{check=\"a\",kind=\"test\"} 1\n"));
+    }
 
     #[test]
     fn negotiation_follows_q_values() {

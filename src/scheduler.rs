@@ -133,10 +133,10 @@ impl Scheduler {
                                 prev.state.forget_last_run();
                                 prev.state
                             } else {
-                                Arc::new(new_state(check))
+                                new_state(check)
                             }
                         }
-                        None => Arc::new(new_state(check)),
+                        None => new_state(check),
                     };
                     self.spawn(check.clone(), state)
                 }
@@ -178,7 +178,7 @@ impl Drop for Scheduler {
     }
 }
 
-fn new_state(check: &CheckConfig) -> CheckState {
+fn new_state(check: &CheckConfig) -> Arc<CheckState> {
     CheckState::new(check.name.clone(), check.kind(), check.labels.clone())
 }
 

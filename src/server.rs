@@ -16,7 +16,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::metrics::{self, CheckState, Format, Store};
+use crate::metrics::{self, CheckState, Format};
 use crate::scheduler::run_once;
 use crate::web::WebConfig;
 
@@ -134,7 +134,7 @@ async fn serve_tls(
 
 async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     let format = negotiate(&headers);
-    let body = format.render(ctx.app.registry());
+    let body = metrics::exposition(&ctx.app.store().checks(), Some(ctx.app.registry()), format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
@@ -218,15 +218,9 @@ async fn probe(
         );
     };
     let record = run_once(check.check.clone(), timeout).await;
-    let state = Arc::new(CheckState::new(
-        check.name.clone(),
-        check.kind(),
-        check.labels.clone(),
-    ));
+    let state = CheckState::new(check.name.clone(), check.kind(), check.labels.clone());
     state.record(record);
-    let store = Arc::new(Store::default());
-    store.set_checks(vec![state]);
     let format = negotiate(&headers);
-    let body = format.render(&metrics::probe_registry(store));
+    let body = metrics::exposition(&[state], None, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
