@@ -80,42 +80,73 @@ struct Rendered {
 
 #[derive(Debug)]
 struct RenderedFamily {
+    meta: Arc<FamilyMeta>,
+    /// Sample lines, identical in both formats.
+    samples: String,
+}
+
+/// A family's name and metadata lines, shared by every check that has the
+/// family (interned: thousands of checks share a handful of families).
+#[derive(Debug)]
+struct FamilyMeta {
     name: String,
     /// `# HELP`, `# TYPE` (and `# UNIT`) lines in OpenMetrics.
     header: String,
     /// The same metadata in the classic text format.
     text_header: String,
-    /// Sample lines, identical in both formats.
-    samples: String,
+}
+
+impl FamilyMeta {
+    fn interned(name: &str, header: &str) -> Arc<FamilyMeta> {
+        static TABLE: Mutex<BTreeMap<String, Arc<FamilyMeta>>> = Mutex::new(BTreeMap::new());
+        let make = || {
+            Arc::new(FamilyMeta {
+                name: name.to_string(),
+                header: header.to_string(),
+                text_header: openmetrics_to_text(header),
+            })
+        };
+        let Ok(mut table) = TABLE.lock() else {
+            return make();
+        };
+        match table.get(name) {
+            Some(meta) if meta.header == header => meta.clone(),
+            _ => {
+                let meta = make();
+                table.insert(name.to_string(), meta.clone());
+                meta
+            }
+        }
+    }
 }
 
 impl Rendered {
     /// Split prometheus-client's OpenMetrics output (without `# EOF`) into
     /// families.
     fn parse(om: &str) -> Self {
-        let mut families: Vec<RenderedFamily> = Vec::new();
+        // (name, metadata lines, sample lines) per family, in order.
+        let mut parts: Vec<(&str, String, String)> = Vec::new();
         for line in om.split_inclusive('\n') {
             if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split(' ').next().unwrap_or("").to_string();
-                families.push(RenderedFamily {
-                    name,
-                    header: String::new(),
-                    text_header: String::new(),
-                    samples: String::new(),
-                });
+                let name = rest.split(' ').next().unwrap_or("");
+                parts.push((name, String::new(), String::new()));
             }
-            let Some(family) = families.last_mut() else {
+            let Some((_, header, samples)) = parts.last_mut() else {
                 continue;
             };
             if line.starts_with('#') {
-                family.header.push_str(line);
+                header.push_str(line);
             } else {
-                family.samples.push_str(line);
+                samples.push_str(line);
             }
         }
-        for f in &mut families {
-            f.text_header = openmetrics_to_text(&f.header);
-        }
+        let families = parts
+            .into_iter()
+            .map(|(name, header, samples)| RenderedFamily {
+                meta: FamilyMeta::interned(name, &header),
+                samples,
+            })
+            .collect();
         Self { families }
     }
 }
@@ -330,22 +361,22 @@ pub fn exposition(
 /// then every check's samples of it, families in order of first appearance.
 fn write_checks(checks: &[Arc<CheckState>], format: Format, out: &mut String) {
     let rendered: Vec<Arc<Rendered>> = checks.iter().map(|c| c.rendered.load_full()).collect();
-    let mut order: Vec<&RenderedFamily> = Vec::new();
+    let mut order: Vec<&FamilyMeta> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut samples: Vec<Vec<&str>> = Vec::new();
     for r in &rendered {
         for (i, family) in r.families.iter().enumerate() {
             // Checks of one kind list their families in the same order, so
             // the position usually finds the family without hashing.
+            let meta: &FamilyMeta = &family.meta;
             let slot = match order.get(i) {
-                Some(f) if f.name == family.name => i,
-                _ => *index.entry(&family.name).or_insert_with(|| {
-                    order.push(family);
+                Some(f) if std::ptr::eq(*f, meta) => i,
+                _ => *index.entry(&meta.name).or_insert_with(|| {
+                    order.push(meta);
                     samples.push(Vec::new());
                     order.len() - 1
                 }),
             };
-            index.entry(&family.name).or_insert(slot);
             samples[slot].push(&family.samples);
         }
     }
@@ -803,6 +834,29 @@ mod tests {
         let text = exposition(&[a, b, c], None, Format::Text);
         assert!(text.contains("# TYPE runbook_other_reads_total counter\nrunbook_other_reads_total{check=\"b\"} 7.0\n"));
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    }
+
+    #[test]
+    fn families_without_samples_keep_their_own_metadata() {
+        let r = Rendered::parse("# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\nb 1\n");
+        let got: Vec<(&str, &str, &str)> = r
+            .families
+            .iter()
+            .map(|f| {
+                (
+                    f.meta.name.as_str(),
+                    f.meta.header.as_str(),
+                    f.samples.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "# HELP a A.\n# TYPE a gauge\n", ""),
+                ("b", "# HELP b B.\n# TYPE b gauge\n", "b 1\n")
+            ]
+        );
     }
 
     #[test]

@@ -199,7 +199,9 @@ async fn run_loop(
             return;
         };
         let _in_flight = store.run_in_flight();
-        let record = run_once(config.check.clone(), config.timeout).await;
+        // Boxed: the run's state lives on the heap only while it runs, so
+        // the thousands of idle check tasks stay small.
+        let record = Box::pin(run_once(config.check.clone(), config.timeout)).await;
         log_transition(
             &config.name,
             config.kind(),
