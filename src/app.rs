@@ -29,7 +29,7 @@ pub struct App {
 /// What `/probe` may run: every check and module by name, and the
 /// patterns targets must match.
 pub struct ProbeTable {
-    pub modules: HashMap<String, CheckConfig>,
+    pub modules: HashMap<String, Arc<CheckConfig>>,
     pub allowed_targets: Vec<regex::Regex>,
 }
 

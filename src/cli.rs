@@ -298,12 +298,12 @@ async fn check(args: CheckArgs) -> u8 {
         }
         return EXIT_INVALID_CONFIG;
     }
-    let selected: Vec<CheckConfig> = config
+    let selected: Vec<Arc<CheckConfig>> = config
         .checks
         .into_iter()
         .filter(|c| args.checks.is_empty() || args.checks.contains(&c.name))
         .collect();
-    let results: Vec<(CheckConfig, RunRecord)> = stream::iter(selected)
+    let results: Vec<(Arc<CheckConfig>, RunRecord)> = stream::iter(selected)
         .map(|c| async move {
             let record = run_once(c.check.clone(), c.timeout).await;
             (c, record)
@@ -324,7 +324,7 @@ async fn check(args: CheckArgs) -> u8 {
 }
 
 /// The `check` command's table: one row per check.
-pub fn render_table(results: &[(CheckConfig, RunRecord)]) -> String {
+pub fn render_table(results: &[(Arc<CheckConfig>, RunRecord)]) -> String {
     let header = ["NAME", "KIND", "STATUS", "DURATION", "REASON", "MESSAGE"];
     let rows: Vec<[String; 6]> = results
         .iter()
@@ -375,7 +375,7 @@ pub fn render_table(results: &[(CheckConfig, RunRecord)]) -> String {
 }
 
 /// The `check` command's JSON: an array with one object per check.
-pub fn render_json(results: &[(CheckConfig, RunRecord)]) -> String {
+pub fn render_json(results: &[(Arc<CheckConfig>, RunRecord)]) -> String {
     let items: Vec<serde_json::Value> = results
         .iter()
         .map(|(c, r)| {

@@ -160,7 +160,8 @@ pub struct RunSummary {
     pub finished_at: f64,
     pub duration: Duration,
     /// The reason and message of a failed run; `None` for a success.
-    pub failure: Option<(Reason, String)>,
+    /// Boxed: most runs succeed, and thousands of checks keep 20 of these.
+    pub failure: Option<Box<(Reason, String)>>,
 }
 
 impl CheckState {
@@ -221,7 +222,9 @@ impl CheckState {
             history.push_back(RunSummary {
                 finished_at: record.finished_at,
                 duration: record.duration,
-                failure: record.failure().map(|f| (f.reason, f.message.clone())),
+                failure: record
+                    .failure()
+                    .map(|f| Box::new((f.reason, f.message.clone()))),
             });
         }
         self.last.store(Some(Arc::new(record)));

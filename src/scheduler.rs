@@ -84,7 +84,7 @@ pub fn start_offset(name: &str, interval: Duration) -> Duration {
 }
 
 struct Task {
-    config: CheckConfig,
+    config: Arc<CheckConfig>,
     state: Arc<CheckState>,
     handle: JoinHandle<()>,
 }
@@ -150,7 +150,7 @@ impl Scheduler {
         self.store.set_checks(states);
     }
 
-    fn spawn(&self, config: CheckConfig, state: Arc<CheckState>) -> Task {
+    fn spawn(&self, config: Arc<CheckConfig>, state: Arc<CheckState>) -> Task {
         let handle = tokio::spawn(run_loop(
             config.clone(),
             state.clone(),
@@ -183,7 +183,7 @@ fn new_state(check: &CheckConfig) -> Arc<CheckState> {
 }
 
 async fn run_loop(
-    config: CheckConfig,
+    config: Arc<CheckConfig>,
     state: Arc<CheckState>,
     permits: Arc<ArcSwap<Semaphore>>,
     store: Arc<Store>,

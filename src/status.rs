@@ -81,7 +81,7 @@ pub fn render(checks: &[std::sync::Arc<CheckState>]) -> String {
         for run in history {
             let (c, title) = match &run.failure {
                 None => ("ok", "ok".to_string()),
-                Some((reason, message)) => ("fail", format!("{reason}: {message}")),
+                Some(failure) => ("fail", format!("{}: {}", failure.0, failure.1)),
             };
             let _ = write!(
                 html,

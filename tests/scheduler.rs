@@ -83,9 +83,9 @@ fn check_config(
     interval: Duration,
     timeout: Duration,
     check: Arc<dyn Check>,
-) -> CheckConfig {
+) -> Arc<CheckConfig> {
     let spec: CheckSpec = serde_saphyr::from_str("kind: tcp\naddress: 127.0.0.1:9").unwrap();
-    CheckConfig {
+    Arc::new(CheckConfig {
         name: name.to_string(),
         interval,
         timeout,
@@ -93,7 +93,7 @@ fn check_config(
         spec,
         check,
         fields: Default::default(),
-    }
+    })
 }
 
 fn ms(n: u64) -> Duration {

@@ -39,9 +39,9 @@ pub struct Config {
     /// Cap on check runs in flight at once, across all checks.
     pub max_concurrent_runs: usize,
     /// Checks run on their schedules.
-    pub checks: Vec<CheckConfig>,
+    pub checks: Vec<Arc<CheckConfig>>,
     /// Check templates only run on demand through `/probe`.
-    pub modules: Vec<CheckConfig>,
+    pub modules: Vec<Arc<CheckConfig>>,
     /// Patterns a `/probe` target must match (any of them); empty allows all.
     pub probe_allowed_targets: Vec<regex::Regex>,
 }
@@ -472,7 +472,7 @@ fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
                 );
             } else {
                 seen.insert(check.name.clone(), doc.position(&name_path).line);
-                built.push(check);
+                built.push(Arc::new(check));
             }
         }
     }
