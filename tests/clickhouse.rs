@@ -1,9 +1,13 @@
 //! The `clickhouse` kind against the real ClickHouse server started by
 //! `scripts/services.sh up clickhouse`.
 
+mod common;
+
+use common::build;
+
 use std::time::Duration;
 
-use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use runbook_exporter::checks::{Check, Failure, Reason, RunContext, Sample};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -20,12 +24,6 @@ fn user() -> String {
 
 fn password() -> String {
     env("RUNBOOK_TEST_CLICKHOUSE_PASSWORD")
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
 }
 
 async fn run(check: &dyn Check) -> Result<Vec<Sample>, Failure> {

@@ -1,6 +1,10 @@
 //! The `dns` kind against a tiny authoritative name server started by the
 //! tests on 127.0.0.1 (UDP and TCP), and `localhost` through /etc/hosts.
 
+mod common;
+
+use common::{build, ctx};
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -136,18 +140,6 @@ async fn start_server() -> (SocketAddr, SocketAddr, Arc<Seen>) {
     });
 
     (udp_addr, tcp_addr, seen)
-}
-
-fn ctx() -> RunContext {
-    RunContext {
-        timeout: Duration::from_secs(5),
-    }
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
 }
 
 async fn run(check: &dyn Check) -> Result<Vec<Sample>, Failure> {

@@ -4,6 +4,10 @@
 //! no members, the group status when consumption stops, and SASL/PLAIN
 //! authentication with the right and a wrong password.
 
+mod common;
+
+use common::build;
+
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,12 +33,6 @@ fn unique(prefix: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
 }
 
 async fn run(check: &dyn Check) -> Result<Vec<Sample>, Failure> {

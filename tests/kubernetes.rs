@@ -1,6 +1,10 @@
 //! The `kubernetes` kind: the real kube client against a fake API server
 //! started by each test, serving genuine Kubernetes list JSON.
 
+mod common;
+
+use common::build;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -244,12 +248,6 @@ impl Fixture {
     async fn run_ok(&self) -> Vec<Sample> {
         self.run().await.expect("the check passes")
     }
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
 }
 
 async fn run(check: &dyn Check) -> Result<Vec<Sample>, Failure> {

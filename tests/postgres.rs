@@ -1,10 +1,14 @@
 //! The `postgres` kind against the real PostgreSQL primary and streaming
 //! standby started by `scripts/services.sh up postgres`.
 
+mod common;
+
+use common::{build, ctx};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, Sample};
 use runbook_exporter::scheduler::run_once;
 use tokio::sync::RwLock;
 use tokio_postgres::{Client, NoTls};
@@ -20,18 +24,6 @@ fn env(var: &str) -> String {
 
 fn primary() -> String {
     env("RUNBOOK_TEST_PG_PRIMARY_DSN")
-}
-
-fn ctx() -> RunContext {
-    RunContext {
-        timeout: Duration::from_secs(5),
-    }
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
 }
 
 fn check_for(dsn: &str, extra: &str) -> Box<dyn Check> {

@@ -4,11 +4,15 @@
 //! Tests that need the primary to themselves (exact counter deltas, the
 //! restart) take [`EXCLUSIVE`] for writing; the others share it.
 
+mod common;
+
+use common::{build, ctx};
+
 use std::process::Command;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use runbook_exporter::checks::{Check, Failure, Reason, Sample};
 use tokio::sync::RwLock;
 
 static EXCLUSIVE: RwLock<()> = RwLock::const_new(());
@@ -28,18 +32,6 @@ fn replica_url() -> String {
 
 fn password() -> String {
     env("RUNBOOK_TEST_REDIS_PASSWORD")
-}
-
-fn ctx() -> RunContext {
-    RunContext {
-        timeout: Duration::from_secs(5),
-    }
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
 }
 
 /// A check on `url` logging in with the test password.

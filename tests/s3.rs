@@ -3,6 +3,10 @@
 //! and round trip, and the classification of a wrong secret, a missing
 //! bucket and a missing key, with the secret never in any output.
 
+mod common;
+
+use common::build;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -58,12 +62,6 @@ async fn bucket_with_object(s: &Server) -> String {
         .await
         .unwrap();
     bucket
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
 }
 
 fn yaml(s: &Server, bucket: &str, secret: &str, extra: &str) -> String {

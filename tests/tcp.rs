@@ -1,25 +1,17 @@
 //! The `tcp` kind against servers started by the tests on 127.0.0.1.
 
+mod common;
+
+use common::{build, ctx};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, Sample};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-fn ctx() -> RunContext {
-    RunContext {
-        timeout: Duration::from_secs(5),
-    }
-}
-
-fn build(yaml: &str) -> Box<dyn Check> {
-    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
-    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
-    spec.build().expect("check builds")
-}
 
 /// Run with a generous outer limit, so a hanging check fails the test
 /// rather than the test run.

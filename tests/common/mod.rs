@@ -1,9 +1,28 @@
-//! Helpers shared by the integration tests: a minimal HTTP/1.0 client for
-//! the exporter's own endpoints, and a TCP listener that accepts forever.
+//! Helpers shared by the integration tests: building a check from YAML, a
+//! minimal HTTP/1.0 client for the exporter's own endpoints, and TCP
+//! listeners.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use runbook_exporter::checks::{Check, CheckSpec, RunContext};
+
+/// Parse a check spec from YAML (with `kind:`), require it to validate,
+/// and build it.
+pub fn build(yaml: &str) -> Box<dyn Check> {
+    let spec: CheckSpec = serde_saphyr::from_str(yaml).expect("spec parses");
+    assert_eq!(spec.validate(), Vec::<(String, String)>::new());
+    spec.build().expect("check builds")
+}
+
+/// A run context with a generous timeout.
+pub fn ctx() -> RunContext {
+    RunContext {
+        timeout: Duration::from_secs(5),
+    }
+}
 
 /// A response: status code, raw header block, body.
 pub struct Response {
