@@ -10,8 +10,7 @@ use std::time::Duration;
 use runbook_exporter::checks::{Check, Failure, Reason, RunContext, Sample};
 
 fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} not set: run scripts/services.sh up clickhouse"))
+    common::service_env(name, "clickhouse")
 }
 
 fn url() -> String {

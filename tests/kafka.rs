@@ -19,7 +19,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use runbook_exporter::checks::{Check, CheckSpec, Failure, RunContext, Sample};
 
 fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up kafka"))
+    common::service_env(var, "kafka")
 }
 
 fn brokers() -> String {

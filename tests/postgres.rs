@@ -18,8 +18,7 @@ use tokio_postgres::{Client, NoTls};
 static SERVER: RwLock<()> = RwLock::const_new(());
 
 fn env(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up postgres"))
+    common::service_env(var, "postgres")
 }
 
 fn primary() -> String {

@@ -14,15 +14,7 @@ async fn start(config: &str) -> (Arc<App>, SocketAddr, tempfile::TempDir) {
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
     let app = App::start(path).await.expect("config loads");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(runbook_exporter::server::serve(
-        listener,
-        app.clone(),
-        runbook_exporter::server::Options::default(),
-        runbook_exporter::web::WebConfig::insecure(),
-        std::future::pending(),
-    ));
+    let addr = common::serve_plain(&app).await;
     (app, addr, dir)
 }
 

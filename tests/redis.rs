@@ -18,8 +18,7 @@ use tokio::sync::RwLock;
 static EXCLUSIVE: RwLock<()> = RwLock::const_new(());
 
 fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} not set: run scripts/services.sh up redis"))
+    common::service_env(name, "redis")
 }
 
 fn primary_url() -> String {

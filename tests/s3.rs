@@ -14,7 +14,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use runbook_exporter::checks::{redact, Check, CheckSpec, Failure, Reason, RunContext, Sample};
 
 fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up s3"))
+    common::service_env(var, "s3")
 }
 
 struct Server {

@@ -21,15 +21,7 @@ fn config_text(up: SocketAddr, down: SocketAddr) -> String {
 
 async fn start(path: &Path) -> (Arc<App>, SocketAddr) {
     let app = App::start(path.to_path_buf()).await.expect("config loads");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(runbook_exporter::server::serve(
-        listener,
-        app.clone(),
-        runbook_exporter::server::Options::default(),
-        runbook_exporter::web::WebConfig::insecure(),
-        std::future::pending(),
-    ));
+    let addr = common::serve_plain(&app).await;
     (app, addr)
 }
 

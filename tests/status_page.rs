@@ -31,15 +31,7 @@ async fn a_failing_check_is_rendered_as_failing() {
     )
     .unwrap();
     let app: Arc<App> = App::start(path).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(runbook_exporter::server::serve(
-        listener,
-        app.clone(),
-        runbook_exporter::server::Options::default(),
-        runbook_exporter::web::WebConfig::insecure(),
-        std::future::pending(),
-    ));
+    let addr = common::serve_plain(&app).await;
     // Wait until both checks have run a few times.
     for _ in 0..100 {
         if app.store().checks().iter().all(|c| c.runs_total() >= 3) {

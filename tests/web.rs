@@ -68,15 +68,7 @@ async fn start(web_yaml: &str, dir: &Path, options: Options) -> (Arc<App>, Socke
     std::fs::write(&web_path, web_yaml).unwrap();
     let web = WebConfig::load(&web_path).expect("web config loads");
     let app = App::start(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(runbook_exporter::server::serve(
-        listener,
-        app.clone(),
-        options,
-        web,
-        std::future::pending(),
-    ));
+    let addr = common::serve(&app, options, web).await;
     (app, addr)
 }
 

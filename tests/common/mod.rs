@@ -5,9 +5,38 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
+use runbook_exporter::app::App;
 use runbook_exporter::checks::{Check, CheckSpec, RunContext};
+use runbook_exporter::server::Options;
+use runbook_exporter::web::WebConfig;
+
+/// Serve `app` on a free loopback port until the test ends.
+pub async fn serve(app: &Arc<App>, options: Options, web: WebConfig) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(runbook_exporter::server::serve(
+        listener,
+        app.clone(),
+        options,
+        web,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// Serve `app` over plain HTTP with the default options.
+pub async fn serve_plain(app: &Arc<App>) -> SocketAddr {
+    serve(app, Options::default(), WebConfig::insecure()).await
+}
+
+/// A variable written by `scripts/services.sh up SERVICE`.
+pub fn service_env(name: &str, service: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} not set: run scripts/services.sh up {service}"))
+}
 
 /// Parse a check spec from YAML (with `kind:`), require it to validate,
 /// and build it.
