@@ -267,6 +267,7 @@ pub struct Store {
     reload_ok: AtomicBool,
     reload_success_bits: AtomicU64,
     in_flight: AtomicI64,
+    probes_in_flight: AtomicI64,
     start_time: f64,
 }
 
@@ -277,6 +278,7 @@ impl Default for Store {
             reload_ok: AtomicBool::new(false),
             reload_success_bits: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
+            probes_in_flight: AtomicI64::new(0),
             start_time: unix_now(),
         }
     }
@@ -307,19 +309,47 @@ impl Store {
         self.reload_ok.load(Ordering::Relaxed)
     }
 
-    /// A guard that counts one run in flight while it lives.
+    /// A guard that counts one scheduled run in flight while it lives.
     pub fn run_in_flight(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight::new(self.clone(), false)
+    }
+
+    /// A guard that counts one `/probe` run in flight while it lives.
+    pub fn probe_in_flight(self: &Arc<Self>) -> InFlight {
+        InFlight::new(self.clone(), true)
+    }
+
+    /// `/probe` runs executing right now.
+    pub fn probes_in_flight(&self) -> i64 {
+        self.probes_in_flight.load(Ordering::Relaxed)
     }
 }
 
-/// Counts a run in flight until dropped.
-pub struct InFlight(Arc<Store>);
+/// Counts a scheduled or a `/probe` run in flight until dropped.
+pub struct InFlight {
+    store: Arc<Store>,
+    probe: bool,
+}
+
+impl InFlight {
+    fn new(store: Arc<Store>, probe: bool) -> Self {
+        let me = Self { store, probe };
+        me.counter().fetch_add(1, Ordering::Relaxed);
+        me
+    }
+
+    fn counter(&self) -> &AtomicI64 {
+        if self.probe {
+            &self.store.probes_in_flight
+        } else {
+            &self.store.in_flight
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counter().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -700,6 +730,14 @@ impl Collector for ExporterCollector {
             None,
             &[],
             store.in_flight.load(Ordering::Relaxed) as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "runbook_exporter_probe_runs_in_flight",
+            "/probe runs executing right now (at most 64); a run ends when its caller hangs up.",
+            None,
+            &[],
+            store.probes_in_flight() as f64,
         )?;
         gauge(
             &mut encoder,

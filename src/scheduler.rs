@@ -25,18 +25,47 @@ use crate::metrics::{unix_now, CheckState, RunRecord, Store};
 /// Longest failure message kept; longer ones are cut.
 const MAX_MESSAGE_CHARS: usize = 512;
 
+/// Time a run that ignores its own timeout (a blocked thread) gets before
+/// the caller gives up on it and aborts its task.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
 /// Run `check` once under `timeout`. The run happens in its own task, so a
-/// panicking check is reported as an internal failure and a timed-out one is
-/// cancelled. The message is scrubbed of the check's secrets.
+/// panicking check is reported as an internal failure; the timeout is
+/// enforced inside that task, so a timed-out run is dropped (its
+/// connections closed) before the result is reported. The message is
+/// scrubbed of the check's secrets.
 pub async fn run_once(check: Arc<dyn Check>, timeout: Duration) -> RunRecord {
+    run_holding(check, timeout, ()).await
+}
+
+/// [`run_once`], keeping `held` (a concurrency permit, an in-flight guard)
+/// alive exactly as long as the run's task. The run belongs to whoever
+/// awaits this future: when it is dropped (a `/probe` client hung up, a
+/// reload replaced the check) the run is aborted, not left behind.
+pub async fn run_holding<H: Send + 'static>(
+    check: Arc<dyn Check>,
+    timeout: Duration,
+    held: H,
+) -> RunRecord {
     let start = tokio::time::Instant::now();
     let task_check = check.clone();
-    let mut task = tokio::spawn(async move {
+    let mut task = AbortOnDrop(tokio::spawn(async move {
+        let _held = held;
         let ctx = RunContext { timeout };
-        task_check.run(&ctx).await
-    });
-    let result = match tokio::time::timeout(timeout, &mut task).await {
-        Ok(Ok(result)) => result,
+        tokio::time::timeout(timeout, task_check.run(&ctx)).await
+    }));
+    let timed_out = || {
+        Err(Failure::new(
+            Reason::Timeout,
+            format!(
+                "no result within the {} timeout",
+                humantime::format_duration(timeout)
+            ),
+        ))
+    };
+    let result = match tokio::time::timeout(timeout + TIMEOUT_GRACE, &mut task.0).await {
+        Ok(Ok(Ok(result))) => result,
+        Ok(Ok(Err(_))) | Err(_) => timed_out(),
         Ok(Err(join)) => Err(Failure::new(
             Reason::Internal,
             if join.is_panic() {
@@ -45,17 +74,8 @@ pub async fn run_once(check: Arc<dyn Check>, timeout: Duration) -> RunRecord {
                 "the check was cancelled"
             },
         )),
-        Err(_) => {
-            task.abort();
-            Err(Failure::new(
-                Reason::Timeout,
-                format!(
-                    "no result within the {} timeout",
-                    humantime::format_duration(timeout)
-                ),
-            ))
-        }
     };
+    drop(task);
     let duration = start.elapsed();
     let result = result.map_err(|mut f| {
         f.message = truncate(&redact(&f.message, &check.secrets()), MAX_MESSAGE_CHARS);
@@ -65,6 +85,15 @@ pub async fn run_once(check: Arc<dyn Check>, timeout: Duration) -> RunRecord {
         finished_at: unix_now(),
         duration,
         result,
+    }
+}
+
+/// A spawned run that is aborted when its owner lets go of it.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -194,14 +223,17 @@ async fn run_loop(
     loop {
         ticker.tick().await;
         let semaphore = permits.load_full();
-        let Ok(_permit) = semaphore.acquire().await else {
+        let Ok(permit) = semaphore.acquire_owned().await else {
             // Closed semaphores are never used; nothing to run with.
             return;
         };
-        let _in_flight = store.run_in_flight();
+        // The permit and the in-flight count go with the run's task, so an
+        // aborted loop (reload, removed check) releases them only once the
+        // run itself has stopped.
+        let held = (permit, store.run_in_flight());
         // Boxed: the run's state lives on the heap only while it runs, so
         // the thousands of idle check tasks stay small.
-        let record = Box::pin(run_once(config.check.clone(), config.timeout)).await;
+        let record = Box::pin(run_holding(config.check.clone(), config.timeout, held)).await;
         log_transition(
             &config.name,
             config.kind(),

@@ -128,3 +128,57 @@ pub fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+/// A target that accepts and never answers. Each connection is closed as
+/// soon as the exporter closes its side.
+pub struct SilentTarget {
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections still open.
+    pub open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub fn silent_target() -> SilentTarget {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
+    let (acc, counter) = (accepted.clone(), open.clone());
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            acc.fetch_add(1, Ordering::SeqCst);
+            counter.fetch_add(1, Ordering::SeqCst);
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                counter.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    SilentTarget {
+        addr,
+        accepted,
+        open,
+    }
+}
+
+/// Wait until `done()` holds, polling every 50 ms; panic after `limit`
+/// with `what()` describing the state it waited for.
+pub async fn wait_until(
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    what: impl Fn() -> String,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after {limit:?}: {}",
+            what()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
