@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
@@ -23,13 +23,16 @@ pub struct App {
     registry: Registry,
     scheduler: Mutex<Scheduler>,
     probes: ArcSwap<ProbeTable>,
-    probe_permits: Semaphore,
+    probe_permits: Arc<Semaphore>,
 }
 
-/// What `/probe` may run: every check and module by name, and the
-/// patterns targets must match.
+/// What `/probe` may run: the modules by name (never a scheduled check, so
+/// a check's credentials cannot be sent to a caller's target), the names of
+/// the scheduled checks (to explain a refusal), and the patterns targets
+/// must match.
 pub struct ProbeTable {
     pub modules: HashMap<String, Arc<CheckConfig>>,
+    pub checks: HashSet<String>,
     pub allowed_targets: Vec<regex::Regex>,
 }
 
@@ -37,16 +40,16 @@ impl ProbeTable {
     fn from_config(config: &Config) -> Self {
         Self {
             modules: config
-                .checks
+                .modules
                 .iter()
-                .chain(&config.modules)
                 .map(|c| (c.name.clone(), c.clone()))
                 .collect(),
+            checks: config.checks.iter().map(|c| c.name.clone()).collect(),
             allowed_targets: config.probe_allowed_targets.clone(),
         }
     }
 
-    /// Whether `target` may be probed.
+    /// Whether `target` matches the global `probe.allowed_targets`.
     pub fn allows(&self, target: &str) -> bool {
         self.allowed_targets.is_empty() || self.allowed_targets.iter().any(|re| re.is_match(target))
     }
@@ -74,7 +77,7 @@ impl App {
             store,
             scheduler: Mutex::new(scheduler),
             probes: ArcSwap::from_pointee(ProbeTable::from_config(&config)),
-            probe_permits: Semaphore::new(MAX_CONCURRENT_PROBES),
+            probe_permits: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
         }))
     }
 
@@ -115,9 +118,9 @@ impl App {
     }
 
     /// A permit to run one probe, if fewer than [`MAX_CONCURRENT_PROBES`]
-    /// are running.
-    pub fn try_probe_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.probe_permits.try_acquire().ok()
+    /// are running. The run holds it until it has ended, not its caller.
+    pub fn try_probe_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.probe_permits.clone().try_acquire_owned().ok()
     }
 
     /// Stop every check.

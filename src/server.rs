@@ -15,9 +15,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::app::App;
+use crate::app::{App, ProbeTable};
+use crate::config::TargetError;
 use crate::metrics::{self, CheckState, Format};
-use crate::scheduler::run_once;
+use crate::scheduler::run_holding;
 use crate::web::WebConfig;
 
 /// Options of the HTTP server that are not in the config file.
@@ -167,8 +168,10 @@ async fn status_page(State(ctx): State<Ctx>) -> Html<String> {
 /// Time kept back from Prometheus's scrape timeout to send the answer.
 const PROBE_RESPONSE_MARGIN: Duration = Duration::from_millis(100);
 
-/// `GET /probe?module=NAME&target=T`: run check or module NAME once with
-/// its target replaced by T, and answer with that run's metrics only.
+/// `GET /probe?module=NAME&target=T`: run module NAME once with its target
+/// replaced by T, and answer with that run's metrics only. Only `modules:`
+/// are probeable; a module with `allowed_targets` runs only against hosts it
+/// lists. The run is aborted if the caller hangs up.
 async fn probe(
     State(ctx): State<Ctx>,
     Query(params): Query<HashMap<String, String>>,
@@ -183,10 +186,7 @@ async fn probe(
     };
     let table = ctx.app.probes();
     let Some(template) = table.modules.get(module) else {
-        return bad(
-            StatusCode::BAD_REQUEST,
-            format!("unknown module {module:?}: name a check or a module of the config"),
-        );
+        return bad(StatusCode::BAD_REQUEST, unknown_module(&table, module));
     };
     if !table.allows(target) {
         return bad(
@@ -196,7 +196,8 @@ async fn probe(
     }
     let check = match template.with_target(target) {
         Ok(c) => c,
-        Err(e) => return bad(StatusCode::BAD_REQUEST, e),
+        Err(TargetError::NotAllowed(e)) => return bad(StatusCode::FORBIDDEN, e),
+        Err(TargetError::Invalid(e)) => return bad(StatusCode::BAD_REQUEST, e),
     };
     let mut timeout = check.timeout;
     if let Some(secs) = headers
@@ -208,7 +209,7 @@ async fn probe(
         let scrape = Duration::from_secs_f64(secs).saturating_sub(PROBE_RESPONSE_MARGIN);
         timeout = timeout.min(scrape.max(Duration::from_millis(1)));
     }
-    let Some(_permit) = ctx.app.try_probe_permit() else {
+    let Some(permit) = ctx.app.try_probe_permit() else {
         return bad(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -217,10 +218,24 @@ async fn probe(
             ),
         );
     };
-    let record = run_once(check.check.clone(), timeout).await;
+    let held = (permit, ctx.app.store().probe_in_flight());
+    let record = run_holding(check.check.clone(), timeout, held).await;
     let state = CheckState::new(check.name.clone(), check.kind(), check.labels.clone());
     state.record(record);
     let format = negotiate(&headers);
     let body = metrics::exposition(&[state], None, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// Why `module` names nothing `/probe` can run, and what to do about it.
+fn unknown_module(table: &ProbeTable, module: &str) -> String {
+    if table.checks.contains(module) {
+        format!(
+            "{module:?} is a scheduled check, and scheduled checks cannot be probed (their \
+             credentials must not follow a caller's target); define a module under modules: \
+             with the same fields (and allowed_targets: if it carries credentials), and probe that"
+        )
+    } else {
+        format!("unknown module {module:?}: define it under modules: in the config")
+    }
 }

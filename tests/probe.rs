@@ -122,7 +122,7 @@ async fn bad_requests_get_clear_errors() {
         (
             "module=nope&target=127.0.0.1:1",
             400,
-            "unknown module \"nope\": name a check or a module of the config\n",
+            "unknown module \"nope\": define it under modules: in the config\n",
         ),
         (
             "module=tcp_connect&target=10.1.2.3:5432",
@@ -158,7 +158,7 @@ async fn an_invalid_target_is_a_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduled_checks_can_be_probed_too_and_modules_are_not_scheduled() {
+async fn scheduled_checks_cannot_be_probed_and_modules_are_not_scheduled() {
     let target = tcp_target();
     let (app, addr, _dir) = start(&format!(
         "defaults: {{interval: 200ms, timeout: 100ms}}\n\
@@ -167,8 +167,17 @@ async fn scheduled_checks_can_be_probed_too_and_modules_are_not_scheduled() {
     ))
     .await;
     let resp = probe(addr, format!("module=scheduled&target={target}"), vec![]).await;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(
+        resp.body.starts_with(
+            "\"scheduled\" is a scheduled check, and scheduled checks cannot be probed"
+        ) && resp.body.contains("define a module under modules:"),
+        "{}",
+        resp.body
+    );
+    let resp = probe(addr, format!("module=on_demand&target={target}"), vec![]).await;
     assert_eq!(
-        sample(&resp.body, "runbook_check_up", "check=\"scheduled\""),
+        sample(&resp.body, "runbook_check_up", "check=\"on_demand\""),
         Some(1.0)
     );
     let names: Vec<String> = app

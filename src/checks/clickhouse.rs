@@ -86,6 +86,30 @@ fn default_query() -> String {
     "SELECT 1".to_string()
 }
 
+impl super::ProbeSafety for ClickhouseSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        if self.password.is_some() {
+            found.push("password");
+        }
+        if self.password_file.is_some() {
+            found.push("password_file");
+        }
+        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
+            found.push("tls.key_file");
+        }
+        found
+    }
+
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| super::targets::Endpoint::from_url(&u, 8123))
+            .into_iter()
+            .collect()
+    }
+}
+
 impl ClickhouseSpec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {

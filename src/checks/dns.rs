@@ -153,6 +153,23 @@ fn default_true() -> bool {
     true
 }
 
+impl super::ProbeSafety for DnsSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// The configured server; the system's name servers are not listed.
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        let Some(server) = &self.server else {
+            return Vec::new();
+        };
+        super::targets::split_host_port(server)
+            .map(|(host, port)| super::targets::Endpoint::new(host, port.unwrap_or(53)))
+            .into_iter()
+            .collect()
+    }
+}
+
 impl DnsSpec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {

@@ -36,9 +36,11 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use url::{Host, Url};
 
+use super::targets::{is_credential_header, AllowedTargets, Endpoint};
 use super::tls::{self, TlsSpec};
 use super::{
-    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
+    BuildError, Check, Failure, MetricDesc, MetricKind, ProbeSafety, Reason, RunContext, RunResult,
+    Sample,
 };
 use crate::config::secret::{self, Secret};
 
@@ -101,8 +103,10 @@ pub struct HttpSpec {
     #[serde(default = "default_method")]
     pub method: String,
     /// Extra request headers. A `Host`, `User-Agent` or `Accept` given here
-    /// replaces the default one. `Host`, `Authorization` and `Cookie` are not
-    /// sent after a redirect to another scheme, host or port.
+    /// replaces the default one. `Host` and credential headers
+    /// (`Authorization`, `Proxy-Authorization`, `Cookie`, and names with
+    /// `auth`, `token`, `key`, `secret`, `session`, ... like `X-Api-Key`)
+    /// are not sent after a redirect to another scheme, host or port.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// The request body, sent with its `Content-Length`.
@@ -145,6 +149,10 @@ pub struct HttpSpec {
     pub bearer_token_file: Option<PathBuf>,
     /// TLS options for https URLs (including redirects to https).
     pub tls: Option<Box<TlsSpec>>,
+    /// Set by the loader for a `/probe` module with `allowed_targets`: a
+    /// redirect to any other host is not followed. Not a config field.
+    #[serde(skip)]
+    pub allowed_redirects: Option<AllowedTargets>,
 }
 
 /// HTTP Basic authentication credentials (`basic_auth:`).
@@ -247,7 +255,48 @@ fn present_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Er
 /// Request headers that carry credentials or name the server: not sent to
 /// another origin after a redirect.
 fn is_origin_bound(name: &HeaderName) -> bool {
-    name == header::AUTHORIZATION || name == header::COOKIE || name == header::HOST
+    name == header::HOST || is_credential_header(name)
+}
+
+impl ProbeSafety for HttpSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        if self.basic_auth.is_some() {
+            found.push("basic_auth");
+        }
+        if self.bearer_token.is_some() {
+            found.push("bearer_token");
+        }
+        if self.bearer_token_file.is_some() {
+            found.push("bearer_token_file");
+        }
+        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
+            found.push("tls.key_file");
+        }
+        if self
+            .headers
+            .keys()
+            .any(|k| HeaderName::from_bytes(k.as_bytes()).is_ok_and(|h| is_credential_header(&h)))
+        {
+            found.push("headers");
+        }
+        if Url::parse(&self.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            found.push("url");
+        }
+        found
+    }
+
+    fn endpoints(&self) -> Vec<Endpoint> {
+        Url::parse(&self.url)
+            .ok()
+            .and_then(|u| Endpoint::from_url(&u, 80))
+            .into_iter()
+            .collect()
+    }
+
+    fn confine(&mut self, allowed: &AllowedTargets) {
+        self.allowed_redirects = Some(allowed.clone());
+    }
 }
 
 impl HttpSpec {
@@ -427,6 +476,8 @@ pub struct HttpCheck {
     follow_redirects: bool,
     max_redirects: u32,
     max_body_bytes: usize,
+    /// Hosts a redirect may lead to (a `/probe` module's `allowed_targets`).
+    allowed_redirects: Option<AllowedTargets>,
     /// The `Authorization` header from `basic_auth` or `bearer_token`.
     authorization: Option<HeaderValue>,
     secrets: Vec<String>,
@@ -453,7 +504,7 @@ impl HttpCheck {
                 .map_err(|_| BuildError::new(field(), "invalid header name"))?;
             let mut value = HeaderValue::from_str(value)
                 .map_err(|_| BuildError::new(field(), "invalid header value"))?;
-            if name == header::AUTHORIZATION || name == header::COOKIE {
+            if is_credential_header(&name) {
                 value.set_sensitive(true);
                 if let Ok(text) = value.to_str() {
                     secrets.push(text.to_string());
@@ -548,6 +599,7 @@ impl HttpCheck {
             follow_redirects: spec.follow_redirects,
             max_redirects: spec.max_redirects,
             max_body_bytes: usize::try_from(spec.max_body_bytes).unwrap_or(usize::MAX),
+            allowed_redirects: spec.allowed_redirects.clone(),
             authorization,
             secrets,
             tls,
@@ -562,6 +614,25 @@ impl HttpCheck {
             Err((reason, message)) => {
                 Err(Failure::new(reason, message).with_samples(trace.samples()))
             }
+        }
+    }
+
+    /// Refuse a redirect to a host outside a `/probe` module's
+    /// `allowed_targets`: following it would hand the module's request to a
+    /// host the operator did not allow.
+    fn redirect_allowed(&self, next: &Url) -> Result<(), (Reason, String)> {
+        let Some(allowed) = &self.allowed_redirects else {
+            return Ok(());
+        };
+        match Endpoint::from_url(next, 80) {
+            Some(endpoint) if allowed.allows(&endpoint) => Ok(()),
+            _ => Err((
+                Reason::UnexpectedResponse,
+                format!(
+                    "redirected to {}, which the module's allowed_targets do not allow; not followed",
+                    display_url(next)
+                ),
+            )),
         }
     }
 
@@ -602,6 +673,7 @@ impl HttpCheck {
                             format!("redirected to unsupported URL {}", display_url(&next)),
                         ));
                     }
+                    self.redirect_allowed(&next)?;
                     trace.redirects += 1;
                     let to_get = status == StatusCode::SEE_OTHER && method != Method::HEAD
                         || matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)

@@ -16,6 +16,7 @@ pub mod kubernetes;
 pub mod postgres;
 pub mod redis;
 pub mod s3;
+pub mod targets;
 pub mod tcp;
 pub mod tls;
 
@@ -48,6 +49,23 @@ pub trait Check: Send + Sync + 'static {
     fn secrets(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// What `/probe` must know of a spec to keep its credentials where the
+/// operator allowed: every kind implements it next to its spec.
+pub trait ProbeSafety {
+    /// The credential fields this spec sets, as written (`password_file`,
+    /// `basic_auth`, `sasl`, ...); empty for a credential-free spec.
+    fn credentials(&self) -> Vec<&'static str>;
+
+    /// Every address a run connects to first (redirects and servers that a
+    /// cluster's metadata names come later). Empty when the kind connects
+    /// where its environment says (the in-cluster Kubernetes API).
+    fn endpoints(&self) -> Vec<targets::Endpoint>;
+
+    /// Confine the connections a run makes after the first (HTTP redirects)
+    /// to `allowed`. Kinds that make none need not override this.
+    fn confine(&mut self, _allowed: &targets::AllowedTargets) {}
 }
 
 /// Per-run information handed to a check by the scheduler.
@@ -110,6 +128,27 @@ macro_rules! registry {
                 match kind {
                     $($kind => Some($module::$spec::deserialize(fields).map(CheckSpec::$variant)),)*
                     _ => None,
+                }
+            }
+
+            /// The credential fields this spec sets ([`ProbeSafety`]).
+            pub fn credentials(&self) -> Vec<&'static str> {
+                match self {
+                    $(CheckSpec::$variant(s) => s.credentials(),)*
+                }
+            }
+
+            /// The addresses a run connects to first ([`ProbeSafety`]).
+            pub fn endpoints(&self) -> Vec<targets::Endpoint> {
+                match self {
+                    $(CheckSpec::$variant(s) => s.endpoints(),)*
+                }
+            }
+
+            /// Confine follow-up connections to `allowed` ([`ProbeSafety`]).
+            pub fn confine(&mut self, allowed: &targets::AllowedTargets) {
+                match self {
+                    $(CheckSpec::$variant(s) => s.confine(allowed),)*
                 }
             }
 

@@ -164,6 +164,61 @@ fn valid_label_name(name: &str) -> bool {
         && !name.starts_with("__")
 }
 
+impl super::ProbeSafety for PostgresSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        if self.password.is_some() {
+            found.push("password");
+        }
+        if self.password_file.is_some() {
+            found.push("password_file");
+        }
+        let dsn_password = self
+            .dsn
+            .as_ref()
+            .is_some_and(|d| parse_dsn(d.expose()).is_ok_and(|(c, _)| c.get_password().is_some()));
+        if dsn_password {
+            found.push("dsn");
+        }
+        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
+            found.push("tls.key_file");
+        }
+        found
+    }
+
+    /// `host:` and `port:` replace the DSN's; each host pairs with its port
+    /// as libpq pairs them (one port for all, or one per host).
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        let dsn = self.dsn.as_ref().and_then(|d| parse_dsn(d.expose()).ok());
+        let hosts: Vec<String> = match (&self.host, &dsn) {
+            (Some(h), _) => vec![h.clone()],
+            (None, Some((c, _))) if !c.get_hosts().is_empty() => c
+                .get_hosts()
+                .iter()
+                .filter_map(|h| match h {
+                    Host::Tcp(h) => Some(h.clone()),
+                    #[cfg(unix)]
+                    Host::Unix(_) => None,
+                })
+                .collect(),
+            _ => vec!["127.0.0.1".to_string()],
+        };
+        let ports: Vec<u16> = match (self.port, &dsn) {
+            (Some(p), _) => vec![p],
+            (None, Some((c, _))) if !c.get_ports().is_empty() => c.get_ports().to_vec(),
+            _ => vec![5432],
+        };
+        hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                super::targets::Endpoint::new(h, port)
+            })
+            .collect()
+    }
+}
+
 impl PostgresSpec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {

@@ -177,6 +177,33 @@ fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
         .map(|s| s.into_owned())
 }
 
+impl super::ProbeSafety for RedisSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        if self.password.is_some() {
+            found.push("password");
+        }
+        if self.password_file.is_some() {
+            found.push("password_file");
+        }
+        if Url::parse(&self.url.0).is_ok_and(|u| u.password().is_some()) {
+            found.push("url");
+        }
+        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
+            found.push("tls.key_file");
+        }
+        found
+    }
+
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        Url::parse(&self.url.0)
+            .ok()
+            .and_then(|u| super::targets::Endpoint::from_url(&u, 6379))
+            .into_iter()
+            .collect()
+    }
+}
+
 impl RedisSpec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {

@@ -102,6 +102,41 @@ fn default_round_trip_prefix() -> String {
     "runbook-exporter-probe/".to_string()
 }
 
+impl super::ProbeSafety for S3Spec {
+    fn credentials(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        if self.access_key_id.is_some() {
+            found.push("access_key_id");
+        }
+        if self.secret_access_key.is_some() {
+            found.push("secret_access_key");
+        }
+        if self.secret_access_key_file.is_some() {
+            found.push("secret_access_key_file");
+        }
+        if self.metadata_credentials {
+            found.push("metadata_credentials");
+        }
+        found
+    }
+
+    /// The endpoint, or AWS's regional one; the bucket never changes where
+    /// the request goes.
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        match &self.endpoint {
+            Some(endpoint) => url::Url::parse(endpoint)
+                .ok()
+                .and_then(|u| super::targets::Endpoint::from_url(&u, 443))
+                .into_iter()
+                .collect(),
+            None => vec![super::targets::Endpoint::new(
+                format!("s3.{}.amazonaws.com", self.region),
+                443,
+            )],
+        }
+    }
+}
+
 impl S3Spec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {

@@ -79,6 +79,26 @@ fn default_max_read_bytes() -> usize {
     DEFAULT_MAX_READ_BYTES
 }
 
+impl super::ProbeSafety for TcpSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        let key = self
+            .tls_config
+            .as_ref()
+            .is_some_and(|t| t.key_file.is_some());
+        if key {
+            vec!["tls_config.key_file"]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        super::targets::Endpoint::parse(&self.address)
+            .into_iter()
+            .collect()
+    }
+}
+
 impl TcpSpec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {

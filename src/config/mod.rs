@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::checks::targets::{AllowedTargets, HostPattern};
 use crate::checks::{Check, CheckSpec, KINDS};
 use yaml::{Document, Pos};
 
@@ -40,7 +41,8 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     /// Checks run on their schedules.
     pub checks: Vec<Arc<CheckConfig>>,
-    /// Check templates only run on demand through `/probe`.
+    /// Check templates only run on demand through `/probe`; the only
+    /// things `/probe` runs.
     pub modules: Vec<Arc<CheckConfig>>,
     /// Patterns a `/probe` target must match (any of them); empty allows all.
     pub probe_allowed_targets: Vec<regex::Regex>,
@@ -59,15 +61,21 @@ pub struct CheckConfig {
     /// The kind's fields as written (after interpolation), from which
     /// `/probe` derives a check for another target.
     pub fields: serde_json::Map<String, Value>,
+    /// A module's own `allowed_targets`: the hosts a probe of it may reach.
+    /// Required when the module carries credentials; `None` for checks.
+    pub allowed_targets: Option<AllowedTargets>,
 }
 
 impl CheckConfig {
     /// This check with its target (`url`, `address`, ...) replaced by
     /// `target`, validated and built, for `/probe`.
-    pub fn with_target(&self, target: &str) -> Result<CheckConfig, String> {
+    pub fn with_target(&self, target: &str) -> Result<CheckConfig, TargetError> {
         let kind = self.kind();
-        let field = CheckSpec::probe_target_field(kind)
-            .ok_or_else(|| format!("checks of kind {kind} cannot be probed with a target"))?;
+        let field = CheckSpec::probe_target_field(kind).ok_or_else(|| {
+            TargetError::Invalid(format!(
+                "checks of kind {kind} cannot be probed with a target"
+            ))
+        })?;
         let mut fields = self.fields.clone();
         let value = match fields.get(field) {
             // List-valued targets (Kafka brokers) take the one target.
@@ -75,17 +83,38 @@ impl CheckConfig {
             _ => Value::String(target.into()),
         };
         fields.insert(field.to_string(), value);
-        let spec = match CheckSpec::deserialize_kind(kind, Value::Object(fields.clone())) {
+        let mut spec = match CheckSpec::deserialize_kind(kind, Value::Object(fields.clone())) {
             Some(Ok(spec)) => spec,
-            Some(Err(e)) => return Err(format!("invalid target {target:?}: {e}")),
-            None => return Err(format!("unknown kind {kind}")),
+            Some(Err(e)) => {
+                return Err(TargetError::Invalid(format!(
+                    "invalid target {target:?}: {e}"
+                )))
+            }
+            None => return Err(TargetError::Invalid(format!("unknown kind {kind}"))),
         };
         if let Some((f, message)) = spec.validate().into_iter().next() {
-            return Err(format!("invalid target {target:?}: {f}: {message}"));
+            return Err(TargetError::Invalid(format!(
+                "invalid target {target:?}: {f}: {message}"
+            )));
+        }
+        if let Some(allowed) = &self.allowed_targets {
+            let endpoints = spec.endpoints();
+            if endpoints.is_empty() {
+                return Err(TargetError::NotAllowed(format!(
+                    "target {target:?} names no host and port that allowed_targets could allow"
+                )));
+            }
+            if let Some(refused) = allowed.first_refused(&endpoints) {
+                return Err(TargetError::NotAllowed(format!(
+                    "target {target:?} leads to {refused}, which module {:?} does not list in its allowed_targets",
+                    self.name
+                )));
+            }
+            spec.confine(allowed);
         }
         let check = spec
             .build()
-            .map_err(|e| format!("invalid target {target:?}: {e}"))?;
+            .map_err(|e| TargetError::Invalid(format!("invalid target {target:?}: {e}")))?;
         Ok(CheckConfig {
             spec,
             check: Arc::from(check),
@@ -107,6 +136,23 @@ impl CheckConfig {
             && self.timeout == other.timeout
             && self.labels == other.labels
             && self.spec == other.spec
+    }
+}
+
+/// Why `/probe` cannot run a module against a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// The target does not make a valid check (HTTP 400).
+    Invalid(String),
+    /// The target leads to a host the module may not reach (HTTP 403).
+    NotAllowed(String),
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetError::Invalid(m) | TargetError::NotAllowed(m) => f.write_str(m),
+        }
     }
 }
 
@@ -516,6 +562,7 @@ fn build_check(
         }
     };
 
+    let allowed_targets = take_allowed_targets(doc, errors, path, &mut fields);
     let kind_path = format!("{path}.kind");
     let kind_fields = {
         let mut f = fields.clone();
@@ -563,7 +610,7 @@ fn build_check(
         }
     };
 
-    let (common, spec) = (common?, spec?);
+    let (common, mut spec) = (common?, spec?);
     let name_path = format!("{path}.name");
     if !is_label_safe(&common.name) {
         errors.at(
@@ -598,6 +645,9 @@ fn build_check(
         let field = yaml::join(path, &field);
         errors.at(doc.position(&field), &field, message);
     }
+    if path.starts_with("modules[") {
+        probe_rules(doc, errors, path, &mut spec, allowed_targets.as_ref());
+    }
     if errors.list.len() > before {
         return None;
     }
@@ -619,7 +669,99 @@ fn build_check(
         spec,
         check: Arc::from(check),
         fields: kind_fields,
+        allowed_targets,
     })
+}
+
+/// Remove and parse an entry's `allowed_targets`, which only modules take.
+fn take_allowed_targets(
+    doc: &Document,
+    errors: &mut Errors,
+    path: &str,
+    fields: &mut serde_json::Map<String, Value>,
+) -> Option<AllowedTargets> {
+    let value = fields.remove("allowed_targets")?;
+    let field = format!("{path}.allowed_targets");
+    if !path.starts_with("modules[") {
+        errors.at(
+            doc.key_position(&field)
+                .unwrap_or_else(|| doc.position(path)),
+            &field,
+            "only modules take allowed_targets: scheduled checks cannot be probed; \
+             define a module under modules: for /probe",
+        );
+        return None;
+    }
+    let Value::Array(items) = value else {
+        errors.at(
+            doc.position(&field),
+            &field,
+            "expected a list of hosts, like [\"db.internal:5432\", \"*.db.internal\"]",
+        );
+        return None;
+    };
+    if items.is_empty() {
+        errors.at(
+            doc.position(&field),
+            &field,
+            "list at least one host, like [\"db.internal:5432\"]",
+        );
+        return None;
+    }
+    let mut patterns = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let item_field = format!("{field}[{i}]");
+        let parsed = match item {
+            Value::String(text) => HostPattern::parse(text),
+            _ => Err("expected a string: host, host:port or *.domain[:port]".to_string()),
+        };
+        match parsed {
+            Ok(p) => patterns.push(p),
+            Err(message) => errors.at(doc.position(&item_field), &item_field, message),
+        }
+    }
+    (patterns.len() == items.len()).then_some(AllowedTargets(patterns))
+}
+
+/// What makes a module safe to probe: a kind with a target, and
+/// `allowed_targets` whenever it carries credentials, so `/probe` can never
+/// hand them to a host the operator did not list.
+fn probe_rules(
+    doc: &Document,
+    errors: &mut Errors,
+    path: &str,
+    spec: &mut CheckSpec,
+    allowed: Option<&AllowedTargets>,
+) {
+    let kind = spec.kind();
+    if CheckSpec::probe_target_field(kind).is_none() {
+        let field = format!("{path}.kind");
+        errors.at(
+            doc.position(&field),
+            &field,
+            format!("kind {kind} has no target to probe; define it under checks: instead"),
+        );
+        return;
+    }
+    match allowed {
+        Some(allowed) => spec.confine(allowed),
+        None => {
+            let credentials = spec.credentials();
+            if let Some(first) = credentials.first() {
+                let at = yaml::join(path, first);
+                errors.at(
+                    doc.key_position(&at).unwrap_or_else(|| doc.position(path)),
+                    path,
+                    format!(
+                        "carries credentials ({}) but has no allowed_targets: /probe could send \
+                         them to any host a caller names; list the hosts they may reach, like \
+                         allowed_targets: [\"db.internal:5432\"]",
+                        credentials.join(", ")
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn check_labels(

@@ -132,6 +132,31 @@ fn default_stopped_after() -> Duration {
     Duration::from_secs(600)
 }
 
+impl super::ProbeSafety for KafkaSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        if self.sasl.is_some() {
+            found.push("sasl");
+        }
+        if self
+            .tls_config
+            .as_ref()
+            .is_some_and(|t| t.key_file.is_some())
+        {
+            found.push("tls_config.key_file");
+        }
+        found
+    }
+
+    /// The bootstrap servers; the brokers their metadata names come later.
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        self.brokers
+            .iter()
+            .filter_map(|b| super::targets::Endpoint::parse(b).ok())
+            .collect()
+    }
+}
+
 impl KafkaSpec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {

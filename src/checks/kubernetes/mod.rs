@@ -135,6 +135,21 @@ fn default_max_deployments() -> usize {
     20
 }
 
+impl super::ProbeSafety for KubernetesSpec {
+    fn credentials(&self) -> Vec<&'static str> {
+        vec![if self.kubeconfig.is_some() {
+            "kubeconfig"
+        } else {
+            "the service account token"
+        }]
+    }
+
+    /// The API server comes from the kubeconfig or the cluster.
+    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+        Vec::new()
+    }
+}
+
 impl KubernetesSpec {
     /// Semantic problems, as `(field, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
