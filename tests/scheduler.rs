@@ -93,6 +93,7 @@ fn check_config(
         spec,
         check,
         fields: Default::default(),
+        files: Default::default(),
     })
 }
 

@@ -7,6 +7,7 @@
 //! echoes a value that came from the environment.
 
 pub mod duration;
+pub mod files;
 pub mod interpolate;
 pub mod secret;
 pub mod yaml;
@@ -59,6 +60,8 @@ pub struct CheckConfig {
     /// The kind's fields as written (after interpolation), from which
     /// `/probe` derives a check for another target.
     pub fields: serde_json::Map<String, Value>,
+    /// The content of the files the check reads, taken before it was built.
+    pub files: files::FileFingerprint,
 }
 
 impl CheckConfig {
@@ -100,13 +103,15 @@ impl CheckConfig {
     }
 
     /// Whether `other` defines the same check (same name, schedule, labels
-    /// and kind settings). A reload keeps such a check running untouched.
+    /// and kind settings) and the files it reads hold the same content. A
+    /// reload keeps such a check running untouched.
     pub fn same_definition(&self, other: &CheckConfig) -> bool {
         self.name == other.name
             && self.interval == other.interval
             && self.timeout == other.timeout
             && self.labels == other.labels
             && self.spec == other.spec
+            && self.files == other.files
     }
 }
 
@@ -601,6 +606,8 @@ fn build_check(
     if errors.list.len() > before {
         return None;
     }
+    // Before the build: a file rewritten meanwhile differs at the next reload.
+    let files = files::FileFingerprint::of(&kind_fields);
     let check = match spec.build() {
         Ok(c) => c,
         Err(e) => {
@@ -619,6 +626,7 @@ fn build_check(
         spec,
         check: Arc::from(check),
         fields: kind_fields,
+        files,
     })
 }
 
