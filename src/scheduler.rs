@@ -136,10 +136,10 @@ impl Scheduler {
         }
     }
 
-    /// Make the running checks match `config`: checks whose definition did
-    /// not change keep running untouched; changed checks restart and keep
-    /// their counters; removed checks stop. Must be called inside a Tokio
-    /// runtime.
+    /// Make the running checks match `config`: checks whose definition and
+    /// files did not change keep running untouched; changed checks (a file
+    /// they read rewritten included) restart and keep their counters;
+    /// removed checks stop. Must be called inside a Tokio runtime.
     pub fn apply(&mut self, config: &Config) {
         if config.max_concurrent_runs != self.max_concurrent_runs {
             self.max_concurrent_runs = config.max_concurrent_runs;
@@ -155,6 +155,14 @@ impl Scheduler {
                     let state = match previous {
                         Some(prev) => {
                             prev.handle.abort();
+                            let files = prev.config.files.changed(&check.files);
+                            if !files.is_empty() {
+                                tracing::info!(
+                                    check = %check.name,
+                                    ?files,
+                                    "rebuilding the check: files it reads changed"
+                                );
+                            }
                             if prev
                                 .state
                                 .same_series(&check.name, check.kind(), &check.labels)

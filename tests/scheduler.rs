@@ -94,6 +94,7 @@ fn check_config(
         check,
         fields: Default::default(),
         allowed_targets: None,
+        files: Default::default(),
     })
 }
 

@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use super::backoff::Reconnect;
 
+mod target;
+
 use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
 use serde::Deserialize;
 use tokio::sync::Mutex;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, SimpleQueryMessage, Socket, Statement};
@@ -68,9 +70,11 @@ pub struct PostgresSpec {
     /// or libpq key/value pairs (`host=db user=monitor dbname=app`). Treated as
     /// a secret: it is never printed. The fields below override what it says.
     pub dsn: Option<Secret>,
-    /// Server host name or IP address. Default (without `dsn`): `127.0.0.1`.
+    /// Server host name or IP address. Replaces the DSN's hosts (and
+    /// `hostaddr`s): the check connects to this server only. Default: the
+    /// DSN's hosts, else `127.0.0.1`.
     pub host: Option<String>,
-    /// Server port. Default: 5432.
+    /// Server port. Replaces the DSN's ports. Default: the DSN's, else 5432.
     pub port: Option<u16>,
     /// Role to log in as; a non-superuser granted `pg_monitor` is enough.
     pub user: Option<String>,
@@ -186,28 +190,38 @@ impl super::ProbeSafety for PostgresSpec {
         found
     }
 
-    /// `host:` and `port:` replace the DSN's; each host pairs with its port
-    /// as libpq pairs them (one port for all, or one per host).
+    /// Where the connection goes: the DSN's hosts (or the `hostaddr`s
+    /// dialled instead of them), replaced by `host:` and `port:`; each pairs
+    /// with its port as libpq pairs them (one port for all, or one each).
     fn endpoints(&self) -> Vec<super::targets::Endpoint> {
-        let dsn = self.dsn.as_ref().and_then(|d| parse_dsn(d.expose()).ok());
-        let hosts: Vec<String> = match (&self.host, &dsn) {
-            (Some(h), _) => vec![h.clone()],
-            (None, Some((c, _))) if !c.get_hosts().is_empty() => c
+        let parsed = match &self.dsn {
+            Some(dsn) => match parse_dsn(dsn.expose()) {
+                Ok((config, _)) => config,
+                Err(_) => return Vec::new(),
+            },
+            None => Config::new(),
+        };
+        let Ok(config) = target::with_target(&parsed, self.host.as_deref(), self.port) else {
+            return Vec::new();
+        };
+        let hosts: Vec<String> = if config.get_hostaddrs().is_empty() {
+            config
                 .get_hosts()
                 .iter()
                 .filter_map(|h| match h {
-                    Host::Tcp(h) => Some(h.clone()),
+                    tokio_postgres::config::Host::Tcp(h) => Some(h.clone()),
                     #[cfg(unix)]
-                    Host::Unix(_) => None,
+                    tokio_postgres::config::Host::Unix(_) => None,
                 })
-                .collect(),
-            _ => vec!["127.0.0.1".to_string()],
+                .collect()
+        } else {
+            config
+                .get_hostaddrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect()
         };
-        let ports: Vec<u16> = match (self.port, &dsn) {
-            (Some(p), _) => vec![p],
-            (None, Some((c, _))) if !c.get_ports().is_empty() => c.get_ports().to_vec(),
-            _ => vec![5432],
-        };
+        let ports = config.get_ports();
         hosts
             .into_iter()
             .enumerate()
@@ -697,18 +711,11 @@ fn parse_mode(v: &str) -> Result<TlsMode, String> {
 
 impl PostgresCheck {
     pub fn new(spec: &PostgresSpec) -> Result<Self, BuildError> {
-        let (mut config, dsn_mode) = match &spec.dsn {
+        let (parsed, dsn_mode) = match &spec.dsn {
             Some(dsn) => parse_dsn(dsn.expose()).map_err(|e| BuildError::new("dsn", e))?,
             None => (Config::new(), None),
         };
-        if let Some(host) = &spec.host {
-            config.host(host);
-        } else if config.get_hosts().is_empty() {
-            config.host("127.0.0.1");
-        }
-        if let Some(port) = spec.port {
-            config.port(port);
-        }
+        let mut config = target::with_target(&parsed, spec.host.as_deref(), spec.port)?;
         if let Some(user) = &spec.user {
             config.user(user);
         }
@@ -745,20 +752,7 @@ impl PostgresCheck {
             }
         };
 
-        let host = match config.get_hosts().first() {
-            Some(Host::Tcp(h)) => h.clone(),
-            #[cfg(unix)]
-            Some(Host::Unix(p)) => p.display().to_string(),
-            None => "127.0.0.1".to_string(),
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let target = format!(
-            "{host}:{port}/{}",
-            config
-                .get_dbname()
-                .or(config.get_user())
-                .unwrap_or_default()
-        );
+        let target = target::describe(&config);
         let mut secrets = Vec::new();
         if let Some(pw) = config.get_password() {
             secrets.push(String::from_utf8_lossy(pw).into_owned());

@@ -7,6 +7,7 @@
 //! echoes a value that came from the environment.
 
 pub mod duration;
+pub mod files;
 pub mod interpolate;
 pub mod secret;
 pub mod yaml;
@@ -64,6 +65,8 @@ pub struct CheckConfig {
     /// A module's own `allowed_targets`: the hosts a probe of it may reach.
     /// Required when the module carries credentials; `None` for checks.
     pub allowed_targets: Option<AllowedTargets>,
+    /// The content of the files the check reads, taken before it was built.
+    pub files: files::FileFingerprint,
 }
 
 impl CheckConfig {
@@ -129,13 +132,15 @@ impl CheckConfig {
     }
 
     /// Whether `other` defines the same check (same name, schedule, labels
-    /// and kind settings). A reload keeps such a check running untouched.
+    /// and kind settings) and the files it reads hold the same content. A
+    /// reload keeps such a check running untouched.
     pub fn same_definition(&self, other: &CheckConfig) -> bool {
         self.name == other.name
             && self.interval == other.interval
             && self.timeout == other.timeout
             && self.labels == other.labels
             && self.spec == other.spec
+            && self.files == other.files
     }
 }
 
@@ -651,6 +656,8 @@ fn build_check(
     if errors.list.len() > before {
         return None;
     }
+    // Before the build: a file rewritten meanwhile differs at the next reload.
+    let files = files::FileFingerprint::of(&kind_fields);
     let check = match spec.build() {
         Ok(c) => c,
         Err(e) => {
@@ -670,6 +677,7 @@ fn build_check(
         check: Arc::from(check),
         fields: kind_fields,
         allowed_targets,
+        files,
     })
 }
 

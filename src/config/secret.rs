@@ -2,7 +2,9 @@
 //!
 //! A secret may be written inline (usually as `${ENV}`) or read from a file
 //! named by the sibling `<field>_file` key; setting both is an error. Files
-//! are read when the check is built, so a reload picks up rotated secrets.
+//! are read when the check is built. `SIGHUP` or `POST /-/reload` re-reads
+//! every file a check uses and rebuilds the checks whose files changed
+//! (see [`super::files`]), so a reload picks up rotated secrets.
 
 use std::fmt;
 use std::path::PathBuf;
