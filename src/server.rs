@@ -188,7 +188,9 @@ async fn probe(
     let Some(template) = table.modules.get(module) else {
         return bad(StatusCode::BAD_REQUEST, unknown_module(&table, module));
     };
-    if !table.allows(target) {
+    // A module's own allowed_targets replace the global regexes; they are
+    // matched on the parsed host and port in `with_target`.
+    if template.allowed_targets.is_none() && !table.allows(target) {
         return bad(
             StatusCode::FORBIDDEN,
             format!("target {target:?} is not allowed by probe.allowed_targets"),
