@@ -199,6 +199,7 @@ async fn http_reload_can_be_disabled() {
         dir.path(),
         Options {
             enable_reload: false,
+            ..Options::default()
         },
     )
     .await;
