@@ -154,13 +154,8 @@ async fn probe(
         Err(e) => return bad(StatusCode::BAD_REQUEST, e),
     };
     let mut timeout = check.timeout;
-    if let Some(secs) = headers
-        .get("x-prometheus-scrape-timeout-seconds")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-    {
-        let scrape = Duration::from_secs_f64(secs).saturating_sub(PROBE_RESPONSE_MARGIN);
+    if let Some(scrape) = scrape_timeout(&headers) {
+        let scrape = scrape.saturating_sub(PROBE_RESPONSE_MARGIN);
         timeout = timeout.min(scrape.max(Duration::from_millis(1)));
     }
     let Some(_permit) = ctx.app.try_probe_permit() else {
@@ -178,4 +173,20 @@ async fn probe(
     let format = negotiate(&headers);
     let body = metrics::exposition(&[state], None, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// Prometheus's scrape timeout, from `X-Prometheus-Scrape-Timeout-Seconds`.
+/// `None` unless it is a positive number of seconds that a `Duration` holds:
+/// zero, negative, NaN, infinite, huge (`1e300`) or non-numeric values are
+/// ignored, and the module timeout applies.
+fn scrape_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get("x-prometheus-scrape-timeout-seconds")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
 }
