@@ -164,7 +164,9 @@ impl Conn {
     }
 }
 
-/// Where a connection is between requests, for the head clock.
+/// Where a connection is between requests, for the head clock. Bytes read
+/// while a request is busy (a pipelined next head) do not start the clock;
+/// such a head is bounded by hyper's idle clock alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Waiting for the first byte of the next request (hyper's idle clock).
