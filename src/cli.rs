@@ -214,6 +214,7 @@ async fn serve(args: ServeArgs) -> u8 {
     let reloader = tokio::spawn(reload_on_sighup(app.clone()));
     let options = crate::server::Options {
         enable_reload: args.enable_reload,
+        ..Default::default()
     };
     let result = crate::server::serve(listener, app.clone(), options, web, shutdown_signal()).await;
     reloader.abort();

@@ -5,6 +5,7 @@ pub mod app;
 pub mod checks;
 pub mod cli;
 pub mod config;
+mod listener;
 pub mod metrics;
 pub mod mixin;
 pub mod scheduler;

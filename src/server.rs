@@ -26,12 +26,33 @@ use crate::web::WebConfig;
 pub struct Options {
     /// Whether `POST /-/reload` reloads (else it answers 403).
     pub enable_reload: bool,
+    /// Time a client has to send a complete request head, from its first
+    /// byte (for the first request on a connection, from the connection's
+    /// start). Slowloris clients are disconnected when it runs out.
+    pub header_read_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request (no
+    /// request in flight) before it is closed.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; past it, new connections wait in the
+    /// listen backlog until one closes. At least 1.
+    pub max_connections: usize,
 }
+
+/// Default of `Options::header_read_timeout`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `Options::idle_timeout`: longer than common scrape intervals,
+/// so Prometheus keeps reusing its connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of `Options::max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             enable_reload: true,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -55,6 +76,7 @@ pub fn router(app: Arc<App>, options: Options) -> Router {
 }
 
 /// Serve until `shutdown` completes, then let in-flight requests finish.
+/// Connections are accepted and bounded by `listener::serve`.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -63,74 +85,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = web.apply(router(app, options));
-    match web.tls {
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(tls) => serve_tls(listener, router, tls, shutdown).await,
-    }
-}
-
-/// Time a client has to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time in-flight requests get to finish after shutdown starts.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::TokioIo;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish before shutdown");
-    }
-    Ok(())
+    crate::listener::serve(listener, router, web.tls, options, shutdown).await
 }
 
 async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
@@ -202,13 +157,8 @@ async fn probe(
         Err(TargetError::Invalid(e)) => return bad(StatusCode::BAD_REQUEST, e),
     };
     let mut timeout = check.timeout;
-    if let Some(secs) = headers
-        .get("x-prometheus-scrape-timeout-seconds")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-    {
-        let scrape = Duration::from_secs_f64(secs).saturating_sub(PROBE_RESPONSE_MARGIN);
+    if let Some(scrape) = scrape_timeout(&headers) {
+        let scrape = scrape.saturating_sub(PROBE_RESPONSE_MARGIN);
         timeout = timeout.min(scrape.max(Duration::from_millis(1)));
     }
     let Some(permit) = ctx.app.try_probe_permit() else {
@@ -240,4 +190,20 @@ fn unknown_module(table: &ProbeTable, module: &str) -> String {
     } else {
         format!("unknown module {module:?}: define it under modules: in the config")
     }
+}
+
+/// Prometheus's scrape timeout, from `X-Prometheus-Scrape-Timeout-Seconds`.
+/// `None` unless it is a positive number of seconds that a `Duration` holds:
+/// zero, negative, NaN, infinite, huge (`1e300`) or non-numeric values are
+/// ignored, and the module timeout applies.
+fn scrape_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get("x-prometheus-scrape-timeout-seconds")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
 }

@@ -30,6 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use crate::config::{self, ConfigErrors};
 
@@ -130,7 +131,8 @@ impl WebConfig {
         let auth = (!file.basic_auth_users.is_empty()).then(|| {
             Arc::new(BasicAuth {
                 users: file.basic_auth_users,
-                verified: Mutex::new(HashSet::new()),
+                verified: Arc::default(),
+                bcrypt: OneAtATime::new(),
             })
         });
         let mut headers = Vec::new();
@@ -254,9 +256,12 @@ fn server_tls(t: &TlsServerConfig, base: &Path) -> Result<ServerConfig, (String,
 /// Users and bcrypt hashes, plus a cache of credentials already verified:
 /// bcrypt is deliberately slow, and Prometheus sends the same credentials
 /// on every scrape. The cache holds SHA-256 digests, never passwords.
+/// Credentials not in the cache (wrong ones included) are verified one at a
+/// time, so a flood of bad passwords costs at most one CPU.
 struct BasicAuth {
     users: BTreeMap<String, String>,
-    verified: Mutex<HashSet<Vec<u8>>>,
+    verified: Arc<Mutex<HashSet<Vec<u8>>>>,
+    bcrypt: OneAtATime,
 }
 
 /// Entries kept in the verified-credentials cache before it is cleared.
@@ -285,13 +290,21 @@ impl BasicAuth {
         )
         .as_ref()
         .to_vec();
-        if self.verified.lock().is_ok_and(|v| v.contains(&digest)) {
+        let cached = |verified: &Mutex<HashSet<Vec<u8>>>, digest: &[u8]| {
+            verified.lock().is_ok_and(|v| v.contains(digest))
+        };
+        if cached(&self.verified, &digest) {
             return true;
         }
-        let ok =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
+        let (verified, key) = (self.verified.clone(), digest.clone());
+        let ok = self
+            .bcrypt
+            .run(move || {
+                // Another request may have verified the same credentials
+                // while this one waited its turn.
+                cached(&verified, &key) || bcrypt::verify(password, &hash).unwrap_or(false)
+            })
+            .await;
         if ok {
             if let Ok(mut v) = self.verified.lock() {
                 if v.len() >= MAX_VERIFIED {
@@ -301,6 +314,29 @@ impl BasicAuth {
             }
         }
         ok
+    }
+}
+
+/// Runs blocking verifications on tokio's blocking pool one at a time.
+struct OneAtATime(Arc<Semaphore>);
+
+impl OneAtATime {
+    fn new() -> Self {
+        Self(Arc::new(Semaphore::new(1)))
+    }
+
+    /// Wait for the turn, then run `verify` on the blocking pool. The turn
+    /// is released when `verify` returns, even if the caller has given up.
+    async fn run(&self, verify: impl FnOnce() -> bool + Send + 'static) -> bool {
+        let Ok(turn) = self.0.clone().acquire_owned().await else {
+            return false; // never closed
+        };
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            verify()
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 
@@ -331,4 +367,66 @@ async fn add_headers(
         resp.headers_mut().insert(k.clone(), v.clone());
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Counts verifications running at once, and the most seen.
+    #[derive(Default)]
+    struct Overlap {
+        running: AtomicUsize,
+        most: AtomicUsize,
+        finished: AtomicUsize,
+    }
+
+    impl Overlap {
+        fn verify(&self, answer: bool) -> bool {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            answer
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verifications_never_overlap_even_when_callers_give_up() {
+        let serial = Arc::new(OneAtATime::new());
+        let overlap = Arc::new(Overlap::default());
+        let callers: Vec<_> = (0..20)
+            .map(|i| {
+                let (serial, overlap) = (serial.clone(), overlap.clone());
+                tokio::spawn(async move { serial.run(move || overlap.verify(i == 0)).await })
+            })
+            .collect();
+        // Once verifications are under way, every other caller gives up,
+        // some while waiting for the turn, maybe one while running.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while overlap.finished.load(Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "nothing verified");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut kept = Vec::new();
+        for (i, caller) in callers.into_iter().enumerate() {
+            if i % 2 == 1 {
+                caller.abort();
+            } else {
+                kept.push((i, caller));
+            }
+        }
+        for (i, caller) in kept {
+            let answer = tokio::time::timeout(Duration::from_secs(10), caller)
+                .await
+                .expect("verification finishes")
+                .unwrap();
+            assert_eq!(answer, i == 0, "caller {i}");
+        }
+        assert_eq!(overlap.most.load(Ordering::SeqCst), 1);
+    }
 }

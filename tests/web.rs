@@ -59,7 +59,8 @@ async fn start(web_yaml: &str, dir: &Path, options: Options) -> (Arc<App>, Socke
     std::fs::write(
         &config,
         format!(
-            "checks:\n  - name: up\n    kind: tcp\n    address: {}\n",
+            "checks:\n  - name: up_check\n    kind: tcp\n    address: {0}\n\
+             modules:\n  - name: up\n    kind: tcp\n    address: {0}\n",
             tcp_target()
         ),
     )
@@ -199,6 +200,7 @@ async fn http_reload_can_be_disabled() {
         dir.path(),
         Options {
             enable_reload: false,
+            ..Options::default()
         },
     )
     .await;
