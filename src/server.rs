@@ -151,6 +151,17 @@ async fn probe(
             format!("target {target:?} is not allowed by probe.allowed_targets"),
         );
     }
+    // Taken before the check is built, so a flood of probes cannot make
+    // the exporter read files and build TLS configs beyond the cap.
+    let Some(permit) = ctx.app.try_probe_permit() else {
+        return bad(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many probes in flight (limit {})",
+                crate::app::MAX_CONCURRENT_PROBES
+            ),
+        );
+    };
     let check = match template.with_target(target) {
         Ok(c) => c,
         Err(TargetError::NotAllowed(e)) => return bad(StatusCode::FORBIDDEN, e),
@@ -161,15 +172,6 @@ async fn probe(
         let scrape = scrape.saturating_sub(PROBE_RESPONSE_MARGIN);
         timeout = timeout.min(scrape.max(Duration::from_millis(1)));
     }
-    let Some(permit) = ctx.app.try_probe_permit() else {
-        return bad(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "too many probes in flight (limit {})",
-                crate::app::MAX_CONCURRENT_PROBES
-            ),
-        );
-    };
     let held = (permit, ctx.app.store().probe_in_flight());
     let record = run_holding(check.check.clone(), timeout, held).await;
     let state = CheckState::new(check.name.clone(), check.kind(), check.labels.clone());

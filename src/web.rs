@@ -317,6 +317,9 @@ impl BasicAuth {
     }
 }
 
+/// Longest a request waits for its turn to verify a password not cached.
+const MAX_VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs blocking verifications on tokio's blocking pool one at a time.
 struct OneAtATime(Arc<Semaphore>);
 
@@ -325,11 +328,14 @@ impl OneAtATime {
         Self(Arc::new(Semaphore::new(1)))
     }
 
-    /// Wait for the turn, then run `verify` on the blocking pool. The turn
-    /// is released when `verify` returns, even if the caller has given up.
+    /// Wait for the turn (at most [`MAX_VERIFY_WAIT`]; longer is a refusal,
+    /// so a flood of wrong passwords cannot hold connections in a queue),
+    /// then run `verify` on the blocking pool. The turn is released when
+    /// `verify` returns, even if the caller has given up.
     async fn run(&self, verify: impl FnOnce() -> bool + Send + 'static) -> bool {
-        let Ok(turn) = self.0.clone().acquire_owned().await else {
-            return false; // never closed
+        let turn = tokio::time::timeout(MAX_VERIFY_WAIT, self.0.clone().acquire_owned()).await;
+        let Ok(Ok(turn)) = turn else {
+            return false; // waited too long (the semaphore is never closed)
         };
         tokio::task::spawn_blocking(move || {
             let _turn = turn;

@@ -147,6 +147,21 @@ fn credentialed_modules(to: SocketAddr) -> Vec<(&'static str, String, String)> {
             format!("http://{to}"),
         ),
         (
+            "headers",
+            format!("kind: http\n    url: http://allowed.invalid/\n    headers: {{X-Honeycomb-Team: {SECRET}}}"),
+            format!("http://{to}/"),
+        ),
+        (
+            "body",
+            format!("kind: http\n    url: http://allowed.invalid/\n    method: POST\n    body: '{{\"key\": \"{SECRET}\"}}'"),
+            format!("http://{to}/"),
+        ),
+        (
+            "send",
+            format!("kind: tcp\n    address: allowed.invalid:6379\n    send: 'AUTH {SECRET}\\r\\n'"),
+            to.to_string(),
+        ),
+        (
             "sasl",
             format!(
                 "kind: kafka\n    brokers: [allowed.invalid:9092]\n    sasl: {{mechanism: PLAIN, username: u, password: {SECRET}}}"
@@ -291,4 +306,34 @@ async fn credential_headers_are_dropped_on_a_cross_origin_redirect() {
     assert!(second.contains("GET /next "), "{second}");
     assert!(second.contains("x-request-source: runbook"), "{second}");
     assert!(!second.contains(SECRET), "{second}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_list_smuggled_past_a_wildcard_is_refused() {
+    let capture = Capture::start();
+    let (_app, addr, _dir) = start(&format!(
+        "checks: []\nmodules:\n  - name: kafka\n    kind: kafka\n    brokers: [kafka.allowed.invalid:9092]\n    \
+         sasl: {{mechanism: PLAIN, username: u, password: {SECRET}}}\n    \
+         allowed_targets: ['*.allowed.invalid']\n"
+    ))
+    .await;
+    // librdkafka would split this on the comma and dial the first host.
+    let target = format!("{},kafka.allowed.invalid:9092", capture.addr);
+    let resp = probe(addr, "kafka", &target).await;
+    assert!(
+        matches!(resp.status, 400 | 403),
+        "{}: {}",
+        resp.status,
+        resp.body
+    );
+    assert_eq!(capture.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_module_with_the_sdk_credential_chain_needs_allowed_targets() {
+    let err = refused("checks: []\nmodules:\n  - name: s3\n    kind: s3\n    bucket: b\n").await;
+    assert!(
+        err.contains("modules[0]: carries credentials (the AWS credential chain)"),
+        "{err}"
+    );
 }

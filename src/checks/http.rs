@@ -258,6 +258,21 @@ fn is_origin_bound(name: &HeaderName) -> bool {
     name == header::HOST || is_credential_header(name)
 }
 
+/// Request headers that never carry a credential.
+fn is_harmless_header(name: &str) -> bool {
+    const HARMLESS: &[&str] = &[
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "content-type",
+        "host",
+        "pragma",
+        "user-agent",
+    ];
+    HARMLESS.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 impl ProbeSafety for HttpSpec {
     fn credentials(&self) -> Vec<&'static str> {
         let mut found = Vec::new();
@@ -273,12 +288,13 @@ impl ProbeSafety for HttpSpec {
         if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
             found.push("tls.key_file");
         }
-        if self
-            .headers
-            .keys()
-            .any(|k| HeaderName::from_bytes(k.as_bytes()).is_ok_and(|h| is_credential_header(&h)))
-        {
+        // Any header but the plainly harmless ones may carry a key under a
+        // name nobody can guess (`X-Honeycomb-Team`), and so may a body.
+        if self.headers.keys().any(|k| !is_harmless_header(k)) {
             found.push("headers");
+        }
+        if self.body.is_some() {
+            found.push("body");
         }
         if Url::parse(&self.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
             found.push("url");

@@ -619,6 +619,8 @@ fn intern(name: &str) -> &'static str {
 /// The open monitoring session and what was learnt when it opened.
 struct Session {
     client: Client,
+    /// The task driving the connection; aborted with the session.
+    _driver: Driver,
     version: String,
     summary: Statement,
     states: Statement,
@@ -873,7 +875,7 @@ impl PostgresCheck {
                 format!("connect to {} failed: {}", self.target, describe(&e)),
             )
         };
-        let client = match &self.tls {
+        let (client, driver) = match &self.tls {
             None => start(&config, tokio_postgres::NoTls).await,
             Some(tls) => start(&config, tls.clone()).await,
         }
@@ -936,6 +938,7 @@ impl PostgresCheck {
         };
         Ok(Session {
             client,
+            _driver: driver,
             version,
             summary,
             states,
@@ -1181,18 +1184,29 @@ impl PostgresCheck {
     }
 }
 
+/// The task that drives a session's connection. Dropping it closes the
+/// socket at once: a client dropped mid-query (an aborted run) would
+/// otherwise leave the driver waiting on a server that never answers.
+struct Driver(tokio::task::JoinHandle<()>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Open a session and drive its connection in a task of its own, which ends
-/// when the client is dropped.
-async fn start<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+/// when the client is dropped or the returned [`Driver`] is.
+async fn start<T>(config: &Config, tls: T) -> Result<(Client, Driver), tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
 {
     let (client, conn) = config.connect(tls).await?;
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(client)
+    Ok((client, Driver(driver)))
 }
 
 /// Run one custom query with the simple protocol (text results, one round

@@ -117,23 +117,33 @@ impl super::ProbeSafety for S3Spec {
         if self.metadata_credentials {
             found.push("metadata_credentials");
         }
+        if found.is_empty() {
+            // The SDK's own chain: environment, profile, web identity.
+            found.push("the AWS credential chain");
+        }
         found
     }
 
-    /// The endpoint, or AWS's regional one; the bucket never changes where
-    /// the request goes.
+    /// The endpoint, or AWS's regional one; with virtual-hosted addressing
+    /// the bucket becomes the first label of the host dialled.
     fn endpoints(&self) -> Vec<super::targets::Endpoint> {
-        match &self.endpoint {
+        let base = match &self.endpoint {
             Some(endpoint) => url::Url::parse(endpoint)
                 .ok()
-                .and_then(|u| super::targets::Endpoint::from_url(&u, 443))
-                .into_iter()
-                .collect(),
-            None => vec![super::targets::Endpoint::new(
+                .and_then(|u| super::targets::Endpoint::from_url(&u, 443)),
+            None => Some(super::targets::Endpoint::new(
                 format!("s3.{}.amazonaws.com", self.region),
                 443,
-            )],
-        }
+            )),
+        };
+        base.map(|mut e| {
+            if !self.path_style {
+                e.host = format!("{}.{}", self.bucket, e.host);
+            }
+            e
+        })
+        .into_iter()
+        .collect()
     }
 }
 

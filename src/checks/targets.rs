@@ -42,6 +42,19 @@ impl Endpoint {
         Some(Self::new(host, port))
     }
 
+    /// Whether the host is an IP address or a plain DNS name (letters,
+    /// digits, `-`, `_`, `.`). Anything else (`a.example,evil.example`,
+    /// spaces, `%`) could mean another host to the client that dials it, so
+    /// no pattern allows it.
+    pub fn is_plain_host(&self) -> bool {
+        self.host.parse::<IpAddr>().is_ok()
+            || (!self.host.is_empty()
+                && self
+                    .host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    }
+
     /// Parse `host:port` (IPv6 literals in brackets, `[::1]:5432`).
     pub fn parse(address: &str) -> Result<Self, String> {
         let (host, port) = split_host_port(address)?;
@@ -153,7 +166,7 @@ impl HostPattern {
     }
 
     pub fn matches(&self, endpoint: &Endpoint) -> bool {
-        if self.port.is_some_and(|p| p != endpoint.port) {
+        if self.port.is_some_and(|p| p != endpoint.port) || !endpoint.is_plain_host() {
             return false;
         }
         let host = endpoint.host.to_ascii_lowercase();
@@ -232,6 +245,18 @@ mod tests {
         assert!(pattern("[::1]:5432").matches(&Endpoint::new("0:0::1", 5432)));
         assert!(pattern("127.0.0.1").matches(&Endpoint::new("127.0.0.1", 1)));
         assert!(!pattern("127.0.0.1").matches(&Endpoint::new("127.0.0.2", 1)));
+    }
+
+    #[test]
+    fn hosts_a_client_could_read_as_several_never_match() {
+        let any = pattern("*.example.com");
+        for host in [
+            "evil.net,kafka.example.com",
+            "evil.net kafka.example.com",
+            "evil.net%2c.example.com",
+        ] {
+            assert!(!any.matches(&Endpoint::new(host, 9092)), "{host}");
+        }
     }
 
     #[test]

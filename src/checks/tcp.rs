@@ -80,16 +80,20 @@ fn default_max_read_bytes() -> usize {
 }
 
 impl super::ProbeSafety for TcpSpec {
+    /// A client key, and `send`, which may hold a password (`AUTH ...`).
     fn credentials(&self) -> Vec<&'static str> {
-        let key = self
+        let mut found = Vec::new();
+        if self
             .tls_config
             .as_ref()
-            .is_some_and(|t| t.key_file.is_some());
-        if key {
-            vec!["tls_config.key_file"]
-        } else {
-            Vec::new()
+            .is_some_and(|t| t.key_file.is_some())
+        {
+            found.push("tls_config.key_file");
         }
+        if self.send.is_some() {
+            found.push("send");
+        }
+        found
     }
 
     fn endpoints(&self) -> Vec<super::targets::Endpoint> {
@@ -386,35 +390,7 @@ fn snippet(data: &[u8]) -> String {
 /// Split `host:port`. IPv6 literals must be in brackets; the returned host
 /// has them removed.
 fn split_host_port(address: &str) -> Result<(String, u16), String> {
-    let address = address.trim();
-    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("{address:?}: missing `]` after the IPv6 address"))?;
-        let port = after.strip_prefix(':').ok_or_else(|| {
-            format!("{address:?}: missing port: write [address]:port, like [::1]:5432")
-        })?;
-        (host, port)
-    } else {
-        let (host, port) = address.rsplit_once(':').ok_or_else(|| {
-            format!("{address:?}: missing port: write host:port, like db.internal:5432")
-        })?;
-        if host.contains(':') {
-            return Err(format!(
-                "{address:?}: write IPv6 addresses in brackets, like [::1]:5432"
-            ));
-        }
-        (host, port)
-    };
-    if host.is_empty() {
-        return Err(format!("{address:?}: missing host before the port"));
-    }
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| format!("{address:?}: port must be a number from 1 to 65535"))?;
-    Ok((host.to_string(), port))
+    super::targets::Endpoint::parse(address).map(|e| (e.host, e.port))
 }
 
 #[cfg(test)]

@@ -166,7 +166,13 @@ impl KafkaSpec {
             problem("brokers", "needs at least one host:port".into());
         }
         for (i, b) in self.brokers.iter().enumerate() {
-            if b.rsplit_once(':')
+            if b.contains(|c: char| c == ',' || c == '/' || c.is_whitespace()) {
+                problem(
+                    &format!("brokers[{i}]"),
+                    format!("{b:?}: one host:port per entry, without `,`, `/` or spaces"),
+                );
+            } else if b
+                .rsplit_once(':')
                 .and_then(|(h, p)| (!h.is_empty()).then(|| p.parse::<u16>().ok())?)
                 .is_none()
             {
