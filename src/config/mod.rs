@@ -6,6 +6,9 @@
 //! field path (`config.yaml:12:14: checks[1].timeout: ...`), and no message
 //! echoes a value that came from the environment.
 
+mod errors;
+mod modules;
+
 pub mod duration;
 pub mod files;
 pub mod interpolate;
@@ -21,8 +24,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::checks::targets::{AllowedTargets, HostPattern};
+use crate::checks::targets::AllowedTargets;
 use crate::checks::{Check, CheckSpec, KINDS};
+use errors::Errors;
+pub use errors::{ConfigError, ConfigErrors};
+use modules::{probe_rules, take_allowed_targets};
 use yaml::{Document, Pos};
 
 /// Default for `defaults.interval`.
@@ -173,46 +179,6 @@ impl fmt::Debug for CheckConfig {
     }
 }
 
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    /// Path of the field, like `checks[1].timeout`; empty for file-level
-    /// problems.
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// Every problem found in a config file, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
 /// Load and validate the config file at `path`, interpolating from the
 /// process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -313,67 +279,6 @@ pub fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Conf
             errors.serde(&doc, "", e);
             Err(errors.finish(&[]))
         }
-    }
-}
-
-struct Errors<'a> {
-    file: &'a str,
-    list: Vec<ConfigError>,
-}
-
-impl Errors<'_> {
-    fn at(&mut self, pos: Pos, field: &str, message: impl Into<String>) {
-        self.list.push(ConfigError {
-            file: self.file.to_string(),
-            line: pos.line,
-            column: pos.column,
-            field: field.to_string(),
-            message: message.into(),
-        });
-    }
-
-    /// Record a deserialization error at its path (relative to `prefix`).
-    fn serde(
-        &mut self,
-        doc: &Document,
-        prefix: &str,
-        err: serde_path_to_error::Error<serde_json::Error>,
-    ) {
-        let path = yaml::path_string(prefix, err.path());
-        let message = err.inner().to_string();
-        // An unknown field is reported at its key, not at its parent.
-        if let Some(key) = message
-            .strip_prefix("unknown field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            let (field, parent) = match path.strip_suffix(key) {
-                Some(parent) => (path.clone(), parent.trim_end_matches('.').to_string()),
-                None => (yaml::join(&path, key), path.clone()),
-            };
-            // At the top of a check entry, the common fields are valid too.
-            let message = if parent == prefix && prefix.starts_with("checks[") {
-                message.replacen(
-                    "expected one of ",
-                    "expected one of `name`, `kind`, `interval`, `timeout`, `labels`, ",
-                    1,
-                )
-            } else {
-                message
-            };
-            let pos = doc
-                .key_position(&field)
-                .unwrap_or_else(|| doc.position(&parent));
-            return self.at(pos, &field, message);
-        }
-        self.at(doc.position(&path), &path, message);
-    }
-
-    fn finish(mut self, subs: &[(String, String)]) -> ConfigErrors {
-        for e in &mut self.list {
-            e.message = interpolate::scrub(&e.message, subs);
-        }
-        self.list.sort_by_key(|e| (e.line, e.column));
-        ConfigErrors(self.list)
     }
 }
 
@@ -679,97 +584,6 @@ fn build_check(
         allowed_targets,
         files,
     })
-}
-
-/// Remove and parse an entry's `allowed_targets`, which only modules take.
-fn take_allowed_targets(
-    doc: &Document,
-    errors: &mut Errors,
-    path: &str,
-    fields: &mut serde_json::Map<String, Value>,
-) -> Option<AllowedTargets> {
-    let value = fields.remove("allowed_targets")?;
-    let field = format!("{path}.allowed_targets");
-    if !path.starts_with("modules[") {
-        errors.at(
-            doc.key_position(&field)
-                .unwrap_or_else(|| doc.position(path)),
-            &field,
-            "only modules take allowed_targets: scheduled checks cannot be probed; \
-             define a module under modules: for /probe",
-        );
-        return None;
-    }
-    let Value::Array(items) = value else {
-        errors.at(
-            doc.position(&field),
-            &field,
-            "expected a list of hosts, like [\"db.internal:5432\", \"*.db.internal\"]",
-        );
-        return None;
-    };
-    if items.is_empty() {
-        errors.at(
-            doc.position(&field),
-            &field,
-            "list at least one host, like [\"db.internal:5432\"]",
-        );
-        return None;
-    }
-    let mut patterns = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let item_field = format!("{field}[{i}]");
-        let parsed = match item {
-            Value::String(text) => HostPattern::parse(text),
-            _ => Err("expected a string: host, host:port or *.domain[:port]".to_string()),
-        };
-        match parsed {
-            Ok(p) => patterns.push(p),
-            Err(message) => errors.at(doc.position(&item_field), &item_field, message),
-        }
-    }
-    (patterns.len() == items.len()).then_some(AllowedTargets(patterns))
-}
-
-/// What makes a module safe to probe: a kind with a target, and
-/// `allowed_targets` whenever it carries credentials, so `/probe` can never
-/// hand them to a host the operator did not list.
-fn probe_rules(
-    doc: &Document,
-    errors: &mut Errors,
-    path: &str,
-    spec: &mut CheckSpec,
-    allowed: Option<&AllowedTargets>,
-) {
-    let kind = spec.kind();
-    if CheckSpec::probe_target_field(kind).is_none() {
-        let field = format!("{path}.kind");
-        errors.at(
-            doc.position(&field),
-            &field,
-            format!("kind {kind} has no target to probe; define it under checks: instead"),
-        );
-        return;
-    }
-    match allowed {
-        Some(allowed) => spec.confine(allowed),
-        None => {
-            let credentials = spec.credentials();
-            if let Some(first) = credentials.first() {
-                let at = yaml::join(path, first);
-                errors.at(
-                    doc.key_position(&at).unwrap_or_else(|| doc.position(path)),
-                    path,
-                    format!(
-                        "carries credentials ({}) but has no allowed_targets: /probe could send \
-                         them to any host a caller names; list the hosts they may reach, like \
-                         allowed_targets: [\"db.internal:5432\"]",
-                        credentials.join(", ")
-                    ),
-                );
-            }
-        }
-    }
 }
 
 fn check_labels(
