@@ -4,19 +4,8 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 
-use common::{closed_port, request, sample, tcp_target, Response};
-use runbook_exporter::app::App;
-
-async fn start(config: &str) -> (Arc<App>, SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    let app = App::start(path).await.expect("config loads");
-    let addr = common::serve_plain(&app).await;
-    (app, addr, dir)
-}
+use common::{closed_port, request, sample, serve_config as start, tcp_target, Response};
 
 async fn probe(
     addr: SocketAddr,

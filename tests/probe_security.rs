@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{request, sample, Response};
+use common::{request, sample, serve_config as start, Response};
 use runbook_exporter::app::App;
 
 /// A server that records every byte sent to it. It answers each request
@@ -76,15 +76,6 @@ fn capture(mut conn: TcpStream, rx: &Mutex<Vec<u8>>, reply: Option<String>) {
         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
     });
     let _ = conn.write_all(reply.as_bytes());
-}
-
-async fn start(config: &str) -> (Arc<App>, SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    let app = App::start(path).await.expect("config loads");
-    let addr = common::serve_plain(&app).await;
-    (app, addr, dir)
 }
 
 /// The error text of a config that must not load.

@@ -88,25 +88,15 @@ fn default_query() -> String {
 
 impl super::ProbeSafety for ClickhouseSpec {
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = Vec::new();
-        if self.password.is_some() {
-            found.push("password");
-        }
-        if self.password_file.is_some() {
-            found.push("password_file");
-        }
-        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
-            found.push("tls.key_file");
-        }
-        found
+        super::targets::set_fields(&[
+            ("password", self.password.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("tls.key_file", TlsSpec::has_client_key(self.tls.as_ref())),
+        ])
     }
 
     fn endpoints(&self) -> Vec<super::targets::Endpoint> {
-        url::Url::parse(&self.url)
-            .ok()
-            .and_then(|u| super::targets::Endpoint::from_url(&u, 8123))
-            .into_iter()
-            .collect()
+        super::targets::Endpoint::of_url(&self.url, 8123)
     }
 }
 

@@ -275,39 +275,26 @@ fn is_harmless_header(name: &str) -> bool {
 
 impl ProbeSafety for HttpSpec {
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = Vec::new();
-        if self.basic_auth.is_some() {
-            found.push("basic_auth");
-        }
-        if self.bearer_token.is_some() {
-            found.push("bearer_token");
-        }
-        if self.bearer_token_file.is_some() {
-            found.push("bearer_token_file");
-        }
-        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
-            found.push("tls.key_file");
-        }
-        // Any header but the plainly harmless ones may carry a key under a
-        // name nobody can guess (`X-Honeycomb-Team`), and so may a body.
-        if self.headers.keys().any(|k| !is_harmless_header(k)) {
-            found.push("headers");
-        }
-        if self.body.is_some() {
-            found.push("body");
-        }
-        if Url::parse(&self.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
-            found.push("url");
-        }
-        found
+        let url_userinfo =
+            Url::parse(&self.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some());
+        super::targets::set_fields(&[
+            ("basic_auth", self.basic_auth.is_some()),
+            ("bearer_token", self.bearer_token.is_some()),
+            ("bearer_token_file", self.bearer_token_file.is_some()),
+            ("tls.key_file", TlsSpec::has_client_key(self.tls.as_deref())),
+            // Any header but the plainly harmless ones may carry a key under
+            // a name nobody can guess (`X-Honeycomb-Team`), and so may a body.
+            (
+                "headers",
+                self.headers.keys().any(|k| !is_harmless_header(k)),
+            ),
+            ("body", self.body.is_some()),
+            ("url", url_userinfo),
+        ])
     }
 
     fn endpoints(&self) -> Vec<Endpoint> {
-        Url::parse(&self.url)
-            .ok()
-            .and_then(|u| Endpoint::from_url(&u, 80))
-            .into_iter()
-            .collect()
+        Endpoint::of_url(&self.url, 80)
     }
 
     fn confine(&mut self, allowed: &AllowedTargets) {

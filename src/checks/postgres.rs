@@ -170,24 +170,16 @@ fn valid_label_name(name: &str) -> bool {
 
 impl super::ProbeSafety for PostgresSpec {
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = Vec::new();
-        if self.password.is_some() {
-            found.push("password");
-        }
-        if self.password_file.is_some() {
-            found.push("password_file");
-        }
         let dsn_password = self
             .dsn
             .as_ref()
             .is_some_and(|d| parse_dsn(d.expose()).is_ok_and(|(c, _)| c.get_password().is_some()));
-        if dsn_password {
-            found.push("dsn");
-        }
-        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
-            found.push("tls.key_file");
-        }
-        found
+        super::targets::set_fields(&[
+            ("password", self.password.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("dsn", dsn_password),
+            ("tls.key_file", TlsSpec::has_client_key(self.tls.as_ref())),
+        ])
     }
 
     /// Where the connection goes: the DSN's hosts (or the `hostaddr`s

@@ -179,28 +179,17 @@ fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
 
 impl super::ProbeSafety for RedisSpec {
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = Vec::new();
-        if self.password.is_some() {
-            found.push("password");
-        }
-        if self.password_file.is_some() {
-            found.push("password_file");
-        }
-        if Url::parse(&self.url.0).is_ok_and(|u| u.password().is_some()) {
-            found.push("url");
-        }
-        if self.tls.as_ref().is_some_and(|t| t.key_file.is_some()) {
-            found.push("tls.key_file");
-        }
-        found
+        let url_password = Url::parse(&self.url.0).is_ok_and(|u| u.password().is_some());
+        super::targets::set_fields(&[
+            ("password", self.password.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("url", url_password),
+            ("tls.key_file", TlsSpec::has_client_key(self.tls.as_ref())),
+        ])
     }
 
     fn endpoints(&self) -> Vec<super::targets::Endpoint> {
-        Url::parse(&self.url.0)
-            .ok()
-            .and_then(|u| super::targets::Endpoint::from_url(&u, 6379))
-            .into_iter()
-            .collect()
+        super::targets::Endpoint::of_url(&self.url.0, 6379)
     }
 }
 

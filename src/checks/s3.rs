@@ -104,19 +104,15 @@ fn default_round_trip_prefix() -> String {
 
 impl super::ProbeSafety for S3Spec {
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = Vec::new();
-        if self.access_key_id.is_some() {
-            found.push("access_key_id");
-        }
-        if self.secret_access_key.is_some() {
-            found.push("secret_access_key");
-        }
-        if self.secret_access_key_file.is_some() {
-            found.push("secret_access_key_file");
-        }
-        if self.metadata_credentials {
-            found.push("metadata_credentials");
-        }
+        let mut found = super::targets::set_fields(&[
+            ("access_key_id", self.access_key_id.is_some()),
+            ("secret_access_key", self.secret_access_key.is_some()),
+            (
+                "secret_access_key_file",
+                self.secret_access_key_file.is_some(),
+            ),
+            ("metadata_credentials", self.metadata_credentials),
+        ]);
         if found.is_empty() {
             // The SDK's own chain: environment, profile, web identity.
             found.push("the AWS credential chain");

@@ -55,6 +55,15 @@ impl Endpoint {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     }
 
+    /// The endpoint of URL text, as a list of zero (unparsable) or one.
+    pub fn of_url(text: &str, default_port: u16) -> Vec<Self> {
+        url::Url::parse(text)
+            .ok()
+            .and_then(|u| Self::from_url(&u, default_port))
+            .into_iter()
+            .collect()
+    }
+
     /// Parse `host:port` (IPv6 literals in brackets, `[::1]:5432`).
     pub fn parse(address: &str) -> Result<Self, String> {
         let (host, port) = split_host_port(address)?;
@@ -183,6 +192,16 @@ impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// The names of the credential fields that are set, for
+/// [`ProbeSafety::credentials`](super::ProbeSafety::credentials).
+pub fn set_fields(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
+    fields
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// A module's `allowed_targets`: the hosts its credentials may be sent to.

@@ -82,18 +82,13 @@ fn default_max_read_bytes() -> usize {
 impl super::ProbeSafety for TcpSpec {
     /// A client key, and `send`, which may hold a password (`AUTH ...`).
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = Vec::new();
-        if self
-            .tls_config
-            .as_ref()
-            .is_some_and(|t| t.key_file.is_some())
-        {
-            found.push("tls_config.key_file");
-        }
-        if self.send.is_some() {
-            found.push("send");
-        }
-        found
+        super::targets::set_fields(&[
+            (
+                "tls_config.key_file",
+                TlsSpec::has_client_key(self.tls_config.as_ref()),
+            ),
+            ("send", self.send.is_some()),
+        ])
     }
 
     fn endpoints(&self) -> Vec<super::targets::Endpoint> {

@@ -55,6 +55,11 @@ pub static CERT_EXPIRY: MetricDesc = MetricDesc {
 };
 
 impl TlsSpec {
+    /// Whether `tls` names a client key: a credential (see `ProbeSafety`).
+    pub fn has_client_key(tls: Option<&TlsSpec>) -> bool {
+        tls.is_some_and(|t| t.key_file.is_some())
+    }
+
     /// Build a rustls client config. `field` is the path of this `tls:`
     /// block, for error messages. `alpn` lists the protocols to offer.
     pub fn client_config(

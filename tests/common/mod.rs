@@ -27,6 +27,17 @@ pub async fn serve(app: &Arc<App>, options: Options, web: WebConfig) -> SocketAd
     addr
 }
 
+/// Start an app on `config` (written to a temporary file, kept while the
+/// returned directory lives) and serve it over plain HTTP.
+pub async fn serve_config(config: &str) -> (Arc<App>, SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let app = App::start(path).await.expect("config loads");
+    let addr = serve_plain(&app).await;
+    (app, addr, dir)
+}
+
 /// Serve `app` over plain HTTP with the default options.
 pub async fn serve_plain(app: &Arc<App>) -> SocketAddr {
     serve(app, Options::default(), WebConfig::insecure()).await

@@ -134,18 +134,13 @@ fn default_stopped_after() -> Duration {
 
 impl super::ProbeSafety for KafkaSpec {
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = Vec::new();
-        if self.sasl.is_some() {
-            found.push("sasl");
-        }
-        if self
-            .tls_config
-            .as_ref()
-            .is_some_and(|t| t.key_file.is_some())
-        {
-            found.push("tls_config.key_file");
-        }
-        found
+        super::targets::set_fields(&[
+            ("sasl", self.sasl.is_some()),
+            (
+                "tls_config.key_file",
+                TlsSpec::has_client_key(self.tls_config.as_ref()),
+            ),
+        ])
     }
 
     /// The bootstrap servers; the brokers their metadata names come later.
