@@ -1,0 +1,171 @@
+//! The transport of one `http` request: resolve the host, connect to its
+//! addresses in turn, the TLS handshake (with the certificate's expiry), and
+//! the HTTP/1.1 exchange over the stream, each phase timed into the
+//! [`Trace`]; and how hyper's errors become a [`Reason`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use url::{Host, Url};
+
+use super::trace::{Phase, Trace};
+use super::HttpCheck;
+use crate::checks::tls::{self, TlsSpec};
+use crate::checks::Reason;
+
+/// Resolve `host` and connect to its addresses in turn, until one answers.
+pub(super) async fn connect(
+    host: &Host<&str>,
+    port: u16,
+    trace: &mut Trace,
+) -> Result<TcpStream, (Reason, String)> {
+    let started = Instant::now();
+    let addrs: std::io::Result<Vec<SocketAddr>> = match *host {
+        Host::Ipv4(ip) => Ok(vec![SocketAddr::new(ip.into(), port)]),
+        Host::Ipv6(ip) => Ok(vec![SocketAddr::new(ip.into(), port)]),
+        Host::Domain(name) => tokio::net::lookup_host((name, port))
+            .await
+            .map(Iterator::collect),
+    };
+    trace.add(Phase::Resolve, started.elapsed());
+    let addrs = addrs.map_err(|e| (Reason::Dns, format!("resolving {host}: {e}")))?;
+
+    let started = Instant::now();
+    let mut outcome = Err((Reason::Dns, format!("resolving {host}: no addresses")));
+    for addr in &addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                outcome = Ok(stream);
+                break;
+            }
+            Err(e) => outcome = Err((Reason::from_io(&e), format!("connecting to {addr}: {e}"))),
+        }
+    }
+    trace.add(Phase::Connect, started.elapsed());
+    let stream = outcome?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+impl HttpCheck {
+    /// The TLS handshake with `host` over `stream`; records the expiry of the
+    /// server's certificate.
+    pub(super) async fn tls_handshake(
+        &self,
+        url: &Url,
+        host: &Host<&str>,
+        stream: TcpStream,
+        trace: &mut Trace,
+    ) -> Result<TlsStream<TcpStream>, (Reason, String)> {
+        let name = match host {
+            Host::Domain(d) => d.to_string(),
+            Host::Ipv4(ip) => ip.to_string(),
+            Host::Ipv6(ip) => ip.to_string(),
+        };
+        // `tls.server_name` names the configured host, not redirect targets.
+        let server_name = if url.host() == self.url.host() {
+            self.tls.server_name(&name)
+        } else {
+            TlsSpec::default().server_name(&name)
+        }
+        .map_err(|e| (Reason::Tls, e))?;
+        let started = Instant::now();
+        let handshake = TlsConnector::from(self.tls_config.clone())
+            .connect(server_name, stream)
+            .await;
+        trace.add(Phase::Tls, started.elapsed());
+        let stream = handshake.map_err(|e| (Reason::Tls, tls::describe_error(&e)))?;
+        trace.expiry = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(tls::expiry_sample);
+        Ok(stream)
+    }
+}
+
+/// Send `request` over `io` and wait for the response headers.
+pub(super) async fn send<S>(
+    io: S,
+    request: Request<Full<Bytes>>,
+    trace: &mut Trace,
+) -> Result<(Response<Incoming>, Connection), (Reason, String)>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let started = Instant::now();
+    let result = async {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        let task = tokio::spawn(async move {
+            // Errors reach the response or its body; nothing to do here.
+            let _ = conn.await;
+        });
+        let mut connection = Connection { sender, task };
+        let response = connection.sender.send_request(request).await?;
+        Ok::<_, hyper::Error>((response, connection))
+    }
+    .await;
+    trace.add(Phase::Processing, started.elapsed());
+    result.map_err(|e| hyper_failure(&e))
+}
+
+/// The I/O task of one connection. It lives while its response is read and
+/// is stopped when dropped, so a run cancelled by the scheduler's timeout
+/// leaves no connection behind.
+pub(super) struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Classify an error from hyper (sending, or reading the response).
+pub(super) fn hyper_failure(err: &hyper::Error) -> (Reason, String) {
+    let message = error_chain(err);
+    if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
+        return (
+            Reason::Protocol,
+            format!("invalid HTTP response: {message}"),
+        );
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return (Reason::from_io(io), message);
+        }
+        source = e.source();
+    }
+    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+        return (Reason::Network, message);
+    }
+    (Reason::Protocol, message)
+}
+
+/// An error and its sources, joined by `: `.
+pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !message.ends_with(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = e.source();
+    }
+    message
+}
