@@ -8,9 +8,9 @@
 //! response headers arrived) and `transfer` (reading the body). Phases are
 //! summed over redirects.
 //!
-//! The parts: [`spec`] (the configuration and its validation), [`exchange`]
-//! (the redirect loop and the requests), [`connect`] (resolve, connect, TLS,
-//! HTTP/1.1), [`response`] (the status and body expectations) and [`trace`]
+//! The parts: `spec` (the configuration and its validation), `exchange`
+//! (the redirect loop and the requests), `connect` (resolve, connect, TLS,
+//! HTTP/1.1), `response` (the status and body expectations) and `trace`
 //! (the phase timings and the samples).
 
 mod connect;
