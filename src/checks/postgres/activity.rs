@@ -1,0 +1,142 @@
+//! pg_stat_activity: client backends by state, and the summary row read
+//! with it: recovery state, the connection settings, and queries running
+//! longer than `long_query_threshold` (plus the lock columns of
+//! [`super::locks`]).
+
+use std::time::Duration;
+
+use prometheus_client::registry::Unit;
+use tokio_postgres::{Client, Statement};
+
+use super::{failed, locks, Failed};
+use crate::checks::{MetricDesc, MetricKind, Sample};
+
+desc!(
+    IN_RECOVERY,
+    "postgres_in_recovery",
+    None,
+    Gauge,
+    "1 if the server was a standby (pg_is_in_recovery()) in the last scheduled run, else 0."
+);
+desc!(
+    CONNECTIONS,
+    "postgres_connections",
+    None,
+    Gauge,
+    "Client backends by state (pg_stat_activity) in the last scheduled run."
+);
+desc!(
+    MAX_CONNECTIONS,
+    "postgres_max_connections",
+    None,
+    Gauge,
+    "The max_connections setting in the last scheduled run."
+);
+desc!(
+    RESERVED_CONNECTIONS,
+    "postgres_superuser_reserved_connections",
+    None,
+    Gauge,
+    "The superuser_reserved_connections setting in the last scheduled run."
+);
+desc!(LONG_QUERIES, "postgres_long_running_queries", None, Gauge,
+    "Active queries running longer than long_query_threshold (from query_start) in the last scheduled run.");
+desc!(
+    LONGEST_QUERY,
+    "postgres_longest_query_duration",
+    Some(Unit::Seconds),
+    Gauge,
+    "Age of the oldest active query (from query_start) in the last scheduled run; 0 if none."
+);
+
+const SQL_STATES: &str = "SELECT coalesce(state, 'unknown'), count(*)::float8 \
+     FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1";
+
+/// One row: recovery, settings, long queries, lock waits. `$1` is the
+/// long-query threshold in seconds. `{locks}` is [`locks::columns`].
+const SQL_SUMMARY: &str = "SELECT pg_is_in_recovery(), \
+     current_setting('max_connections')::float8, \
+     current_setting('superuser_reserved_connections')::float8, \
+     count(*) FILTER (WHERE a.query_start < now() - make_interval(secs => $1))::float8, \
+     coalesce(extract(epoch FROM now() - min(a.query_start)), 0)::float8, \
+     {locks} \
+     FROM pg_stat_activity a \
+     WHERE a.state = 'active' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()";
+
+/// The column of the summary row where the lock columns start.
+const LOCK_COLUMNS: usize = 5;
+
+/// Every known state, reported even at 0, so that alerts see explicit zeros.
+const STATES: [&str; 6] = [
+    "active",
+    "idle",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "fastpath function call",
+    "disabled",
+];
+
+/// The prepared statements of this collector.
+pub(super) struct Statements {
+    summary: Statement,
+    states: Statement,
+}
+
+impl Statements {
+    pub(super) async fn prepare(
+        client: &Client,
+        version_num: i32,
+    ) -> Result<Self, tokio_postgres::Error> {
+        let summary_sql = SQL_SUMMARY.replace("{locks}", &locks::columns(version_num));
+        Ok(Self {
+            summary: client.prepare(&summary_sql).await?,
+            states: client.prepare(SQL_STATES).await?,
+        })
+    }
+}
+
+/// Read the summary row and the backends by state; returns whether the
+/// server is in recovery (a standby).
+pub(super) async fn collect(
+    c: &Client,
+    s: &Statements,
+    long_query: Duration,
+    samples: &mut Vec<Sample>,
+) -> Result<bool, Failed> {
+    let threshold = long_query.as_secs_f64();
+    let row = c
+        .query_one(&s.summary, &[&threshold])
+        .await
+        .map_err(failed("reading pg_stat_activity"))?;
+    let in_recovery: bool = row.get(0);
+    samples.push(Sample::new(&IN_RECOVERY, f64::from(u8::from(in_recovery))));
+    for (i, desc) in [
+        (1, &MAX_CONNECTIONS),
+        (2, &RESERVED_CONNECTIONS),
+        (3, &LONG_QUERIES),
+        (4, &LONGEST_QUERY),
+    ] {
+        if let Some(v) = row.get::<_, Option<f64>>(i) {
+            samples.push(Sample::new(desc, v));
+        }
+    }
+    locks::push_samples(&row, LOCK_COLUMNS, samples);
+
+    let mut states: Vec<(String, f64)> = STATES.iter().map(|s| (s.to_string(), 0.0)).collect();
+    for row in c
+        .query(&s.states, &[])
+        .await
+        .map_err(failed("reading pg_stat_activity"))?
+    {
+        let state: String = row.get(0);
+        let n: f64 = row.get(1);
+        match states.iter_mut().find(|(s, _)| *s == state) {
+            Some(entry) => entry.1 = n,
+            None => states.push(("other".to_string(), n)),
+        }
+    }
+    for (state, n) in states {
+        samples.push(Sample::new(&CONNECTIONS, n).with_label("state", state));
+    }
+    Ok(in_recovery)
+}

@@ -1,0 +1,89 @@
+//! pg_stat_database: sessions, transactions, block reads and hits, temporary
+//! files and deadlocks of each database (the busiest `max_databases` by
+//! commits).
+
+use prometheus_client::registry::Unit;
+use tokio_postgres::{Client, Statement};
+
+use super::{failed, Failed};
+use crate::checks::{MetricDesc, MetricKind, Sample};
+
+desc!(
+    DB_BACKENDS,
+    "postgres_database_backends",
+    None,
+    Gauge,
+    "Sessions connected to each database (pg_stat_database.numbackends) in the last scheduled run."
+);
+desc!(DB_COMMITS, "postgres_database_commits", None, Counter,
+    "Committed transactions per database (pg_stat_database.xact_commit) as of the last scheduled run.");
+desc!(DB_ROLLBACKS, "postgres_database_rollbacks", None, Counter,
+    "Rolled back transactions per database (pg_stat_database.xact_rollback) as of the last scheduled run.");
+desc!(
+    DB_BLOCKS_READ,
+    "postgres_database_blocks_read",
+    None,
+    Counter,
+    "Disk blocks read per database (pg_stat_database.blks_read) as of the last scheduled run."
+);
+desc!(
+    DB_BLOCKS_HIT,
+    "postgres_database_blocks_hit",
+    None,
+    Counter,
+    "Buffer cache hits per database (pg_stat_database.blks_hit) as of the last scheduled run."
+);
+desc!(DB_TEMP_FILES, "postgres_database_temp_files", None, Counter,
+    "Temporary files created per database (pg_stat_database.temp_files) as of the last scheduled run.");
+desc!(DB_TEMP_BYTES, "postgres_database_temp", Some(Unit::Bytes), Counter,
+    "Bytes written to temporary files per database (pg_stat_database.temp_bytes) as of the last scheduled run.");
+desc!(
+    DB_DEADLOCKS,
+    "postgres_database_deadlocks",
+    None,
+    Counter,
+    "Deadlocks detected per database (pg_stat_database.deadlocks) as of the last scheduled run."
+);
+
+/// `$1` is `max_databases`.
+const SQL_DATABASES: &str = "SELECT datname::text, numbackends::float8, xact_commit::float8, \
+     xact_rollback::float8, blks_read::float8, blks_hit::float8, temp_files::float8, \
+     temp_bytes::float8, deadlocks::float8 \
+     FROM pg_stat_database WHERE datname IS NOT NULL AND datname NOT IN ('template0', 'template1') \
+     ORDER BY xact_commit DESC, datname LIMIT $1";
+
+/// The prepared statement of this collector.
+pub(super) async fn prepare(client: &Client) -> Result<Statement, tokio_postgres::Error> {
+    client.prepare(SQL_DATABASES).await
+}
+
+/// One sample per column and database.
+pub(super) async fn collect(
+    c: &Client,
+    databases: &Statement,
+    max_databases: i64,
+    samples: &mut Vec<Sample>,
+) -> Result<(), Failed> {
+    for row in c
+        .query(databases, &[&max_databases])
+        .await
+        .map_err(failed("reading pg_stat_database"))?
+    {
+        let db: String = row.get(0);
+        for (i, desc) in [
+            (1, &DB_BACKENDS),
+            (2, &DB_COMMITS),
+            (3, &DB_ROLLBACKS),
+            (4, &DB_BLOCKS_READ),
+            (5, &DB_BLOCKS_HIT),
+            (6, &DB_TEMP_FILES),
+            (7, &DB_TEMP_BYTES),
+            (8, &DB_DEADLOCKS),
+        ] {
+            if let Some(v) = row.get::<_, Option<f64>>(i) {
+                samples.push(Sample::new(desc, v).with_label("database", db.clone()));
+            }
+        }
+    }
+    Ok(())
+}

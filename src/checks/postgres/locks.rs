@@ -1,0 +1,49 @@
+//! Lock waits: how many client sessions are blocked by another session's
+//! lock (`pg_blocking_pids`) and the longest current wait (`pg_locks.waitstart`,
+//! PostgreSQL 14+). They are two columns of the activity summary row
+//! ([`super::activity`]), so they cost no round trip of their own.
+//! Deadlocks are counted per database by pg_stat_database ([`super::database`]).
+
+use prometheus_client::registry::Unit;
+use tokio_postgres::Row;
+
+use crate::checks::{MetricDesc, MetricKind, Sample};
+
+desc!(
+    LOCK_WAITING,
+    "postgres_lock_waiting_sessions",
+    None,
+    Gauge,
+    "Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run."
+);
+desc!(LONGEST_LOCK_WAIT, "postgres_longest_lock_wait", Some(Unit::Seconds), Gauge,
+    "Longest current wait for a lock (pg_locks.waitstart, PostgreSQL 14+) in the last scheduled run; 0 if none.");
+
+/// The sessions waiting for a lock that another session holds.
+const SQL_WAITING: &str =
+    "(SELECT count(*) FROM pg_stat_activity w WHERE w.wait_event_type = 'Lock' \
+     AND cardinality(pg_blocking_pids(w.pid)) > 0)::float8";
+
+/// The longest current lock wait; `waitstart` exists from PostgreSQL 14.
+const SQL_LOCK_WAIT_14: &str = "(SELECT coalesce(extract(epoch FROM now() - min(waitstart)), 0) \
+     FROM pg_locks WHERE NOT granted)::float8";
+
+/// The two columns this collector adds to the summary row, for a server of
+/// `version_num`.
+pub(super) fn columns(version_num: i32) -> String {
+    let lock_wait = if version_num >= 140_000 {
+        SQL_LOCK_WAIT_14
+    } else {
+        "NULL::float8"
+    };
+    format!("{SQL_WAITING}, {lock_wait}")
+}
+
+/// The samples of the summary row's lock columns, which start at `first`.
+pub(super) fn push_samples(row: &Row, first: usize, samples: &mut Vec<Sample>) {
+    for (i, desc) in [(first, &LOCK_WAITING), (first + 1, &LONGEST_LOCK_WAIT)] {
+        if let Some(v) = row.get::<_, Option<f64>>(i) {
+            samples.push(Sample::new(desc, v));
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! pg_stat_statements: calls, time and rows of the `statements_top`
+//! statements by total time, summed over users and databases. Optional: the
+//! extension may be missing, or turned off with `statements_top: 0`; the
+//! check then reports the part unavailable rather than failing.
+
+use prometheus_client::registry::Unit;
+use tokio_postgres::{Client, Statement};
+
+use super::describe;
+use crate::checks::{MetricDesc, MetricKind, Sample};
+
+desc!(STMT_CALLS, "postgres_statement_calls", None, Counter,
+    "Calls of each of the top statements by total time (pg_stat_statements, summed over users and databases) as of the last scheduled run.");
+desc!(STMT_TIME, "postgres_statement_time", Some(Unit::Seconds), Counter,
+    "Total execution time of each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
+desc!(STMT_ROWS, "postgres_statement_rows", None, Counter,
+    "Rows returned or affected by each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
+
+fn sql_statements(schema: &str, version: i32) -> String {
+    let time = if version >= 130_000 {
+        "total_exec_time"
+    } else {
+        "total_time"
+    };
+    format!(
+        "SELECT queryid::text, sum(calls)::float8, (sum({time}) / 1000)::float8, sum(rows)::float8 \
+         FROM {}.pg_stat_statements WHERE queryid IS NOT NULL \
+         GROUP BY queryid ORDER BY sum({time}) DESC LIMIT $1",
+        quote_ident(schema)
+    )
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Prepare the query in the extension's schema (`None`: not installed), or
+/// say why the part is unavailable. A library missing from
+/// shared_preload_libraries shows when the query runs, with the server's
+/// own clear message.
+pub(super) async fn prepare(
+    client: &Client,
+    schema: Option<String>,
+    version_num: i32,
+    top: i64,
+    dbname: &str,
+) -> Result<Statement, String> {
+    match schema {
+        _ if top == 0 => Err("turned off (statements_top: 0)".to_string()),
+        None => Err(format!(
+            "the extension is not installed in database {dbname:?}: run CREATE EXTENSION pg_stat_statements"
+        )),
+        Some(schema) => client
+            .prepare(&sql_statements(&schema, version_num))
+            .await
+            .map_err(|e| describe(&e)),
+    }
+}
+
+/// The samples of the top `top` statements, or why the part is unavailable.
+pub(super) async fn collect(
+    c: &Client,
+    statement: &Result<Statement, String>,
+    top: i64,
+) -> Result<Vec<Sample>, String> {
+    let rows = match statement {
+        Ok(stmt) => c.query(stmt, &[&top]).await.map_err(|e| describe(&e))?,
+        Err(why) => return Err(why.clone()),
+    };
+    let mut samples = Vec::new();
+    for row in rows {
+        let id: String = row.get(0);
+        for (i, desc) in [(1, &STMT_CALLS), (2, &STMT_TIME), (3, &STMT_ROWS)] {
+            if let Some(v) = row.get::<_, Option<f64>>(i) {
+                samples.push(Sample::new(desc, v).with_label("queryid", id.clone()));
+            }
+        }
+    }
+    Ok(samples)
+}
