@@ -4,6 +4,7 @@
 pub mod app;
 pub mod checks;
 pub mod cli;
+pub mod clock;
 pub mod config;
 mod listener;
 pub mod metrics;

@@ -19,8 +19,9 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::checks::{redact, Check, Failure, Reason, RunContext};
+use crate::clock::unix_now;
 use crate::config::{CheckConfig, Config};
-use crate::metrics::{unix_now, CheckState, RunRecord, Store};
+use crate::metrics::{CheckState, RunRecord, Store};
 
 /// Longest failure message kept; longer ones are cut.
 const MAX_MESSAGE_CHARS: usize = 512;

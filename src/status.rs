@@ -6,7 +6,8 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::{unix_now, CheckState, RunSummary};
+use crate::clock::unix_now;
+use crate::metrics::{CheckState, RunSummary};
 
 /// Render the page for `checks`, failing checks first.
 pub fn render(checks: &[std::sync::Arc<CheckState>]) -> String {

@@ -22,8 +22,8 @@ use super::tls::TlsSpec;
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
+use crate::clock::unix_now;
 use crate::config::secret::{self, Secret};
-use crate::metrics::unix_now;
 
 const USER_AGENT: &str = concat!("runbook-exporter/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of a query result read; the rest is not fetched.

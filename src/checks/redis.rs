@@ -30,8 +30,8 @@ use super::tls::{self, TlsClient, TlsSpec};
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
+use crate::clock::unix_now;
 use crate::config::secret::{self, Secret};
-use crate::metrics::unix_now;
 
 const DEFAULT_PORT: u16 = 6379;
 const DEFAULT_MAX_DATABASES: usize = 16;

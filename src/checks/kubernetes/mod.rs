@@ -511,7 +511,7 @@ impl KubernetesCheck {
         let (per_namespace, nodes) = futures::join!(per_namespace, nodes);
         guard.disarm();
 
-        let result = self.fold(per_namespace, nodes, crate::metrics::unix_now());
+        let result = self.fold(per_namespace, nodes, crate::clock::unix_now());
         // The connection pool replaces broken connections by itself; a TLS
         // failure may come from a rotated CA, which a new client reloads.
         if result.as_ref().is_err_and(|f| f.reason == Reason::Tls) {

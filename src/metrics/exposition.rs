@@ -1,0 +1,373 @@
+//! What a scrape serves: the format negotiated from `Accept` (OpenMetrics
+//! or the classic 0.0.4 text), and the body, made by concatenating every
+//! check's pre-rendered families and appending the exporter's own metrics.
+//! A scrape copies text; it never encodes a check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::registry::Registry;
+
+use super::state::CheckState;
+
+/// One check's series, split by metric family.
+#[derive(Debug, Default)]
+pub(super) struct Rendered {
+    families: Vec<RenderedFamily>,
+}
+
+#[derive(Debug)]
+struct RenderedFamily {
+    meta: Arc<FamilyMeta>,
+    /// Sample lines, identical in both formats.
+    samples: String,
+}
+
+/// A family's name and metadata lines, shared by every check that has the
+/// family (interned: thousands of checks share a handful of families).
+#[derive(Debug)]
+struct FamilyMeta {
+    name: String,
+    /// `# HELP`, `# TYPE` (and `# UNIT`) lines in OpenMetrics.
+    header: String,
+    /// The same metadata in the classic text format.
+    text_header: String,
+}
+
+impl FamilyMeta {
+    fn interned(name: &str, header: &str) -> Arc<FamilyMeta> {
+        static TABLE: Mutex<BTreeMap<String, Arc<FamilyMeta>>> = Mutex::new(BTreeMap::new());
+        let make = || {
+            Arc::new(FamilyMeta {
+                name: name.to_string(),
+                header: header.to_string(),
+                text_header: openmetrics_to_text(header),
+            })
+        };
+        let Ok(mut table) = TABLE.lock() else {
+            return make();
+        };
+        match table.get(name) {
+            Some(meta) if meta.header == header => meta.clone(),
+            _ => {
+                let meta = make();
+                table.insert(name.to_string(), meta.clone());
+                meta
+            }
+        }
+    }
+}
+
+impl Rendered {
+    /// Split prometheus-client's OpenMetrics output (without `# EOF`) into
+    /// families.
+    pub(super) fn parse(om: &str) -> Self {
+        // (name, metadata lines, sample lines) per family, in order.
+        let mut parts: Vec<(&str, String, String)> = Vec::new();
+        for line in om.split_inclusive('\n') {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or("");
+                parts.push((name, String::new(), String::new()));
+            }
+            let Some((_, header, samples)) = parts.last_mut() else {
+                continue;
+            };
+            if line.starts_with('#') {
+                header.push_str(line);
+            } else {
+                samples.push_str(line);
+            }
+        }
+        let families = parts
+            .into_iter()
+            .map(|(name, header, samples)| RenderedFamily {
+                meta: FamilyMeta::interned(name, &header),
+                samples,
+            })
+            .collect();
+        Self { families }
+    }
+}
+
+/// The `/metrics` body: every check's pre-rendered series, merged by
+/// family, then the exporter's own metrics from `registry`.
+pub fn exposition(
+    checks: &[Arc<CheckState>],
+    registry: Option<&Registry>,
+    format: Format,
+) -> String {
+    // Size the buffer from the previous scrape, so a large exposition is
+    // written without repeated regrowth.
+    static LAST_LEN: AtomicUsize = AtomicUsize::new(64 * 1024);
+    let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
+    write_checks(checks, format, &mut out);
+    if let Some(registry) = registry {
+        let mut om = String::new();
+        // Writing to a String cannot fail; a collector that fails would
+        // leave a partial body, which is still served rather than nothing.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut om, registry);
+        match format {
+            Format::OpenMetrics => out.push_str(&om),
+            Format::Text => out.push_str(&openmetrics_to_text(&om)),
+        }
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    LAST_LEN.store(out.len(), Ordering::Relaxed);
+    out
+}
+
+/// Concatenate the checks' rendered families: each family's metadata once,
+/// then every check's samples of it, families in order of first appearance.
+fn write_checks(checks: &[Arc<CheckState>], format: Format, out: &mut String) {
+    let rendered: Vec<Arc<Rendered>> = checks.iter().map(|c| c.rendered()).collect();
+    let mut order: Vec<&FamilyMeta> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut samples: Vec<Vec<&str>> = Vec::new();
+    for r in &rendered {
+        for (i, family) in r.families.iter().enumerate() {
+            // Checks of one kind list their families in the same order, so
+            // the position usually finds the family without hashing.
+            let meta: &FamilyMeta = &family.meta;
+            let slot = match order.get(i) {
+                Some(f) if std::ptr::eq(*f, meta) => i,
+                _ => *index.entry(&meta.name).or_insert_with(|| {
+                    order.push(meta);
+                    samples.push(Vec::new());
+                    order.len() - 1
+                }),
+            };
+            samples[slot].push(&family.samples);
+        }
+    }
+    for (family, lines) in order.iter().zip(&samples) {
+        out.push_str(match format {
+            Format::OpenMetrics => &family.header,
+            Format::Text => &family.text_header,
+        });
+        for l in lines {
+            out.push_str(l);
+        }
+    }
+}
+
+/// The exposition formats we serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    /// The classic Prometheus text format, version 0.0.4.
+    Text,
+}
+
+impl Format {
+    /// Pick the format from an `Accept` header: the supported media type
+    /// with the highest q-value; OpenMetrics wins ties; the classic text
+    /// format when nothing we serve is named.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let mut best: Option<(f32, Format)> = None;
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let format = match media.as_str() {
+                "application/openmetrics-text" => Format::OpenMetrics,
+                "text/plain" => Format::Text,
+                _ => continue,
+            };
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let better = match best {
+                None => true,
+                Some((bq, bf)) => {
+                    q > bq || (q == bq && format == Format::OpenMetrics && bf != format)
+                }
+            };
+            if q > 0.0 && better {
+                best = Some((q, format));
+            }
+        }
+        best.map(|(_, f)| f).unwrap_or(Format::Text)
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Convert OpenMetrics text (as produced by prometheus-client, without
+/// exemplars or `_created`) to the classic 0.0.4 text format: no `# EOF`, no
+/// `# UNIT`, counters' metadata named with their `_total` suffix, and
+/// `unknown` spelled `untyped`.
+fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut pending_help: Option<&str> = None;
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            pending_help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, ty) = match ty {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_string(), "untyped"),
+                "info" | "stateset" => (name.to_string(), "gauge"),
+                other => (name.to_string(), other),
+            };
+            if let Some(help) = pending_help.take() {
+                let text = help.split_once(' ').map(|(_, t)| t).unwrap_or("");
+                let _ = writeln!(out, "# HELP {name} {text}");
+            }
+            let _ = writeln!(out, "# TYPE {name} {ty}");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use prometheus_client::registry::Unit;
+
+    use super::*;
+    use crate::checks::{MetricDesc, MetricKind, Sample};
+    use crate::metrics::RunRecord;
+
+    static PHASE: MetricDesc = MetricDesc {
+        name: "test_phase_duration",
+        help: "Phase duration in the last scheduled run.",
+        unit: Some(Unit::Seconds),
+        kind: MetricKind::Gauge,
+    };
+    static READS: MetricDesc = MetricDesc {
+        name: "other_reads",
+        help: "Reads as of the last scheduled run.",
+        unit: None,
+        kind: MetricKind::Counter,
+    };
+
+    fn run(samples: Vec<Sample>) -> RunRecord {
+        RunRecord {
+            finished_at: 1_700_000_000.0,
+            duration: Duration::from_millis(5),
+            result: Ok(samples),
+        }
+    }
+
+    #[test]
+    fn pre_rendered_checks_merge_into_one_block_per_family() {
+        let a = CheckState::new("a".into(), "test", vec![("team".into(), "x".into())]);
+        a.record(run(vec![
+            Sample::new(&PHASE, 0.5).with_label("phase", "connect")
+        ]));
+        let b = CheckState::new("b".into(), "other", vec![]);
+        b.record(run(vec![Sample::new(&READS, 7.0)]));
+        let c = CheckState::new("c".into(), "test", vec![]);
+        c.record(run(vec![
+            Sample::new(&PHASE, 0.25).with_label("phase", "connect")
+        ]));
+        let om = exposition(
+            &[a.clone(), b.clone(), c.clone()],
+            None,
+            Format::OpenMetrics,
+        );
+        assert!(om.ends_with("# EOF\n"));
+        let types: Vec<&str> = om.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let mut unique = types.clone();
+        unique.dedup();
+        assert_eq!(types, unique, "each family once");
+        // Samples of a family are contiguous, after its metadata.
+        let phase: Vec<&str> = om
+            .lines()
+            .skip_while(|l| !l.starts_with("# TYPE runbook_test_phase_duration_seconds"))
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            phase,
+            [
+                "runbook_test_phase_duration_seconds{check=\"a\",team=\"x\",phase=\"connect\"} 0.5",
+                "runbook_test_phase_duration_seconds{check=\"c\",phase=\"connect\"} 0.25",
+            ]
+        );
+        assert!(om.contains(
+            "# TYPE runbook_other_reads counter\nrunbook_other_reads_total{check=\"b\"} 7.0\n"
+        ));
+        let text = exposition(&[a, b, c], None, Format::Text);
+        assert!(text.contains("# TYPE runbook_other_reads_total counter\nrunbook_other_reads_total{check=\"b\"} 7.0\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    }
+
+    #[test]
+    fn families_without_samples_keep_their_own_metadata() {
+        let r = Rendered::parse("# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\nb 1\n");
+        let got: Vec<(&str, &str, &str)> = r
+            .families
+            .iter()
+            .map(|f| {
+                (
+                    f.meta.name.as_str(),
+                    f.meta.header.as_str(),
+                    f.samples.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "# HELP a A.\n# TYPE a gauge\n", ""),
+                ("b", "# HELP b B.\n# TYPE b gauge\n", "b 1\n")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_forgotten_run_drops_its_samples() {
+        let a = CheckState::new("a".into(), "test", vec![]);
+        a.record(run(vec![
+            Sample::new(&PHASE, 0.5).with_label("phase", "connect")
+        ]));
+        a.forget_last_run();
+        let om = exposition(&[a], None, Format::OpenMetrics);
+        assert!(!om.contains("runbook_test_phase_duration_seconds{"));
+        assert!(!om.contains("runbook_check_up{"));
+        assert!(om.contains("runbook_check_runs_total{check=\"a\",kind=\"test\"} 1\n"));
+    }
+
+    #[test]
+    fn negotiation_follows_q_values() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.2")),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0.2,text/plain;q=0.9")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_drops_eof() {
+        let om = "# HELP a_runs Runs.\n# TYPE a_runs counter\na_runs_total{x=\"1\"} 3\n# HELP b_seconds B.\n# TYPE b_seconds gauge\n# UNIT b_seconds seconds\nb_seconds 1.5\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_runs_total Runs.\n# TYPE a_runs_total counter\na_runs_total{x=\"1\"} 3\n# HELP b_seconds B.\n# TYPE b_seconds gauge\nb_seconds 1.5\n"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Rendering one check's series: the shared `runbook_check_*` families and
+//! the kind-specific samples of its last run, as OpenMetrics text. The
+//! output is a function of a plain [`CheckView`] only; it runs on the
+//! check's own task when its state changes, never on a scrape.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::state::RunRecord;
+use crate::checks::{MetricKind, Reason, Sample};
+
+/// Everything the series of one check are made of, read once.
+#[derive(Debug)]
+pub(super) struct CheckView<'a> {
+    pub(super) name: &'a str,
+    pub(super) kind: &'static str,
+    /// User labels, sorted by name.
+    pub(super) labels: &'a [(String, String)],
+    pub(super) last: Option<Arc<RunRecord>>,
+    pub(super) last_success: Option<f64>,
+    pub(super) runs: u64,
+    /// Failed runs, indexed like [`Reason::ALL`].
+    pub(super) failures: [u64; Reason::ALL.len()],
+}
+
+/// A check that can show a [`CheckView`] of itself.
+pub(super) trait Viewed: fmt::Debug + Send + Sync + 'static {
+    fn view(&self) -> CheckView<'_>;
+}
+
+/// The check's series in OpenMetrics text, without `# EOF`: every family's
+/// metadata, even of a family without samples.
+pub(super) fn render<C: Viewed>(check: Arc<C>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(CheckCollector(check)));
+    let mut om = String::with_capacity(2048);
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode_registry(&mut om, &registry);
+    om
+}
+
+/// Lends one check to prometheus-client's encoder, which wants an owned
+/// collector.
+#[derive(Debug)]
+struct CheckCollector<C>(Arc<C>);
+
+impl<C: Viewed> Collector for CheckCollector<C> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let view = self.0.view();
+        encode_state(&view, &mut encoder)?;
+        encode_counters(&view, &mut encoder)?;
+        encode_samples(&view, &mut encoder)
+    }
+}
+
+const HELP_UP: &str = "1 if the last scheduled run of the check succeeded, else 0.";
+const HELP_DURATION: &str = "Duration of the last scheduled run of the check.";
+const HELP_LAST_RUN: &str = "When the last scheduled run of the check ended, as a Unix timestamp.";
+const HELP_LAST_SUCCESS: &str =
+    "When the check last succeeded in a scheduled run, as a Unix timestamp.";
+const HELP_RUNS: &str = "Scheduled runs of the check since the exporter started.";
+const HELP_FAILURES: &str =
+    "Failed scheduled runs of the check since the exporter started, by reason.";
+
+/// The gauges of the check's last run and last success; a family whose
+/// value is unknown keeps its metadata and has no sample.
+fn encode_state(view: &CheckView, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let last = view.last.as_deref();
+    let gauges: [(&str, &str, Option<&Unit>, Option<f64>); 4] = [
+        (
+            "runbook_check_up",
+            HELP_UP,
+            None,
+            last.map(|r| if r.result.is_ok() { 1.0 } else { 0.0 }),
+        ),
+        (
+            "runbook_check_duration",
+            HELP_DURATION,
+            Some(&Unit::Seconds),
+            last.map(|r| r.duration.as_secs_f64()),
+        ),
+        (
+            "runbook_check_last_run_timestamp",
+            HELP_LAST_RUN,
+            Some(&Unit::Seconds),
+            last.map(|r| r.finished_at),
+        ),
+        (
+            "runbook_check_last_success_timestamp",
+            HELP_LAST_SUCCESS,
+            Some(&Unit::Seconds),
+            view.last_success,
+        ),
+    ];
+    let mut labels = Vec::new();
+    for (name, help, unit, value) in gauges {
+        let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+        if let Some(v) = value {
+            fill_labels(&mut labels, &check_and_kind(view), view.labels, &[]);
+            ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The run and failure counters, which exist from the check's start.
+fn encode_counters(view: &CheckView, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let mut labels = Vec::new();
+    let mut runs =
+        encoder.encode_descriptor("runbook_check_runs", HELP_RUNS, None, MetricType::Counter)?;
+    fill_labels(&mut labels, &check_and_kind(view), view.labels, &[]);
+    ConstCounter::new(view.runs).encode(runs.encode_family(&labels)?)?;
+    let mut failures = encoder.encode_descriptor(
+        "runbook_check_failures",
+        HELP_FAILURES,
+        None,
+        MetricType::Counter,
+    )?;
+    for reason in Reason::ALL {
+        fill_labels(
+            &mut labels,
+            &check_and_kind(view),
+            view.labels,
+            &[("reason", reason.as_str())],
+        );
+        ConstCounter::new(view.failures[reason.index()])
+            .encode(failures.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The kind-specific samples of the last run, grouped into families by
+/// metric name.
+fn encode_samples(view: &CheckView, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let mut families: BTreeMap<&'static str, Vec<&Sample>> = BTreeMap::new();
+    if let Some(record) = &view.last {
+        for sample in record.samples() {
+            families.entry(sample.desc.name).or_default().push(sample);
+        }
+    }
+    let mut name = String::new();
+    let mut labels = Vec::new();
+    let mut extra = Vec::new();
+    for (metric, samples) in families {
+        let desc = samples[0].desc;
+        name.clear();
+        name.push_str("runbook_");
+        name.push_str(metric);
+        let ty = match desc.kind {
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Counter => MetricType::Counter,
+        };
+        let mut family = encoder.encode_descriptor(&name, desc.help, desc.unit.as_ref(), ty)?;
+        for sample in samples {
+            extra.clear();
+            extra.extend(sample.labels.iter().map(|(k, v)| (*k, v.as_str())));
+            fill_labels(&mut labels, &[("check", view.name)], view.labels, &extra);
+            let series = family.encode_family(&labels)?;
+            match desc.kind {
+                MetricKind::Gauge => ConstGauge::new(sample.value).encode(series)?,
+                MetricKind::Counter => ConstCounter::new(sample.value).encode(series)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_and_kind<'a>(view: &CheckView<'a>) -> [(&'a str, &'a str); 2] {
+    [("check", view.name), ("kind", view.kind)]
+}
+
+/// Fill `buf` with the label set of one series: the check's labels, then
+/// `extra`. A user label that collides with an `extra` key is dropped, so
+/// the exposition stays valid whatever the config says. The buffer is
+/// reused across series to keep rendering allocation-light.
+fn fill_labels<'a>(
+    buf: &mut Vec<(&'a str, &'a str)>,
+    base: &[(&'a str, &'a str)],
+    user: &'a [(String, String)],
+    extra: &[(&'a str, &'a str)],
+) {
+    buf.clear();
+    buf.extend_from_slice(base);
+    for (k, v) in user {
+        if !extra.iter().any(|(e, _)| e == k) {
+            buf.push((k.as_str(), v.as_str()));
+        }
+    }
+    buf.extend_from_slice(extra);
+}

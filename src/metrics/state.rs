@@ -1,0 +1,293 @@
+//! The live state of each check, written by its runs and read by scrapes
+//! and the status page: counters, the last run, recent history, and the
+//! check's pre-rendered series; plus the [`Store`] that holds every check
+//! and the exporter-wide figures.
+//!
+//! A scrape only reads: each check's last result is an immutable snapshot
+//! behind an `ArcSwap`, replaced whole when a run ends, so a scrape never
+//! waits on a check and never sees half a result.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use super::exposition::Rendered;
+use super::render::{self, CheckView, Viewed};
+use crate::checks::{Failure, Reason, RunResult, Sample};
+use crate::clock::unix_now;
+
+/// The result of one run, as stored and served.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// When the run ended, Unix seconds.
+    pub finished_at: f64,
+    pub duration: Duration,
+    pub result: RunResult,
+}
+
+impl RunRecord {
+    pub fn failure(&self) -> Option<&Failure> {
+        self.result.as_ref().err()
+    }
+
+    /// The kind-specific samples that are valid for this run.
+    pub fn samples(&self) -> &[Sample] {
+        match &self.result {
+            Ok(samples) => samples,
+            Err(f) => &f.samples,
+        }
+    }
+}
+
+/// The live state of one configured check: counters and the last run.
+#[derive(Debug)]
+pub struct CheckState {
+    pub name: String,
+    pub kind: &'static str,
+    /// User labels, sorted by name.
+    pub labels: Vec<(String, String)>,
+    runs: AtomicU64,
+    failures: [AtomicU64; Reason::ALL.len()],
+    last_success_bits: AtomicU64,
+    last: ArcSwapOption<RunRecord>,
+    history: Mutex<VecDeque<RunSummary>>,
+    /// This check's series, encoded when its state last changed, so that a
+    /// scrape only concatenates text.
+    rendered: ArcSwap<Rendered>,
+}
+
+/// How many recent runs each check remembers for the status page.
+pub const HISTORY_LEN: usize = 20;
+
+/// One past run, as the status page shows it.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub finished_at: f64,
+    pub duration: Duration,
+    /// The reason and message of a failed run; `None` for a success.
+    /// Boxed: most runs succeed, and thousands of checks keep 20 of these.
+    pub failure: Option<Box<(Reason, String)>>,
+}
+
+impl CheckState {
+    pub fn new(name: String, kind: &'static str, labels: Vec<(String, String)>) -> Arc<Self> {
+        let state = Arc::new(Self {
+            name,
+            kind,
+            labels,
+            runs: AtomicU64::new(0),
+            failures: Default::default(),
+            last_success_bits: AtomicU64::new(0),
+            last: ArcSwapOption::empty(),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
+            rendered: ArcSwap::from_pointee(Rendered::default()),
+        });
+        state.render();
+        state
+    }
+
+    /// Re-encode this check's series after its state changed. Runs on the
+    /// check's own task, off the scrape path.
+    fn render(self: &Arc<Self>) {
+        let om = render::render(self.clone());
+        self.rendered.store(Arc::new(Rendered::parse(&om)));
+    }
+
+    /// This check's series as last rendered, for a scrape to concatenate.
+    pub(super) fn rendered(&self) -> Arc<Rendered> {
+        self.rendered.load_full()
+    }
+
+    /// Whether `self` and a check with these attributes are the same series
+    /// (same label set), so that counters may carry over a reload.
+    pub fn same_series(&self, name: &str, kind: &str, labels: &[(String, String)]) -> bool {
+        self.name == name && self.kind == kind && self.labels == labels
+    }
+
+    /// Drop the last run's result (its check changed), keeping counters.
+    pub fn forget_last_run(self: &Arc<Self>) {
+        self.last.store(None);
+        self.render();
+    }
+
+    /// Record a finished run.
+    pub fn record(self: &Arc<Self>, record: RunRecord) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        match &record.result {
+            Ok(_) => self
+                .last_success_bits
+                .store(record.finished_at.to_bits(), Ordering::Relaxed),
+            Err(f) => {
+                self.failures[f.reason.index()].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Ok(mut history) = self.history.lock() {
+            if history.len() == HISTORY_LEN {
+                history.pop_front();
+            }
+            history.push_back(RunSummary {
+                finished_at: record.finished_at,
+                duration: record.duration,
+                failure: record
+                    .failure()
+                    .map(|f| Box::new((f.reason, f.message.clone()))),
+            });
+        }
+        self.last.store(Some(Arc::new(record)));
+        self.render();
+    }
+
+    /// The most recent runs, oldest first (at most [`HISTORY_LEN`]).
+    pub fn history(&self) -> Vec<RunSummary> {
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The last run, if any.
+    pub fn last(&self) -> Option<Arc<RunRecord>> {
+        self.last.load_full()
+    }
+
+    pub fn runs_total(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    pub fn failures_total(&self, reason: Reason) -> u64 {
+        self.failures[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Unix time of the last successful run, if any.
+    pub fn last_success(&self) -> Option<f64> {
+        let t = f64::from_bits(self.last_success_bits.load(Ordering::Relaxed));
+        (t > 0.0).then_some(t)
+    }
+}
+
+impl Viewed for CheckState {
+    fn view(&self) -> CheckView<'_> {
+        CheckView {
+            name: &self.name,
+            kind: self.kind,
+            labels: &self.labels,
+            last: self.last(),
+            last_success: self.last_success(),
+            runs: self.runs_total(),
+            failures: Reason::ALL.map(|r| self.failures_total(r)),
+        }
+    }
+}
+
+/// State shared by the scheduler (writer), the HTTP server and the
+/// collector (readers).
+#[derive(Debug)]
+pub struct Store {
+    checks: ArcSwap<Vec<Arc<CheckState>>>,
+    reload_ok: AtomicBool,
+    reload_success_bits: AtomicU64,
+    in_flight: AtomicI64,
+    probes_in_flight: AtomicI64,
+    start_time: f64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            checks: ArcSwap::from_pointee(Vec::new()),
+            reload_ok: AtomicBool::new(false),
+            reload_success_bits: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            probes_in_flight: AtomicI64::new(0),
+            start_time: unix_now(),
+        }
+    }
+}
+
+impl Store {
+    /// The current set of checks.
+    pub fn checks(&self) -> Arc<Vec<Arc<CheckState>>> {
+        self.checks.load_full()
+    }
+
+    /// Replace the set of checks (after a load or reload).
+    pub fn set_checks(&self, checks: Vec<Arc<CheckState>>) {
+        self.checks.store(Arc::new(checks));
+    }
+
+    /// Record the outcome of a config (re)load.
+    pub fn config_loaded(&self, ok: bool) {
+        self.reload_ok.store(ok, Ordering::Relaxed);
+        if ok {
+            self.reload_success_bits
+                .store(unix_now().to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the last config (re)load succeeded.
+    pub fn last_reload_ok(&self) -> bool {
+        self.reload_ok.load(Ordering::Relaxed)
+    }
+
+    /// A guard that counts one scheduled run in flight while it lives.
+    pub fn run_in_flight(self: &Arc<Self>) -> InFlight {
+        InFlight::new(self.clone(), false)
+    }
+
+    /// A guard that counts one `/probe` run in flight while it lives.
+    pub fn probe_in_flight(self: &Arc<Self>) -> InFlight {
+        InFlight::new(self.clone(), true)
+    }
+
+    /// `/probe` runs executing right now.
+    pub fn probes_in_flight(&self) -> i64 {
+        self.probes_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Scheduled runs executing right now.
+    pub(super) fn runs_in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When the config was last loaded successfully, Unix seconds (0 if
+    /// never).
+    pub(super) fn last_reload_success(&self) -> f64 {
+        f64::from_bits(self.reload_success_bits.load(Ordering::Relaxed))
+    }
+
+    /// When the exporter started, Unix seconds.
+    pub(super) fn start_time(&self) -> f64 {
+        self.start_time
+    }
+}
+
+/// Counts a scheduled or a `/probe` run in flight until dropped.
+pub struct InFlight {
+    store: Arc<Store>,
+    probe: bool,
+}
+
+impl InFlight {
+    fn new(store: Arc<Store>, probe: bool) -> Self {
+        let me = Self { store, probe };
+        me.counter().fetch_add(1, Ordering::Relaxed);
+        me
+    }
+
+    fn counter(&self) -> &AtomicI64 {
+        if self.probe {
+            &self.store.probes_in_flight
+        } else {
+            &self.store.in_flight
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counter().fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,98 @@
+//! The Kafka alerts: consumer-group lag and status.
+
+use super::{Alert, Fixture, Group, Runbook, Severity};
+
+pub(super) const ALERTS: &[Alert] = &[
+    Alert {
+        name: "RunbookKafkaConsumerLagHigh",
+        group: Group::Kafka,
+        severity: Severity::Warning,
+        expr: "runbook_kafka_consumergroup_total_lag{%E%} > %T%",
+        summary: "A Kafka consumer group is far behind.",
+        description: "Group {{ $labels.group }} ({{ $labels.check }}) is {{ $value | humanize }} messages behind.",
+        explain: "total lag of a group (messages, never negative) above the threshold",
+        runbook: Runbook {
+            meaning: "The consumer group has many messages it has not processed yet.",
+            impact: "Whatever the consumers produce (emails, projections, indexes) is late by that backlog.",
+            diagnose: "```sh\nkafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --describe --group GROUP\nkubectl get pods -l app=CONSUMER\n```\nLook at `runbook_kafka_consumergroup_topic_time_lag_seconds` for the delay in time, and at the group's status (RunbookKafkaConsumerGroupStalled).",
+            fix: "Scale the consumers up (up to the partition count), fix the slow step they wait on, or restart stuck consumers.",
+            escalate: "Escalate to the consumer's owners if the backlog keeps growing (RunbookKafkaConsumerLagGrowing).",
+        },
+        test: Fixture {
+            firing: &[("runbook_kafka_consumergroup_total_lag{%L%,check=\"k\",group=\"billing\"}", "50000x30")],
+            delay: 0,
+            labels: "%L%,check=\"k\",group=\"billing\"",
+            value: "50k",
+            quiet: &[("runbook_kafka_consumergroup_total_lag{%L%,check=\"k\",group=\"billing\"}", "20x30")],
+        },
+    },
+    Alert {
+        name: "RunbookKafkaConsumerLagGrowing",
+        group: Group::Kafka,
+        severity: Severity::Warning,
+        expr: "deriv(runbook_kafka_consumergroup_total_lag{%E%}[15m]) > %T%\nand on (job, instance, check, group)\nrunbook_kafka_consumergroup_total_lag{%E%} > 0",
+        summary: "A Kafka consumer group's lag keeps growing.",
+        description: "The lag of group {{ $labels.group }} ({{ $labels.check }}) grows by {{ $value | humanize }} messages per second.",
+        explain: "`deriv(total lag[15m])` above the threshold while lag is non-zero",
+        runbook: Runbook {
+            meaning: "Producers write faster than the group consumes, steadily.",
+            impact: "The backlog and the delay grow without bound until consumers catch up.",
+            diagnose: "```sh\nkafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --describe --group GROUP\n```\nCompare the topic's produce rate (`rate(runbook_kafka_topic_partition_end_offset_total[5m])`) with the group's consumption.",
+            fix: "Scale consumers, add partitions for more parallelism, or throttle the producer.",
+            escalate: "Escalate to the consumer's owners; P0 if the data is time-critical.",
+        },
+        test: Fixture {
+            firing: &[("runbook_kafka_consumergroup_total_lag{%L%,check=\"k\",group=\"billing\"}", "0+600x40")],
+            delay: 1,
+            labels: "%L%,check=\"k\",group=\"billing\"",
+            value: "10",
+            quiet: &[("runbook_kafka_consumergroup_total_lag{%L%,check=\"k\",group=\"billing\"}", "5000-100x40")],
+        },
+    },
+    Alert {
+        name: "RunbookKafkaConsumerGroupStalled",
+        group: Group::Kafka,
+        severity: Severity::Warning,
+        expr: "runbook_kafka_consumergroup_status{%E%, status=\"stalled\"} == 1",
+        summary: "A Kafka consumer group is stalled.",
+        description: "Group {{ $labels.group }} ({{ $labels.check }}) has members but its committed offsets do not move while it has lag (status stalled = {{ $value }}).",
+        explain: "the group's status is `stalled` (lag, members, no commits)",
+        runbook: Runbook {
+            meaning: "The group is alive but does not commit progress: consumers are stuck (a poison message, a deadlock, a blocked dependency).",
+            impact: "Nothing from the affected partitions is processed.",
+            diagnose: "```sh\nkafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --describe --group GROUP --members --verbose\nkubectl logs -l app=CONSUMER --tail=200\n```",
+            fix: "Restart the stuck consumers; skip or dead-letter a poison message after recording it.",
+            escalate: "Escalate to the consumer's owners within the hour.",
+        },
+        test: Fixture {
+            firing: &[("runbook_kafka_consumergroup_status{%L%,check=\"k\",group=\"billing\",status=\"stalled\"}", "1x30")],
+            delay: 0,
+            labels: "%L%,check=\"k\",group=\"billing\",status=\"stalled\"",
+            value: "1",
+            quiet: &[("runbook_kafka_consumergroup_status{%L%,check=\"k\",group=\"billing\",status=\"stalled\"}", "0x30")],
+        },
+    },
+    Alert {
+        name: "RunbookKafkaConsumerGroupStopped",
+        group: Group::Kafka,
+        severity: Severity::Critical,
+        expr: "runbook_kafka_consumergroup_status{%E%, status=\"stopped\"} == 1",
+        summary: "A Kafka consumer group has stopped consuming.",
+        description: "Group {{ $labels.group }} ({{ $labels.check }}) has no members while messages wait (status stopped = {{ $value }}).",
+        explain: "the group's status is `stopped` (lag, no members)",
+        runbook: Runbook {
+            meaning: "No consumer of the group is connected, and messages are waiting.",
+            impact: "Nothing is processed; the backlog grows with every produced message.",
+            diagnose: "```sh\nkafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --describe --group GROUP --state\nkubectl get deploy,pods -l app=CONSUMER\n```",
+            fix: "Start the consumers again (scale the deployment up, fix the crash loop: see RunbookKubePodCrashLooping).",
+            escalate: "P0: page the consumer's owners.",
+        },
+        test: Fixture {
+            firing: &[("runbook_kafka_consumergroup_status{%L%,check=\"k\",group=\"billing\",status=\"stopped\"}", "1x30")],
+            delay: 0,
+            labels: "%L%,check=\"k\",group=\"billing\",status=\"stopped\"",
+            value: "1",
+            quiet: &[("runbook_kafka_consumergroup_status{%L%,check=\"k\",group=\"billing\",status=\"stopped\"}", "0x30")],
+        },
+    },
+];
