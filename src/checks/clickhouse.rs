@@ -18,12 +18,13 @@ use reqwest::{Client, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use super::tls::TlsSpec;
+use super::shared::tls::TlsSpec;
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
+use crate::checks::shared::errors;
+use crate::checks::shared::secret::{self, Secret};
 use crate::clock::unix_now;
-use crate::config::secret::{self, Secret};
 
 const USER_AGENT: &str = concat!("runbook-exporter/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of a query result read; the rest is not fetched.
@@ -88,15 +89,15 @@ fn default_query() -> String {
 
 impl super::ProbeSafety for ClickhouseSpec {
     fn credentials(&self) -> Vec<&'static str> {
-        super::targets::set_fields(&[
+        super::shared::targets::set_fields(&[
             ("password", self.password.is_some()),
             ("password_file", self.password_file.is_some()),
             ("tls.key_file", TlsSpec::has_client_key(self.tls.as_ref())),
         ])
     }
 
-    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
-        super::targets::Endpoint::of_url(&self.url, 8123)
+    fn endpoints(&self) -> Vec<super::shared::targets::Endpoint> {
+        super::shared::targets::Endpoint::of_url(&self.url, 8123)
     }
 }
 
@@ -427,33 +428,20 @@ fn error_code(body: &str) -> Option<u32> {
 
 /// A reason and a short description for a failed HTTP exchange.
 fn classify_transport(e: &reqwest::Error) -> (Reason, String) {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    let mut reason = if e.is_timeout() {
-        Reason::Timeout
-    } else {
-        Reason::Network
-    };
-    let mut detail = e.to_string();
-    while let Some(err) = source {
-        // hyper-util's connector names a failed name lookup this way; its
-        // error type is private.
-        if err.to_string() == "dns error" {
-            let cause = err.source().map(|c| c.to_string()).unwrap_or_default();
-            return (Reason::Dns, format!("cannot resolve the host: {cause}"));
-        }
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return (Reason::Tls, format!("TLS handshake failed: {tls}"));
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return (Reason::Tls, format!("TLS handshake failed: {tls}"));
-            }
-            reason = Reason::from_io(io);
-            detail = io.to_string();
-        }
-        source = err.source();
+    // hyper-util's connector names a failed name lookup "dns error"; its
+    // error type is private.
+    if let Some(dns) = errors::chain(e).find(|err| err.to_string() == "dns error") {
+        let cause = dns.source().map(|c| c.to_string()).unwrap_or_default();
+        return (Reason::Dns, format!("cannot resolve the host: {cause}"));
     }
-    (reason, detail)
+    if let Some(tls) = errors::first_tls(e) {
+        return (Reason::Tls, format!("TLS handshake failed: {tls}"));
+    }
+    match errors::first_io(e) {
+        Some(io) => (Reason::from_io(io), io.to_string()),
+        None if e.is_timeout() => (Reason::Timeout, e.to_string()),
+        None => (Reason::Network, e.to_string()),
+    }
 }
 
 /// The start of `text` on one line, for a message.

@@ -24,7 +24,8 @@ use serde::Deserialize;
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
-use crate::config::secret::{self, Secret};
+use crate::checks::shared::errors;
+use crate::checks::shared::secret::{self, Secret};
 
 /// Config of an `s3` check.
 ///
@@ -104,7 +105,7 @@ fn default_round_trip_prefix() -> String {
 
 impl super::ProbeSafety for S3Spec {
     fn credentials(&self) -> Vec<&'static str> {
-        let mut found = super::targets::set_fields(&[
+        let mut found = super::shared::targets::set_fields(&[
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
             (
@@ -122,12 +123,12 @@ impl super::ProbeSafety for S3Spec {
 
     /// The endpoint, or AWS's regional one; with virtual-hosted addressing
     /// the bucket becomes the first label of the host dialled.
-    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
+    fn endpoints(&self) -> Vec<super::shared::targets::Endpoint> {
         let base = match &self.endpoint {
             Some(endpoint) => url::Url::parse(endpoint)
                 .ok()
-                .and_then(|u| super::targets::Endpoint::from_url(&u, 443)),
-            None => Some(super::targets::Endpoint::new(
+                .and_then(|u| super::shared::targets::Endpoint::from_url(&u, 443)),
+            None => Some(super::shared::targets::Endpoint::new(
                 format!("s3.{}.amazonaws.com", self.region),
                 443,
             )),
@@ -526,44 +527,23 @@ where
             } else {
                 Reason::Network
             };
-            (reason, error_chain(err))
+            (reason, errors::describe(err))
         }
-        SdkError::ResponseError(_) => (Reason::Protocol, error_chain(err)),
+        SdkError::ResponseError(_) => (Reason::Protocol, errors::describe(err)),
         SdkError::ConstructionFailure(_) if chain_mentions(err, "credentials") => {
-            (Reason::Auth, error_chain(err))
+            (Reason::Auth, errors::describe(err))
         }
-        _ => (Reason::Internal, error_chain(err)),
+        _ => (Reason::Internal, errors::describe(err)),
     }
-}
-
-/// The error and its causes, joined by ": ".
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let s = e.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = e.source();
-    }
-    text
 }
 
 fn chain_has_io(err: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>()
+    errors::chain(err).any(|e| {
+        e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == kind)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    })
 }
 
 fn chain_mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool {
-    error_chain(err).to_ascii_lowercase().contains(needle)
+    errors::describe(err).to_ascii_lowercase().contains(needle)
 }

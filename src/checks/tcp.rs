@@ -14,9 +14,9 @@ use prometheus_client::registry::Unit;
 use regex::bytes::Regex;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::tls::{self, TlsClient, TlsSpec};
+use super::shared::dial;
+use super::shared::tls::{TlsClient, TlsSpec};
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
@@ -82,7 +82,7 @@ fn default_max_read_bytes() -> usize {
 impl super::ProbeSafety for TcpSpec {
     /// A client key, and `send`, which may hold a password (`AUTH ...`).
     fn credentials(&self) -> Vec<&'static str> {
-        super::targets::set_fields(&[
+        super::shared::targets::set_fields(&[
             (
                 "tls_config.key_file",
                 TlsSpec::has_client_key(self.tls_config.as_ref()),
@@ -91,8 +91,8 @@ impl super::ProbeSafety for TcpSpec {
         ])
     }
 
-    fn endpoints(&self) -> Vec<super::targets::Endpoint> {
-        super::targets::Endpoint::parse(&self.address)
+    fn endpoints(&self) -> Vec<super::shared::targets::Endpoint> {
+        super::shared::targets::Endpoint::parse(&self.address)
             .into_iter()
             .collect()
     }
@@ -117,7 +117,7 @@ impl TcpSpec {
                     "expect".to_string(),
                     format!(
                         "invalid regular expression: {}",
-                        crate::config::regex_problem(&e)
+                        crate::checks::shared::regex_problem(&e)
                     ),
                 ));
             }
@@ -198,83 +198,32 @@ impl TcpCheck {
             Some(ip) => vec![SocketAddr::new(ip, self.port)],
             None => {
                 let start = Instant::now();
-                let result = tokio::net::lookup_host((self.host.as_str(), self.port)).await;
-                let elapsed = start.elapsed();
-                let addrs: Vec<SocketAddr> = match result {
-                    Ok(addrs) => addrs.collect(),
-                    Err(e) => {
-                        return Err(Failure::new(
-                            Reason::Dns,
-                            format!("cannot resolve {}: {e}", self.host),
-                        ))
-                    }
-                };
-                if addrs.is_empty() {
-                    return Err(Failure::new(
-                        Reason::Dns,
-                        format!("cannot resolve {}: no addresses", self.host),
-                    ));
-                }
-                samples.push(phase_sample("resolve", elapsed));
+                let addrs = dial::resolve(&self.host, self.port).await?;
+                samples.push(phase_sample("resolve", start.elapsed()));
                 addrs
             }
         };
 
         // Connect: each address in turn, like nc.
         let start = Instant::now();
-        let mut last_error = None;
-        let mut connected = None;
-        for addr in &addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    connected = Some(stream);
-                    break;
-                }
-                Err(e) => last_error = Some((*addr, e)),
-            }
-        }
-        let stream = match connected {
-            Some(stream) => stream,
-            None => {
-                let (addr, e) = last_error.expect("at least one address was tried");
-                let message = if addrs.len() == 1 {
-                    format!("connect to {addr} failed: {e}")
-                } else {
-                    format!(
-                        "connect to {}:{} failed on all {} addresses; last, {addr}: {e}",
-                        self.host,
-                        self.port,
-                        addrs.len()
-                    )
-                };
-                return Err(Failure::new(Reason::from_io(&e), message).with_samples(samples));
-            }
+        let target = format!("{}:{}", self.host, self.port);
+        let stream = match dial::connect(&target, &addrs).await {
+            Ok(stream) => stream,
+            Err(f) => return Err(f.with_samples(samples)),
         };
         samples.push(phase_sample("connect", start.elapsed()));
-        // Small request/response exchanges should not wait for Nagle.
-        let _ = stream.set_nodelay(true);
 
         match &self.tls {
             None => self.finish(stream, samples).await,
             Some(tls) => {
                 let start = Instant::now();
-                match tls.connector.connect(tls.server_name.clone(), stream).await {
-                    Ok(stream) => {
+                match dial::handshake(&tls.connector, tls.server_name.clone(), stream).await {
+                    Ok((stream, expiry)) => {
                         samples.push(phase_sample("tls", start.elapsed()));
-                        if let Some(sample) = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(tls::expiry_sample)
-                        {
-                            samples.push(sample);
-                        }
+                        samples.extend(expiry);
                         self.finish(stream, samples).await
                     }
-                    Err(e) => {
-                        Err(Failure::new(Reason::Tls, tls::describe_error(&e))
-                            .with_samples(samples))
-                    }
+                    Err(f) => Err(f.with_samples(samples)),
                 }
             }
         }
@@ -385,7 +334,7 @@ fn snippet(data: &[u8]) -> String {
 /// Split `host:port`. IPv6 literals must be in brackets; the returned host
 /// has them removed.
 fn split_host_port(address: &str) -> Result<(String, u16), String> {
-    super::targets::Endpoint::parse(address).map(|e| (e.host, e.port))
+    super::shared::targets::Endpoint::parse(address).map(|e| (e.host, e.port))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::{
     duration, files, CheckConfig, Config, DEFAULT_INTERVAL, DEFAULT_MAX_CONCURRENT_RUNS,
     DEFAULT_TIMEOUT,
 };
+use crate::checks::shared::regex_problem;
 use crate::checks::{CheckSpec, KINDS};
 
 /// Label names the exporter sets itself; user labels may not use them.
@@ -391,15 +392,6 @@ fn check_labels(
             );
         }
     }
-}
-
-/// The one-line gist of a regex error (its Display spans several lines).
-pub fn regex_problem(e: &regex::Error) -> String {
-    let text = e.to_string();
-    text.lines()
-        .last()
-        .map(|l| l.trim_start_matches("error: ").to_string())
-        .unwrap_or(text)
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`: valid as a Prometheus label name.

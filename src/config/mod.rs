@@ -13,11 +13,12 @@ mod errors;
 mod load;
 mod modules;
 
-pub mod duration;
 pub mod files;
 pub mod interpolate;
-pub mod secret;
 pub mod yaml;
+
+// The value types of the config that kinds deserialize live with them.
+pub use crate::checks::shared::{duration, secret};
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,9 +26,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::checks::targets::AllowedTargets;
+pub use crate::checks::shared::regex_problem;
+use crate::checks::shared::targets::AllowedTargets;
 use crate::checks::{Check, CheckSpec};
-pub use build::{is_label_safe, regex_problem};
+pub use build::is_label_safe;
 pub use errors::{ConfigError, ConfigErrors};
 pub use load::{load, load_with_env, parse, parse_file};
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::errors::Errors;
 use super::yaml::{self, Document};
-use crate::checks::targets::{AllowedTargets, HostPattern};
+use crate::checks::shared::targets::{AllowedTargets, HostPattern};
 use crate::checks::CheckSpec;
 
 /// Remove and parse an entry's `allowed_targets`, which only modules take.

@@ -3,7 +3,6 @@
 //! the HTTP/1.1 exchange over the stream, each phase timed into the
 //! [`Trace`]; and how hyper's errors become a [`Reason`].
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +20,9 @@ use url::{Host, Url};
 
 use super::trace::{Phase, Trace};
 use super::HttpCheck;
-use crate::checks::tls::{self, TlsSpec};
+use crate::checks::shared::dial;
+use crate::checks::shared::errors;
+use crate::checks::shared::tls::TlsSpec;
 use crate::checks::Reason;
 
 /// Resolve `host` and connect to its addresses in turn, until one answers.
@@ -30,32 +31,25 @@ pub(super) async fn connect(
     port: u16,
     trace: &mut Trace,
 ) -> Result<TcpStream, (Reason, String)> {
+    let name = host_text(host);
     let started = Instant::now();
-    let addrs: std::io::Result<Vec<SocketAddr>> = match *host {
-        Host::Ipv4(ip) => Ok(vec![SocketAddr::new(ip.into(), port)]),
-        Host::Ipv6(ip) => Ok(vec![SocketAddr::new(ip.into(), port)]),
-        Host::Domain(name) => tokio::net::lookup_host((name, port))
-            .await
-            .map(Iterator::collect),
-    };
+    let addrs = dial::resolve(&name, port).await;
     trace.add(Phase::Resolve, started.elapsed());
-    let addrs = addrs.map_err(|e| (Reason::Dns, format!("resolving {host}: {e}")))?;
+    let addrs = addrs.map_err(|f| (f.reason, f.message))?;
 
     let started = Instant::now();
-    let mut outcome = Err((Reason::Dns, format!("resolving {host}: no addresses")));
-    for addr in &addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                outcome = Ok(stream);
-                break;
-            }
-            Err(e) => outcome = Err((Reason::from_io(&e), format!("connecting to {addr}: {e}"))),
-        }
-    }
+    let stream = dial::connect(&format!("{host}:{port}"), &addrs).await;
     trace.add(Phase::Connect, started.elapsed());
-    let stream = outcome?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    stream.map_err(|f| (f.reason, f.message))
+}
+
+/// A URL host as a name or bare IP address (IPv6 without brackets).
+fn host_text(host: &Host<&str>) -> String {
+    match host {
+        Host::Domain(d) => d.to_string(),
+        Host::Ipv4(ip) => ip.to_string(),
+        Host::Ipv6(ip) => ip.to_string(),
+    }
 }
 
 impl HttpCheck {
@@ -68,11 +62,7 @@ impl HttpCheck {
         stream: TcpStream,
         trace: &mut Trace,
     ) -> Result<TlsStream<TcpStream>, (Reason, String)> {
-        let name = match host {
-            Host::Domain(d) => d.to_string(),
-            Host::Ipv4(ip) => ip.to_string(),
-            Host::Ipv6(ip) => ip.to_string(),
-        };
+        let name = host_text(host);
         // `tls.server_name` names the configured host, not redirect targets.
         let server_name = if url.host() == self.url.host() {
             self.tls.server_name(&name)
@@ -81,16 +71,11 @@ impl HttpCheck {
         }
         .map_err(|e| (Reason::Tls, e))?;
         let started = Instant::now();
-        let handshake = TlsConnector::from(self.tls_config.clone())
-            .connect(server_name, stream)
-            .await;
+        let connector = TlsConnector::from(self.tls_config.clone());
+        let handshake = dial::handshake(&connector, server_name, stream).await;
         trace.add(Phase::Tls, started.elapsed());
-        let stream = handshake.map_err(|e| (Reason::Tls, tls::describe_error(&e)))?;
-        trace.expiry = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(tls::expiry_sample);
+        let (stream, expiry) = handshake.map_err(|f| (f.reason, f.message))?;
+        trace.expiry = expiry;
         Ok(stream)
     }
 }
@@ -136,36 +121,18 @@ impl Drop for Connection {
 
 /// Classify an error from hyper (sending, or reading the response).
 pub(super) fn hyper_failure(err: &hyper::Error) -> (Reason, String) {
-    let message = error_chain(err);
+    let message = errors::describe(err);
     if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
         return (
             Reason::Protocol,
             format!("invalid HTTP response: {message}"),
         );
     }
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return (Reason::from_io(io), message);
-        }
-        source = e.source();
+    if let Some(io) = errors::first_io(err) {
+        return (Reason::from_io(io), message);
     }
     if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
         return (Reason::Network, message);
     }
     (Reason::Protocol, message)
-}
-
-/// An error and its sources, joined by `: `.
-pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !message.ends_with(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = e.source();
-    }
-    message
 }

@@ -13,7 +13,7 @@ use url::Url;
 use super::connect::{send, Connection};
 use super::trace::Trace;
 use super::HttpCheck;
-use crate::checks::targets::{is_credential_header, Endpoint};
+use crate::checks::shared::targets::{is_credential_header, Endpoint};
 use crate::checks::Reason;
 
 const USER_AGENT: &str = concat!("runbook-exporter/", env!("CARGO_PKG_VERSION"));

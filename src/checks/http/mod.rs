@@ -33,10 +33,10 @@ use url::Url;
 
 use self::spec::{Problem, StatusMatch};
 use self::trace::Trace;
-use super::targets::{is_credential_header, AllowedTargets};
-use super::tls::TlsSpec;
+use super::shared::targets::{is_credential_header, AllowedTargets};
+use super::shared::tls::TlsSpec;
 use super::{BuildError, Check, Failure, MetricDesc, MetricKind, RunContext, RunResult};
-use crate::config::secret::{self, Secret};
+use crate::checks::shared::secret::{self, Secret};
 
 pub use self::spec::{BasicAuth, HttpSpec, JsonExpectation, StatusPattern};
 

@@ -11,10 +11,11 @@ use hyper::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 
-use super::connect::{error_chain, hyper_failure, Connection};
+use super::connect::{hyper_failure, Connection};
 use super::exchange::display_url;
 use super::trace::{Phase, Trace};
 use super::HttpCheck;
+use crate::checks::shared::errors;
 use crate::checks::Reason;
 
 impl HttpCheck {
@@ -84,7 +85,7 @@ impl HttpCheck {
             Some(e) => hyper_failure(e),
             None => (
                 Reason::Network,
-                format!("reading the body: {}", error_chain(err)),
+                format!("reading the body: {}", errors::describe(err)),
             ),
         }
     }

@@ -16,10 +16,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use url::Url;
 
-use crate::checks::targets::{self, AllowedTargets, Endpoint};
-use crate::checks::tls::TlsSpec;
+use crate::checks::shared::secret::Secret;
+use crate::checks::shared::targets::{self, AllowedTargets, Endpoint};
+use crate::checks::shared::tls::TlsSpec;
 use crate::checks::ProbeSafety;
-use crate::config::secret::Secret;
 
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
@@ -411,7 +411,7 @@ pub(super) fn regexes(list: &str, patterns: &[String]) -> Vec<Result<Regex, Prob
         Regex::new(p).map_err(|e| {
             format!(
                 "invalid regular expression: {}",
-                crate::config::regex_problem(&e)
+                crate::checks::shared::regex_problem(&e)
             )
         })
     })

@@ -1,10 +1,9 @@
 //! The errors of the driver: their [`Reason`], their one-line text, and
 //! [`Failed`], a statement that failed with what the run was doing.
 
-use std::error::Error as _;
-
 use tokio_postgres::error::SqlState;
 
+use crate::checks::shared::errors;
 use crate::checks::Reason;
 
 /// A statement that failed: what the run was doing, and the driver's error.
@@ -36,21 +35,8 @@ pub(super) fn classify(e: &tokio_postgres::Error) -> Reason {
             Reason::UnexpectedResponse
         };
     }
-    let mut source = e.source();
-    while let Some(err) = source {
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return Reason::Tls;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return Reason::Tls;
-            }
-            return Reason::from_io(io);
-        }
-        source = err.source();
+    if let Some(reason) = errors::transport_reason(e) {
+        return reason;
     }
     let text = e.to_string();
     if text.contains("TLS") {
@@ -72,12 +58,5 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     }
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
+    errors::describe(e)
 }

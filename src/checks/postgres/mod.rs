@@ -30,11 +30,11 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::backoff::Reconnect;
+use super::shared::backoff::Reconnect;
 use super::{
     BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
 };
-use crate::config::secret;
+use crate::checks::shared::secret;
 
 /// Declare a metric descriptor of this kind; used by every collector.
 macro_rules! desc {

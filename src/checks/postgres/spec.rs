@@ -10,10 +10,10 @@ use serde::Deserialize;
 use tokio_postgres::Config;
 
 use super::{describe, target};
-use crate::checks::targets::{self, Endpoint};
-use crate::checks::tls::TlsSpec;
+use crate::checks::shared::secret::Secret;
+use crate::checks::shared::targets::{self, Endpoint};
+use crate::checks::shared::tls::TlsSpec;
 use crate::checks::ProbeSafety;
-use crate::config::secret::Secret;
 
 /// How the session is encrypted (`sslmode`, as in libpq).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -75,7 +75,10 @@ pub struct PostgresSpec {
     /// An active query running longer than this counts as long-running.
     /// Measured from `query_start`, not from the transaction start.
     /// Default: 1s.
-    #[serde(default = "default_long_query", with = "crate::config::duration")]
+    #[serde(
+        default = "default_long_query",
+        with = "crate::checks::shared::duration"
+    )]
     pub long_query_threshold: Duration,
     /// Export the top N statements of pg_stat_statements by total time.
     /// Default: 10; 0 turns it off.

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Deserialize;
 
-use super::{BuildError, MetricDesc, MetricKind, Sample};
+use crate::checks::{BuildError, MetricDesc, MetricKind, Sample};
 use prometheus_client::registry::Unit;
 
 /// Make ring rustls's process-wide crypto provider. Our own TLS configs name

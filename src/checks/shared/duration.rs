@@ -1,6 +1,6 @@
 //! Durations in the config, written as `500ms`, `2s`, `1m` or `1h30m`.
 //!
-//! Use as `#[serde(with = "crate::config::duration")]` on a `Duration`
+//! Use as `#[serde(with = "crate::checks::shared::duration")]` on a `Duration`
 //! field, or [`option`] on an `Option<Duration>` field.
 
 use std::time::Duration;

@@ -195,7 +195,7 @@ impl fmt::Display for HostPattern {
 }
 
 /// The names of the credential fields that are set, for
-/// [`ProbeSafety::credentials`](super::ProbeSafety::credentials).
+/// [`ProbeSafety::credentials`](crate::checks::ProbeSafety::credentials).
 pub fn set_fields(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
     fields
         .iter()
