@@ -1,6 +1,7 @@
 //! The `kubernetes` kind: the real kube client against a fake API server
 //! started by each test, serving genuine Kubernetes list JSON.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use common::build;
