@@ -1,7 +1,7 @@
 //! Pods: phases and readiness, containers waiting by reason (crash loops
 //! included), restarts, OOM kills counted once, and the `max_pods` limit.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::fake_api::*;
 use crate::objects::*;
@@ -152,6 +152,17 @@ async fn waiting_reasons_outside_the_fixed_set_count_as_other() {
         .all(|r| !r.path.ends_with("/nodes") && !r.path.ends_with("/events")));
 }
 
+/// A running, ready pod with one container `api` that restarted `restarts`
+/// times, last ending as `last_state`.
+fn running_pod(name: &str, restarts: u32, last_state: Value) -> Value {
+    pod(
+        name,
+        "Running",
+        true,
+        vec![container("api", restarts, running(), last_state)],
+    )
+}
+
 #[tokio::test]
 async fn an_oom_killed_restart_is_counted_once() {
     let f = Fixture::new("nodes: false").await;
@@ -161,23 +172,8 @@ async fn an_oom_killed_restart_is_counted_once() {
     // exporter cannot tell when that happened.
     f.set(|c| {
         c.pods = vec![
-            pod(
-                "api-0",
-                "Running",
-                true,
-                vec![container("api", 0, running(), json!({}))],
-            ),
-            pod(
-                "api-1",
-                "Running",
-                true,
-                vec![container(
-                    "api",
-                    1,
-                    running(),
-                    terminated("OOMKilled", 137, "b1"),
-                )],
-            ),
+            running_pod("api-0", 0, json!({})),
+            running_pod("api-1", 1, terminated("OOMKilled", 137, "b1")),
         ]
     });
     let s = f.run_ok().await;
@@ -192,17 +188,7 @@ async fn an_oom_killed_restart_is_counted_once() {
 
     // api-0 is OOM-killed and restarted.
     f.set(|c| {
-        c.pods[0] = pod(
-            "api-0",
-            "Running",
-            true,
-            vec![container(
-                "api",
-                1,
-                running(),
-                terminated("OOMKilled", 137, "a1"),
-            )],
-        );
+        c.pods[0] = running_pod("api-0", 1, terminated("OOMKilled", 137, "a1"));
     });
     let s = f.run_ok().await;
     assert_eq!(
@@ -225,29 +211,14 @@ async fn an_oom_killed_restart_is_counted_once() {
     // A crash that is no OOM kill leaves the counter alone; another OOM
     // kill adds one.
     f.set(|c| {
-        c.pods[0] = pod(
-            "api-0",
-            "Running",
-            true,
-            vec![container("api", 2, running(), terminated("Error", 1, "a2"))],
-        );
+        c.pods[0] = running_pod("api-0", 2, terminated("Error", 1, "a2"));
     });
     assert_eq!(
         value(&f.run_ok().await, "kubernetes_container_oom_kills", &api0),
         Some(1.0)
     );
     f.set(|c| {
-        c.pods[0] = pod(
-            "api-0",
-            "Running",
-            true,
-            vec![container(
-                "api",
-                3,
-                running(),
-                terminated("OOMKilled", 137, "a3"),
-            )],
-        );
+        c.pods[0] = running_pod("api-0", 3, terminated("OOMKilled", 137, "a3"));
     });
     assert_eq!(
         value(&f.run_ok().await, "kubernetes_container_oom_kills", &api0),
@@ -257,17 +228,8 @@ async fn an_oom_killed_restart_is_counted_once() {
     // A pod created after the first run that was already OOM-killed once
     // when first seen: that kill counts.
     f.set(|c| {
-        c.pods.push(pod(
-            "api-2",
-            "Running",
-            true,
-            vec![container(
-                "api",
-                1,
-                running(),
-                terminated("OOMKilled", 137, "c1"),
-            )],
-        ));
+        c.pods
+            .push(running_pod("api-2", 1, terminated("OOMKilled", 137, "c1")));
     });
     let s = f.run_ok().await;
     let api2 = [("k8s_pod", "api-2"), ("k8s_container", "api")];
