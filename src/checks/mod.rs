@@ -17,8 +17,7 @@ pub mod redis;
 pub mod s3;
 pub mod shared;
 
-// Kinds not yet moved onto `shared::` paths reach these through here.
-use shared::{backoff, targets, tls};
+use shared::{targets, tls};
 pub mod tcp;
 
 use std::fmt;

@@ -1,0 +1,291 @@
+//! The API side of a `kubernetes` check: where the client configuration
+//! comes from (a kubeconfig or the service account), the client itself,
+//! listing one resource, and the classification of client errors.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams, ObjectList};
+use kube::client::ConfigExt;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+
+use super::metrics::{ApiResource, API_VERB};
+use super::spec::KubernetesSpec;
+use crate::checks::{BuildError, Failure, Reason};
+
+/// Where the client configuration comes from.
+pub(super) enum Source {
+    InCluster,
+    Kubeconfig {
+        path: PathBuf,
+        kubeconfig: Box<Kubeconfig>,
+        options: KubeConfigOptions,
+    },
+}
+
+/// A client and the namespace its configuration defaults to.
+#[derive(Clone)]
+pub(super) struct Connection {
+    pub(super) client: Client,
+    pub(super) default_namespace: String,
+}
+
+impl Source {
+    /// Where the client configuration of `spec` comes from: the kubeconfig
+    /// is read and its context checked now. Also the tokens it holds, which
+    /// are secrets.
+    pub(super) fn new(spec: &KubernetesSpec) -> Result<(Self, Vec<String>), BuildError> {
+        let mut secrets = Vec::new();
+        let source = match &spec.kubeconfig {
+            None => Source::InCluster,
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+                    BuildError::new("kubeconfig", format!("cannot read {}: {e}", path.display()))
+                })?;
+                let context = spec
+                    .context
+                    .clone()
+                    .or_else(|| kubeconfig.current_context.clone());
+                let Some(context) = context else {
+                    return Err(BuildError::new(
+                        "context",
+                        format!("{} has no current-context: set `context`", path.display()),
+                    ));
+                };
+                if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+                    let known: Vec<&str> = kubeconfig
+                        .contexts
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    return Err(BuildError::new(
+                        "context",
+                        format!(
+                            "no context {context:?} in {}; it has: {}",
+                            path.display(),
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                for user in &kubeconfig.auth_infos {
+                    if let Some(token) = user.auth_info.as_ref().and_then(|a| a.token.as_ref()) {
+                        secrets.push(token.expose_secret().to_string());
+                    }
+                }
+                Source::Kubeconfig {
+                    path: path.clone(),
+                    kubeconfig: Box::new(kubeconfig),
+                    options: KubeConfigOptions {
+                        context: Some(context),
+                        cluster: None,
+                        user: None,
+                    },
+                }
+            }
+        };
+        Ok((source, secrets))
+    }
+
+    /// A new client and the namespace its configuration defaults to.
+    pub(super) async fn connect(&self) -> Result<Connection, Failure> {
+        let config = match self {
+            Source::InCluster => Config::incluster().map_err(|e| {
+                Failure::new(
+                    Reason::Internal,
+                    format!(
+                        "no in-cluster service account ({e}); set `kubeconfig` when the exporter runs outside Kubernetes"
+                    ),
+                )
+            })?,
+            Source::Kubeconfig {
+                path,
+                kubeconfig,
+                options,
+            } => Config::from_custom_kubeconfig((**kubeconfig).clone(), options)
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        Reason::Internal,
+                        format!("cannot use kubeconfig {}: {e}", path.display()),
+                    )
+                })?,
+        };
+        let default_namespace = config.default_namespace.clone();
+        let client = client_from(&config).map_err(|e| {
+            let (reason, detail) = classify(&e);
+            Failure::new(
+                reason,
+                format!("cannot create the Kubernetes client: {detail}"),
+            )
+        })?;
+        Ok(Connection {
+            client,
+            default_namespace,
+        })
+    }
+}
+
+/// A client for `config`: kube's own stack (base URL, credentials, extra
+/// headers, rustls) without its retry layer, since the schedule is the
+/// retry, and without its tracing layer, which logs every failed request at
+/// ERROR level; the scheduler reports failures once, classified. Requests
+/// need no timeouts of their own: the scheduler cancels a run at its timeout.
+fn client_from(config: &Config) -> Result<Client, kube::Error> {
+    let connector = config.rustls_https_connector()?;
+    let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, kube::client::Body>(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http);
+    Ok(Client::new(service, config.default_namespace.clone()))
+}
+
+/// Clears the stored client when dropped armed (a cancelled run).
+pub(super) struct DropOnCancel<'a>(&'a Mutex<Option<Connection>>, bool);
+
+impl<'a> DropOnCancel<'a> {
+    /// Armed: clears `slot` when dropped before [`Self::disarm`].
+    pub(super) fn armed(slot: &'a Mutex<Option<Connection>>) -> Self {
+        Self(slot, true)
+    }
+
+    pub(super) fn disarm(mut self) {
+        self.1 = false;
+    }
+}
+
+impl Drop for DropOnCancel<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            lock(self.0).take();
+        }
+    }
+}
+
+/// Lock a mutex, ignoring poisoning (the data stays consistent: every
+/// critical section is a plain assignment or a loop without panics).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The results of the lists of one namespace (`None`: not asked for).
+pub(super) struct NamespaceLists {
+    pub(super) namespace: String,
+    pub(super) services: Vec<String>,
+    pub(super) pods: Result<Vec<Pod>, Failure>,
+    pub(super) deployments: Option<Result<Vec<Deployment>, Failure>>,
+    pub(super) events: Option<Result<Vec<Event>, Failure>>,
+    pub(super) slices: Option<Result<Vec<EndpointSlice>, Failure>>,
+}
+
+/// List one resource with `resourceVersion=0`, mapping errors to a failure
+/// that names what was listed.
+pub(super) async fn list<K>(
+    api: Api<K>,
+    resource: ApiResource,
+    namespace: Option<&str>,
+    params: ListParams,
+) -> Result<Vec<K>, Failure>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let params = params.match_any();
+    match api.list(&params).await {
+        Ok(ObjectList { items, .. }) => Ok(items),
+        Err(e) => {
+            let what = match namespace {
+                Some(ns) => format!("list {} in namespace {ns}", resource.resource),
+                None => format!("list {}", resource.resource),
+            };
+            let (reason, mut detail) = classify(&e);
+            if matches!(&e, kube::Error::Api(status) if status.code == 403) {
+                let group = match resource.group {
+                    "" => "core",
+                    group => group,
+                };
+                detail.push_str(&format!(
+                    " (the check needs `{API_VERB}` on {} in the {group} API group: see deploy/kubernetes/rbac.yaml)",
+                    resource.resource
+                ));
+            }
+            Err(Failure::new(reason, format!("{what}: {detail}")))
+        }
+    }
+}
+
+/// The reason and a one-line description of a client error.
+fn classify(e: &kube::Error) -> (Reason, String) {
+    match e {
+        kube::Error::Api(status) => {
+            let reason = match status.code {
+                401 | 403 => Reason::Auth,
+                _ => Reason::UnexpectedResponse,
+            };
+            let mut detail = format!("{} {}", status.code, status.reason);
+            if !status.message.is_empty() {
+                detail.push_str(": ");
+                detail.push_str(&status.message);
+            }
+            (reason, detail)
+        }
+        kube::Error::SerdeError(_) => (Reason::Protocol, error_chain(e)),
+        kube::Error::RustlsTls(_) => (Reason::Tls, error_chain(e)),
+        kube::Error::Auth(_) => (Reason::Auth, error_chain(e)),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            (transport_reason(e), error_chain(e))
+        }
+        _ => (Reason::Internal, error_chain(e)),
+    }
+}
+
+/// Classify a transport error by the first I/O or TLS error in its chain.
+fn transport_reason(e: &(dyn std::error::Error + 'static)) -> Reason {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return Reason::Tls;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_reason(io);
+        }
+        current = err.source();
+    }
+    Reason::Network
+}
+
+/// Classify an I/O error, looking through the I/O errors wrapped in it (the
+/// TLS connector wraps rustls errors twice).
+fn io_reason(io: &std::io::Error) -> Reason {
+    match io.get_ref() {
+        Some(inner) if inner.downcast_ref::<rustls::Error>().is_some() => Reason::Tls,
+        Some(inner) => match inner.downcast_ref::<std::io::Error>() {
+            Some(inner) => io_reason(inner),
+            None => Reason::from_io(io),
+        },
+        None => Reason::from_io(io),
+    }
+}
+
+/// An error and its causes on one line, without repeats.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
