@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::{ApiResource, API_VERB};
 use super::spec::KubernetesSpec;
+use crate::checks::shared::errors;
 use crate::checks::{BuildError, Failure, Reason};
 
 /// Where the client configuration comes from.
@@ -238,54 +239,13 @@ fn classify(e: &kube::Error) -> (Reason, String) {
             }
             (reason, detail)
         }
-        kube::Error::SerdeError(_) => (Reason::Protocol, error_chain(e)),
-        kube::Error::RustlsTls(_) => (Reason::Tls, error_chain(e)),
-        kube::Error::Auth(_) => (Reason::Auth, error_chain(e)),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            (transport_reason(e), error_chain(e))
-        }
-        _ => (Reason::Internal, error_chain(e)),
+        kube::Error::SerdeError(_) => (Reason::Protocol, errors::describe(e)),
+        kube::Error::RustlsTls(_) => (Reason::Tls, errors::describe(e)),
+        kube::Error::Auth(_) => (Reason::Auth, errors::describe(e)),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => (
+            errors::transport_reason(e).unwrap_or(Reason::Network),
+            errors::describe(e),
+        ),
+        _ => (Reason::Internal, errors::describe(e)),
     }
-}
-
-/// Classify a transport error by the first I/O or TLS error in its chain.
-fn transport_reason(e: &(dyn std::error::Error + 'static)) -> Reason {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return Reason::Tls;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io_reason(io);
-        }
-        current = err.source();
-    }
-    Reason::Network
-}
-
-/// Classify an I/O error, looking through the I/O errors wrapped in it (the
-/// TLS connector wraps rustls errors twice).
-fn io_reason(io: &std::io::Error) -> Reason {
-    match io.get_ref() {
-        Some(inner) if inner.downcast_ref::<rustls::Error>().is_some() => Reason::Tls,
-        Some(inner) => match inner.downcast_ref::<std::io::Error>() {
-            Some(inner) => io_reason(inner),
-            None => Reason::from_io(io),
-        },
-        None => Reason::from_io(io),
-    }
-}
-
-/// An error and its causes on one line, without repeats.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(e);
-    while let Some(err) = current {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = err.source();
-    }
-    parts.join(": ")
 }

@@ -3,16 +3,13 @@
 //! and replaced when it breaks, with backoff after failed connects; and the
 //! classification of Redis errors.
 
-use std::net::SocketAddr;
-
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::RedisCheck;
 use crate::checks::shared::backoff::Reconnect;
-use crate::checks::shared::tls;
+use crate::checks::shared::{dial, errors};
 use crate::checks::{Failure, Reason, RunResult, Sample};
 
 /// An open connection and the task that drives it; dropping it closes both.
@@ -87,43 +84,8 @@ impl RedisCheck {
     /// Open a connection (TCP, TLS, AUTH, SELECT). On success, the samples
     /// that come with it (the certificate expiry with TLS).
     async fn connect(&self) -> Result<(Conn, Vec<Sample>), Failure> {
-        let addrs: Vec<SocketAddr> =
-            match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
-                Ok(addrs) => addrs.collect(),
-                Err(e) => {
-                    return Err(Failure::new(
-                        Reason::Dns,
-                        format!("cannot resolve {}: {e}", self.host),
-                    ))
-                }
-            };
-        let mut last_error = None;
-        let mut stream = None;
-        for addr in &addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        let stream = match (stream, last_error) {
-            (Some(s), _) => s,
-            (None, Some(e)) => {
-                return Err(Failure::new(
-                    Reason::from_io(&e),
-                    format!("connect to {} failed: {e}", self.display),
-                ))
-            }
-            (None, None) => {
-                return Err(Failure::new(
-                    Reason::Dns,
-                    format!("cannot resolve {}: no addresses", self.host),
-                ))
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let addrs = dial::resolve(&self.host, self.port).await?;
+        let stream = dial::connect(&self.display, &addrs).await?;
         // The scheduler bounds every run; the client adds no timeouts.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
@@ -134,19 +96,9 @@ impl RedisCheck {
                 .await
                 .map(|(conn, driver)| (conn, tokio::spawn(driver))),
             Some(tls) => {
-                let stream = tls
-                    .connector
-                    .connect(tls.server_name.clone(), stream)
-                    .await
-                    .map_err(|e| Failure::new(Reason::Tls, tls::describe_error(&e)))?;
-                if let Some(sample) = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(tls::expiry_sample)
-                {
-                    samples.push(sample);
-                }
+                let (stream, expiry) =
+                    dial::handshake(&tls.connector, tls.server_name.clone(), stream).await?;
+                samples.extend(expiry);
                 MultiplexedConnection::new_with_config(&self.info, stream, config)
                     .await
                     .map(|(conn, driver)| (conn, tokio::spawn(driver)))
@@ -174,14 +126,7 @@ impl RedisCheck {
 
 /// The I/O error inside a Redis error, if there is one.
 fn io_error(e: &RedisError) -> Option<&std::io::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        source = err.source();
-    }
-    None
+    errors::first_io(e)
 }
 
 /// Whether the connection that produced `e` can no longer be used.

@@ -61,12 +61,16 @@ pub fn first_tls<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error
     })
 }
 
-/// Classify an I/O error, looking through the errors wrapped in it.
+/// Classify an I/O error, looking through the errors wrapped in it: a
+/// rustls error inside is `tls`, an I/O error inside is classified itself.
 pub fn io_reason(io: &std::io::Error) -> Reason {
-    if tls_in_io(io).is_some() {
-        Reason::Tls
-    } else {
-        Reason::from_io(io)
+    match io.get_ref() {
+        Some(inner) if inner.downcast_ref::<rustls::Error>().is_some() => Reason::Tls,
+        Some(inner) => match inner.downcast_ref::<std::io::Error>() {
+            Some(inner) => io_reason(inner),
+            None => Reason::from_io(io),
+        },
+        None => Reason::from_io(io),
     }
 }
 
