@@ -677,7 +677,7 @@ fn bad_regex_names_the_field_at_build() {
         "kind: http\nurl: http://127.0.0.1/\nbody_must_match: [ok, '(unclosed']",
     )
     .unwrap();
-    let err = spec.build().err().expect("the build fails");
+    let err = &spec.build().err().expect("the build fails")[0];
     assert_eq!(err.field, "body_must_match[1]");
 }
 

@@ -1,11 +1,13 @@
-//! The check abstraction and the one registry of check kinds.
+//! The kernel of the check abstraction: [`Kind`] (what a kind of check
+//! declares: its name, probe target, metrics, validation and build),
+//! [`Check`] (one built check, run many times), [`RunContext`], the fixed
+//! [`Reason`] set, [`Failure`], [`Sample`] and [`MetricDesc`].
 //!
-//! A check kind is one file in this folder plus one variant of [`CheckSpec`]:
-//! the file holds the kind's config struct (its doc comments are the user
-//! documentation), its probe (an implementation of [`Check`]) and the static
-//! descriptors of the metrics it exports. Nothing else in the crate names a
-//! kind: the scheduler runs `dyn Check`, the metrics module encodes
-//! [`Sample`]s, and the config loader deserializes [`CheckSpec`].
+//! A kind is one file or folder here whose spec implements [`Kind`] and
+//! [`ProbeSafety`], plus one line in [`registry`]. Nothing else in the crate
+//! names a kind: the scheduler runs `dyn Check`, the metrics module encodes
+//! [`Sample`]s, and the config loader deserializes [`CheckSpec`]. What
+//! several kinds share lives in [`shared`], below them.
 
 pub mod clickhouse;
 pub mod dns;
@@ -14,18 +16,19 @@ pub mod kafka;
 pub mod kubernetes;
 pub mod postgres;
 pub mod redis;
+pub mod registry;
 pub mod s3;
 pub mod shared;
-
-use shared::{targets, tls};
 pub mod tcp;
+
+pub use registry::{metric_descs, CheckSpec, KINDS};
+use shared::targets;
 
 use std::fmt;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
-use serde::Deserialize;
 
 /// Everything one run of a check can report when it succeeds.
 pub type Measurements = Vec<Sample>;
@@ -51,6 +54,29 @@ pub trait Check: Send + Sync + 'static {
     }
 }
 
+/// A kind of check, implemented by its spec (the `kind:` entry's fields,
+/// deserialized with unknown fields rejected). The registry calls
+/// [`Kind::problems`] first and [`Kind::check`] only when it found none, so
+/// a kind validates in one place and its constructor may rely on it.
+pub trait Kind: ProbeSafety + Sized {
+    /// The name written in `kind:` and in the `kind` label.
+    const NAME: &'static str;
+    /// The field `/probe?target=` replaces; `None` when the kind has no
+    /// target and cannot be a `/probe` module.
+    const PROBE_TARGET: Option<&'static str>;
+
+    /// Every kind-specific metric this kind can emit.
+    fn metrics() -> &'static [&'static MetricDesc];
+
+    /// Every problem deserialization cannot see, as `(field, message)` with
+    /// the field relative to the check entry.
+    fn problems(&self) -> Vec<(String, String)>;
+
+    /// The runnable check: read secret, CA and key files, compile regexes,
+    /// set up clients. Errors here name their field too.
+    fn check(&self) -> Result<Box<dyn Check>, BuildError>;
+}
+
 /// What `/probe` must know of a spec to keep its credentials where the
 /// operator allowed: every kind implements it next to its spec.
 pub trait ProbeSafety {
@@ -73,115 +99,6 @@ pub trait ProbeSafety {
 pub struct RunContext {
     /// The hard limit the scheduler enforces on this run.
     pub timeout: Duration,
-}
-
-/// Declares the registry: one line per kind gives the variant, the `kind:`
-/// name, the kind's module, and its spec and check types; the module also
-/// exports `METRICS`, the descriptors of the metrics it can emit. Everything that dispatches on the
-/// kind (deserializing, naming, validating, building) is generated here, so a
-/// kind's name is written once.
-macro_rules! registry {
-    ($($variant:ident => $kind:literal in $module:ident: $spec:ident, $check:ident $(, probe $target:literal)?;)*) => {
-        /// The registry of check kinds: one variant per kind, selected by
-        /// `kind:` in YAML.
-        #[derive(Debug, Clone, PartialEq, Deserialize)]
-        #[serde(tag = "kind")]
-        pub enum CheckSpec {
-            $(#[serde(rename = $kind)] $variant($module::$spec),)*
-        }
-
-        /// Every kind name, as written in `kind:`.
-        pub const KINDS: &[&str] = &[$($kind),*];
-
-        /// Every kind-specific metric any check can emit, shared ones
-        /// (like the TLS certificate expiry) included.
-        pub fn metric_descs() -> Vec<&'static MetricDesc> {
-            let mut all: Vec<&'static MetricDesc> = vec![&tls::CERT_EXPIRY];
-            $(all.extend($module::METRICS.iter().copied());)*
-            all
-        }
-
-        impl CheckSpec {
-            /// The kind's name as written in `kind:` and in the `kind` label.
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $(CheckSpec::$variant(_) => $kind,)*
-                }
-            }
-
-            /// The field that `/probe?target=` replaces for this kind, if the
-            /// kind can be probed.
-            pub fn probe_target_field(kind: &str) -> Option<&'static str> {
-                match kind {
-                    $($kind => None$(.or(Some($target)))?,)*
-                    _ => None,
-                }
-            }
-
-            /// Deserialize the fields of a check whose `kind:` was already
-            /// read (and removed), so that errors keep their field paths.
-            /// `None` when `kind` names no registered kind.
-            pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
-                kind: &str,
-                fields: D,
-            ) -> Option<Result<Self, D::Error>> {
-                match kind {
-                    $($kind => Some($module::$spec::deserialize(fields).map(CheckSpec::$variant)),)*
-                    _ => None,
-                }
-            }
-
-            /// The credential fields this spec sets ([`ProbeSafety`]).
-            pub fn credentials(&self) -> Vec<&'static str> {
-                match self {
-                    $(CheckSpec::$variant(s) => s.credentials(),)*
-                }
-            }
-
-            /// The addresses a run connects to first ([`ProbeSafety`]).
-            pub fn endpoints(&self) -> Vec<targets::Endpoint> {
-                match self {
-                    $(CheckSpec::$variant(s) => s.endpoints(),)*
-                }
-            }
-
-            /// Confine follow-up connections to `allowed` ([`ProbeSafety`]).
-            pub fn confine(&mut self, allowed: &targets::AllowedTargets) {
-                match self {
-                    $(CheckSpec::$variant(s) => s.confine(allowed),)*
-                }
-            }
-
-            /// Semantic validation beyond what deserialization checks. Each
-            /// problem is `(field, message)`, the field relative to the check.
-            pub fn validate(&self) -> Vec<(String, String)> {
-                match self {
-                    $(CheckSpec::$variant(s) => s.validate(),)*
-                }
-            }
-
-            /// Build the runnable check: load CA files, compile regexes,
-            /// read secret files. Errors here are configuration errors.
-            pub fn build(&self) -> Result<Box<dyn Check>, BuildError> {
-                tls::install_crypto_provider();
-                match self {
-                    $(CheckSpec::$variant(s) => Ok(Box::new($module::$check::new(s)?)),)*
-                }
-            }
-        }
-    };
-}
-
-registry! {
-    Http => "http" in http: HttpSpec, HttpCheck, probe "url";
-    Tcp => "tcp" in tcp: TcpSpec, TcpCheck, probe "address";
-    Dns => "dns" in dns: DnsSpec, DnsCheck, probe "server";
-    Postgres => "postgres" in postgres: PostgresSpec, PostgresCheck, probe "host";
-    Redis => "redis" in redis: RedisSpec, RedisCheck, probe "url";
-    Clickhouse => "clickhouse" in clickhouse: ClickhouseSpec, ClickhouseCheck, probe "url";
-    Kubernetes => "kubernetes" in kubernetes: KubernetesSpec, KubernetesCheck;
-    Kafka => "kafka" in kafka: KafkaSpec, KafkaCheck, probe "brokers";
-    S3 => "s3" in s3: S3Spec, S3Check, probe "bucket";
 }
 
 /// A configuration problem found while building a check: the field (relative

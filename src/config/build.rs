@@ -244,9 +244,11 @@ fn build_check(
     let files = files::FileFingerprint::of(&kind_fields);
     let check = match spec.build() {
         Ok(c) => c,
-        Err(e) => {
-            let field = yaml::join(path, &e.field);
-            errors.at(doc.position(&field), &field, e.message);
+        Err(problems) => {
+            for e in problems {
+                let field = yaml::join(path, &e.field);
+                errors.at(doc.position(&field), &field, e.message);
+            }
             return None;
         }
     };

@@ -120,9 +120,10 @@ impl CheckConfig {
             }
             spec.confine(allowed);
         }
-        let check = spec
-            .build()
-            .map_err(|e| TargetError::Invalid(format!("invalid target {target:?}: {e}")))?;
+        let check = spec.build().map_err(|problems| {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            TargetError::Invalid(format!("invalid target {target:?}: {}", text.join("; ")))
+        })?;
         Ok(CheckConfig {
             spec,
             check: Arc::from(check),

@@ -59,7 +59,7 @@ fn config_problems_name_their_field() {
 fn a_missing_kubeconfig_or_context_fails_the_build() {
     let spec: CheckSpec =
         serde_saphyr::from_str("kind: kubernetes\nkubeconfig: /nonexistent/kubeconfig").unwrap();
-    let err = spec.build().err().expect("no such file");
+    let err = &spec.build().err().expect("no such file")[0];
     assert_eq!(err.field, "kubeconfig");
     assert!(
         err.message
@@ -75,7 +75,7 @@ fn a_missing_kubeconfig_or_context_fails_the_build() {
         path.display()
     ))
     .unwrap();
-    let err = spec.build().err().expect("no such context");
+    let err = &spec.build().err().expect("no such context")[0];
     assert_eq!(err.field, "context");
     assert!(
         err.message.starts_with("no context \"prod\""),
