@@ -457,22 +457,7 @@ fn snippet(text: &str) -> String {
     }
 }
 
-impl crate::checks::Kind for ClickhouseSpec {
-    const NAME: &'static str = "clickhouse";
-    const PROBE_TARGET: Option<&'static str> = Some("url");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(ClickhouseCheck::new(self)?))
-    }
-}
+crate::checks::kind!(ClickhouseSpec => ClickhouseCheck, "clickhouse", probe "url");
 
 #[cfg(test)]
 mod tests {

@@ -77,6 +77,40 @@ pub trait Kind: ProbeSafety + Sized {
     fn check(&self) -> Result<Box<dyn Check>, BuildError>;
 }
 
+/// Declares a spec's [`Kind`] in one line, for the common case: its
+/// problems are the spec's `validate()`, its check is `Check::new(spec)`,
+/// and its metrics are the module's `METRICS`.
+///
+/// `kind!(TcpSpec => TcpCheck, "tcp", probe "address");` (or without
+/// `probe ...` for a kind that cannot be probed).
+macro_rules! kind {
+    ($spec:ty => $check:ident, $name:literal, probe $target:literal) => {
+        $crate::checks::kind!(@impl $spec, $check, $name, Some($target));
+    };
+    ($spec:ty => $check:ident, $name:literal) => {
+        $crate::checks::kind!(@impl $spec, $check, $name, None);
+    };
+    (@impl $spec:ty, $check:ident, $name:literal, $target:expr) => {
+        impl $crate::checks::Kind for $spec {
+            const NAME: &'static str = $name;
+            const PROBE_TARGET: Option<&'static str> = $target;
+
+            fn metrics() -> &'static [&'static $crate::checks::MetricDesc] {
+                &METRICS
+            }
+
+            fn problems(&self) -> Vec<(String, String)> {
+                self.validate()
+            }
+
+            fn check(&self) -> Result<Box<dyn $crate::checks::Check>, $crate::checks::BuildError> {
+                Ok(Box::new($check::new(self)?))
+            }
+        }
+    };
+}
+pub(crate) use kind;
+
 /// What `/probe` must know of a spec to keep its credentials where the
 /// operator allowed: every kind implements it next to its spec.
 pub trait ProbeSafety {

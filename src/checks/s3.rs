@@ -548,19 +548,4 @@ fn chain_mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool
     errors::describe(err).to_ascii_lowercase().contains(needle)
 }
 
-impl crate::checks::Kind for S3Spec {
-    const NAME: &'static str = "s3";
-    const PROBE_TARGET: Option<&'static str> = Some("bucket");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(S3Check::new(self)?))
-    }
-}
+crate::checks::kind!(S3Spec => S3Check, "s3", probe "bucket");

@@ -337,22 +337,7 @@ fn split_host_port(address: &str) -> Result<(String, u16), String> {
     super::shared::targets::Endpoint::parse(address).map(|e| (e.host, e.port))
 }
 
-impl crate::checks::Kind for TcpSpec {
-    const NAME: &'static str = "tcp";
-    const PROBE_TARGET: Option<&'static str> = Some("address");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(TcpCheck::new(self)?))
-    }
-}
+crate::checks::kind!(TcpSpec => TcpCheck, "tcp", probe "address");
 
 #[cfg(test)]
 mod tests {

@@ -367,22 +367,7 @@ async fn resolve_server(host: &str, port: u16) -> Result<SocketAddr, Failure> {
     })
 }
 
-impl crate::checks::Kind for DnsSpec {
-    const NAME: &'static str = "dns";
-    const PROBE_TARGET: Option<&'static str> = Some("server");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(DnsCheck::new(self)?))
-    }
-}
+crate::checks::kind!(DnsSpec => DnsCheck, "dns", probe "server");
 
 #[cfg(test)]
 mod tests {

@@ -255,19 +255,4 @@ fn authorization(
         .transpose()
 }
 
-impl crate::checks::Kind for HttpSpec {
-    const NAME: &'static str = "http";
-    const PROBE_TARGET: Option<&'static str> = Some("url");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(HttpCheck::new(self)?))
-    }
-}
+crate::checks::kind!(HttpSpec => HttpCheck, "http", probe "url");

@@ -109,19 +109,4 @@ impl Check for KafkaCheck {
     }
 }
 
-impl crate::checks::Kind for KafkaSpec {
-    const NAME: &'static str = "kafka";
-    const PROBE_TARGET: Option<&'static str> = Some("brokers");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(KafkaCheck::new(self)?))
-    }
-}
+crate::checks::kind!(KafkaSpec => KafkaCheck, "kafka", probe "brokers");

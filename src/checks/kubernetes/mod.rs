@@ -343,19 +343,4 @@ impl Check for KubernetesCheck {
     }
 }
 
-impl crate::checks::Kind for KubernetesSpec {
-    const NAME: &'static str = "kubernetes";
-    const PROBE_TARGET: Option<&'static str> = None;
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(KubernetesCheck::new(self)?))
-    }
-}
+crate::checks::kind!(KubernetesSpec => KubernetesCheck, "kubernetes");

@@ -416,22 +416,7 @@ impl Check for PostgresCheck {
     }
 }
 
-impl crate::checks::Kind for PostgresSpec {
-    const NAME: &'static str = "postgres";
-    const PROBE_TARGET: Option<&'static str> = Some("host");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(PostgresCheck::new(self)?))
-    }
-}
+crate::checks::kind!(PostgresSpec => PostgresCheck, "postgres", probe "host");
 
 #[cfg(test)]
 mod tests {

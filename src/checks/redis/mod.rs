@@ -344,22 +344,7 @@ impl Check for RedisCheck {
     }
 }
 
-impl crate::checks::Kind for RedisSpec {
-    const NAME: &'static str = "redis";
-    const PROBE_TARGET: Option<&'static str> = Some("url");
-
-    fn metrics() -> &'static [&'static crate::checks::MetricDesc] {
-        &METRICS
-    }
-
-    fn problems(&self) -> Vec<(String, String)> {
-        self.validate()
-    }
-
-    fn check(&self) -> Result<Box<dyn crate::checks::Check>, crate::checks::BuildError> {
-        Ok(Box::new(RedisCheck::new(self)?))
-    }
-}
+crate::checks::kind!(RedisSpec => RedisCheck, "redis", probe "url");
 
 #[cfg(test)]
 mod tests {
