@@ -6,7 +6,6 @@ pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
-mod listener;
 pub mod metrics;
 pub mod mixin;
 pub mod scheduler;

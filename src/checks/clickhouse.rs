@@ -87,7 +87,7 @@ fn default_query() -> String {
     "SELECT 1".to_string()
 }
 
-impl super::ProbeSafety for ClickhouseSpec {
+impl super::shared::targets::ProbeSafety for ClickhouseSpec {
     fn credentials(&self) -> Vec<&'static str> {
         super::shared::targets::set_fields(&[
             ("password", self.password.is_some()),

@@ -4,7 +4,7 @@
 //! [`Reason`] set, [`Failure`], [`Sample`] and [`MetricDesc`].
 //!
 //! A kind is one file or folder here whose spec implements [`Kind`] and
-//! [`ProbeSafety`], plus one line in [`registry`]. Nothing else in the crate
+//! [`shared::targets::ProbeSafety`], plus one line in [`registry`]. Nothing else in the crate
 //! names a kind: the scheduler runs `dyn Check`, the metrics module encodes
 //! [`Sample`]s, and the config loader deserializes [`CheckSpec`]. What
 //! several kinds share lives in [`shared`], below them.
@@ -22,7 +22,6 @@ pub mod shared;
 pub mod tcp;
 
 pub use registry::{metric_descs, CheckSpec, KINDS};
-use shared::targets;
 
 use std::fmt;
 use std::time::Duration;
@@ -58,7 +57,7 @@ pub trait Check: Send + Sync + 'static {
 /// deserialized with unknown fields rejected). The registry calls
 /// [`Kind::problems`] first and [`Kind::check`] only when it found none, so
 /// a kind validates in one place and its constructor may rely on it.
-pub trait Kind: ProbeSafety + Sized {
+pub trait Kind: Sized {
     /// The name written in `kind:` and in the `kind` label.
     const NAME: &'static str;
     /// The field `/probe?target=` replaces; `None` when the kind has no
@@ -110,23 +109,6 @@ macro_rules! kind {
     };
 }
 pub(crate) use kind;
-
-/// What `/probe` must know of a spec to keep its credentials where the
-/// operator allowed: every kind implements it next to its spec.
-pub trait ProbeSafety {
-    /// The credential fields this spec sets, as written (`password_file`,
-    /// `basic_auth`, `sasl`, ...); empty for a credential-free spec.
-    fn credentials(&self) -> Vec<&'static str>;
-
-    /// Every address a run connects to first (redirects and servers that a
-    /// cluster's metadata names come later). Empty when the kind connects
-    /// where its environment says (the in-cluster Kubernetes API).
-    fn endpoints(&self) -> Vec<targets::Endpoint>;
-
-    /// Confine the connections a run makes after the first (HTTP redirects)
-    /// to `allowed`. Kinds that make none need not override this.
-    fn confine(&mut self, _allowed: &targets::AllowedTargets) {}
-}
 
 /// Per-run information handed to a check by the scheduler.
 #[derive(Debug, Clone)]

@@ -6,9 +6,10 @@
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
-use super::shared::{targets, tls};
+use super::shared::targets::{self, ProbeSafety};
+use super::shared::tls;
 use super::{clickhouse, dns, http, kafka, kubernetes, postgres, redis, s3, tcp};
-use super::{BuildError, Check, Kind, MetricDesc, ProbeSafety};
+use super::{BuildError, Check, Kind, MetricDesc};
 
 /// One line per kind: the variant of [`CheckSpec`] and the spec type, which
 /// implements [`Kind`] (name, target, metrics, validation, build) and

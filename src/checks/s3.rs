@@ -103,7 +103,7 @@ fn default_round_trip_prefix() -> String {
     "runbook-exporter-probe/".to_string()
 }
 
-impl super::ProbeSafety for S3Spec {
+impl super::shared::targets::ProbeSafety for S3Spec {
     fn credentials(&self) -> Vec<&'static str> {
         let mut found = super::shared::targets::set_fields(&[
             ("access_key_id", self.access_key_id.is_some()),

@@ -79,7 +79,7 @@ fn default_max_read_bytes() -> usize {
     DEFAULT_MAX_READ_BYTES
 }
 
-impl super::ProbeSafety for TcpSpec {
+impl super::shared::targets::ProbeSafety for TcpSpec {
     /// A client key, and `send`, which may hold a password (`AUTH ...`).
     fn credentials(&self) -> Vec<&'static str> {
         super::shared::targets::set_fields(&[

@@ -11,7 +11,7 @@ use hickory_resolver::proto::rr::{Record, RecordType};
 use hickory_resolver::Name;
 use serde::Deserialize;
 
-use crate::checks::{targets, ProbeSafety};
+use crate::checks::shared::targets::{self, ProbeSafety};
 
 /// Record types a `dns` check can ask for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -17,9 +17,9 @@ use serde_json::Value;
 use url::Url;
 
 use crate::checks::shared::secret::Secret;
+use crate::checks::shared::targets::ProbeSafety;
 use crate::checks::shared::targets::{self, AllowedTargets, Endpoint};
 use crate::checks::shared::tls::TlsSpec;
-use crate::checks::ProbeSafety;
 
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 

@@ -8,8 +8,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::checks::shared::secret::Secret;
+use crate::checks::shared::targets::{self, ProbeSafety};
 use crate::checks::shared::tls::TlsSpec;
-use crate::checks::{targets, ProbeSafety};
 
 /// Config of a `kafka` check.
 ///

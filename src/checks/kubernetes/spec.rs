@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::checks::{targets, ProbeSafety};
+use crate::checks::shared::targets::{self, ProbeSafety};
 
 /// Config of a `kubernetes` check.
 ///

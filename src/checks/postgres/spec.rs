@@ -11,9 +11,9 @@ use tokio_postgres::Config;
 
 use super::{describe, target};
 use crate::checks::shared::secret::Secret;
+use crate::checks::shared::targets::ProbeSafety;
 use crate::checks::shared::targets::{self, Endpoint};
 use crate::checks::shared::tls::TlsSpec;
-use crate::checks::ProbeSafety;
 
 /// How the session is encrypted (`sslmode`, as in libpq).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use crate::checks::shared::secret::Secret;
+use crate::checks::shared::targets::{self, ProbeSafety};
 use crate::checks::shared::tls::TlsSpec;
-use crate::checks::{targets, ProbeSafety};
 
 const DEFAULT_PORT: u16 = 6379;
 const DEFAULT_MAX_DATABASES: usize = 16;

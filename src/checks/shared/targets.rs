@@ -13,6 +13,23 @@ use std::net::IpAddr;
 
 use axum::http::{header, HeaderName};
 
+/// What `/probe` must know of a spec to keep its credentials where the
+/// operator allowed: every kind implements it next to its spec.
+pub trait ProbeSafety {
+    /// The credential fields this spec sets, as written (`password_file`,
+    /// `basic_auth`, `sasl`, ...); empty for a credential-free spec.
+    fn credentials(&self) -> Vec<&'static str>;
+
+    /// Every address a run connects to first (redirects and servers that a
+    /// cluster's metadata names come later). Empty when the kind connects
+    /// where its environment says (the in-cluster Kubernetes API).
+    fn endpoints(&self) -> Vec<Endpoint>;
+
+    /// Confine the connections a run makes after the first (HTTP redirects)
+    /// to `allowed`. Kinds that make none need not override this.
+    fn confine(&mut self, _allowed: &AllowedTargets) {}
+}
+
 /// One address a check connects to: a host name or IP literal (IPv6 without
 /// brackets) and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +212,7 @@ impl fmt::Display for HostPattern {
 }
 
 /// The names of the credential fields that are set, for
-/// [`ProbeSafety::credentials`](crate::checks::ProbeSafety::credentials).
+/// [`ProbeSafety::credentials`].
 pub fn set_fields(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
     fields
         .iter()

@@ -3,6 +3,8 @@
 //! the web config's authentication. Handlers only read shared state (and
 //! `/-/reload` asks the app to reload); none waits on a scheduled check.
 
+mod listener;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -85,7 +87,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = web.apply(router(app, options));
-    crate::listener::serve(listener, router, web.tls, options, shutdown).await
+    listener::serve(listener, router, web.tls, options, shutdown).await
 }
 
 async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
