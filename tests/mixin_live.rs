@@ -536,74 +536,14 @@ fn prometheus_scrapes_dashboards_show_data_and_a_stopped_dependency_alerts() {
     let tls = tls_server(&rt);
     let mut exporter = start_exporter(dir.path(), fixture, db.addr, tls);
 
-    // The shipped rules with every `for` shortened, so that the test does
-    // not wait minutes; thresholds and selectors stay as shipped.
-    let mut config = config();
-    for t in config.alerts.values_mut() {
-        t.for_ = "2s".into();
-    }
-    let mut rule_paths = Vec::new();
-    for (path, text) in render_rules(&config) {
-        let file = dir.path().join(Path::new(&path).file_name().unwrap());
-        std::fs::write(&file, text).unwrap();
-        rule_paths.push(file.display().to_string());
-    }
-
-    let am_addr = free_port();
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n",
-    )
-    .unwrap();
-    let _am = Proc(
-        Command::new(&alertmanager_bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("alertmanager.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am").display()
-            ))
-            .arg(format!("--web.listen-address={am_addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{alertmanager_bin}: {e}")),
-    );
-
-    let prom_addr = free_port();
-    let prom_cfg = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am_addr}']\n\
-         rule_files: [{rules}]\n\
-         scrape_configs:\n\
-         \x20 - job_name: runbook-exporter\n    static_configs:\n      - targets: ['{exporter}']\n\
-         \x20 - job_name: api\n    static_configs:\n      - targets: ['{fixture}']\n",
-        rules = rule_paths
-            .iter()
-            .map(|p| format!("'{p}'"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        exporter = exporter.addr,
-    );
-    std::fs::write(dir.path().join("prometheus.yml"), prom_cfg).unwrap();
-    let _prom = Proc(
-        Command::new(&prometheus_bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{prometheus_bin}: {e}")),
+    let rule_paths = shortened_rules(dir.path());
+    let (_am, am_addr) = start_alertmanager(&alertmanager_bin, dir.path());
+    let (_prom, prom_addr) = start_prometheus(
+        &prometheus_bin,
+        dir.path(),
+        am_addr,
+        &rule_paths,
+        &[("runbook-exporter", exporter.addr), ("api", fixture)],
     );
     let prom = format!("http://{prom_addr}");
     let am = format!("http://{am_addr}");
@@ -649,6 +589,95 @@ fn prometheus_scrapes_dashboards_show_data_and_a_stopped_dependency_alerts() {
             "Check cache (redis)",
         );
     }
+}
+
+/// The shipped rules with every `for` shortened, so that the test does not
+/// wait minutes; thresholds and selectors stay as shipped. Returns the
+/// files written into `dir`.
+fn shortened_rules(dir: &Path) -> Vec<String> {
+    let mut config = config();
+    for t in config.alerts.values_mut() {
+        t.for_ = "2s".into();
+    }
+    let mut rule_paths = Vec::new();
+    for (path, text) in render_rules(&config) {
+        let file = dir.join(Path::new(&path).file_name().unwrap());
+        std::fs::write(&file, text).unwrap();
+        rule_paths.push(file.display().to_string());
+    }
+    rule_paths
+}
+
+/// Alertmanager on a free loopback port, routing everything nowhere.
+fn start_alertmanager(bin: &str, dir: &Path) -> (Proc, SocketAddr) {
+    let am_addr = free_port();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n",
+    )
+    .unwrap();
+    let am = Proc(
+        Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address={am_addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e}")),
+    );
+    (am, am_addr)
+}
+
+/// Prometheus on a free loopback port, scraping each `(job, target)` every
+/// second, evaluating `rules` and sending alerts to `am_addr`.
+fn start_prometheus(
+    bin: &str,
+    dir: &Path,
+    am_addr: SocketAddr,
+    rules: &[String],
+    jobs: &[(&str, SocketAddr)],
+) -> (Proc, SocketAddr) {
+    let prom_addr = free_port();
+    let scrape: String = jobs
+        .iter()
+        .map(|(job, target)| {
+            format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n")
+        })
+        .collect();
+    let rules = rules
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let prom_cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am_addr}']\n\
+         rule_files: [{rules}]\n\
+         scrape_configs:\n{scrape}"
+    );
+    std::fs::write(dir.join("prometheus.yml"), prom_cfg).unwrap();
+    let prom = Proc(
+        Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e}")),
+    );
+    (prom, prom_addr)
 }
 
 /// Wait until `alertname` for `check` is firing in Prometheus and has

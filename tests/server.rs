@@ -121,7 +121,11 @@ async fn metrics_reflect_check_results_in_both_formats() {
     assert_eq!(sample(&body, "runbook_exporter_checks", ""), Some(2.0));
     assert!(sample(&body, "runbook_exporter_build_info", "version=").is_some());
     assert!(sample(&body, "process_resident_memory_bytes", "").unwrap() > 0.0);
+    both_formats_are_served(addr).await;
+}
 
+/// The classic text format by default, OpenMetrics when asked for.
+async fn both_formats_are_served(addr: std::net::SocketAddr) {
     // Classic text format by default, with counters' metadata named _total.
     let text = scrape(addr, None).await;
     assert_eq!(text.status, 200);
