@@ -245,7 +245,7 @@ fn runbook(alert: &Alert, config: &MixinConfig) -> String {
         .map(|t| format!(", threshold `{}`", format_number(t)))
         .unwrap_or_default();
     format!(
-        "<!-- Generated from src/mixin/alerts.rs by `cargo run --example render-mixin`; edit the source. -->\n# {name}\n\n\
+        "<!-- Generated from src/mixin/alerts/ by `cargo run --example render-mixin`; edit the source. -->\n# {name}\n\n\
          **Severity:** `{sev}` ({prio}) · **for:** `{for_}`{threshold} · **Rules:** `{group}`\n\n\
          > {summary}\n\n\
          ```promql\n{expr}\n```\n\n\
@@ -274,7 +274,7 @@ fn alert_table(config: &MixinConfig) -> String {
         "<!-- Generated from src/mixin/ and alerts/config.yaml by `cargo run --example render-mixin`; edit the source. -->\n\
          # Alerts\n\n\
          Every alert rule we ship, generated with its promtool tests, its runbook and\n\
-         the PrometheusRule from one source: `src/mixin/alerts.rs` (expressions,\n\
+         the PrometheusRule from one source: `src/mixin/alerts/` (expressions,\n\
          annotations, runbooks) and `alerts/config.yaml` (selectors, thresholds,\n\
          `for` windows, runbook base URL). Regenerate with\n\
          `cargo run --example render-mixin`.\n\n\
@@ -310,7 +310,7 @@ fn alert_table(config: &MixinConfig) -> String {
          `cargo run --example render-mixin` and `cargo test --test mixin`. The promtool\n\
          tests are generated for the configured `for` windows; their series are chosen\n\
          for the shipped thresholds and the default selectors, so a tuned copy may need\n\
-         its fixtures in `src/mixin/alerts.rs` adjusted.\n\n\
+         its fixtures in `src/mixin/alerts/` adjusted.\n\n\
          ## Linting\n\n\
          `tests/mixin.rs` runs `promtool check rules` and `promtool test rules` and fails\n\
          when an alert has no test; `tests/mixin_contract.rs` parses every expression\n\
