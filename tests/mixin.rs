@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use mixin_support::*;
-use runbook_exporter::checks::{metric_descs, MetricKind};
+use runbook_exporter::checks::{metric_descs, MetricKind, KINDS};
 use runbook_exporter::mixin::{alerts::ALERTS, render, MixinConfig, RULE_FILES};
 use serde::Deserialize;
 use serde_json::Value;
@@ -461,4 +461,17 @@ fn pint_lints_the_rules_where_it_could_be_installed() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn every_kind_has_an_alert_for_its_checks_failing() {
+    for kind in KINDS {
+        let selector = format!("kind=\"{kind}\"");
+        assert!(
+            ALERTS
+                .iter()
+                .any(|a| a.expr.contains("runbook_check_up") && a.expr.contains(&selector)),
+            "no alert on runbook_check_up{{{selector}}}: add one to src/mixin/alerts/checks.rs"
+        );
+    }
 }
