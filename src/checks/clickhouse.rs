@@ -19,9 +19,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::shared::tls::TlsSpec;
-use super::{
-    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
-};
+use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
 use crate::checks::shared::errors;
 use crate::checks::shared::secret::{self, Secret};
 use crate::clock::unix_now;
@@ -159,44 +157,39 @@ fn parse_url(raw: &str) -> Result<Url, String> {
 }
 
 /// Round trip of `GET /ping`.
-pub static PING_DURATION: MetricDesc = MetricDesc {
-    name: "clickhouse_ping_duration",
-    help: "Time from sending GET /ping to reading its Ok. answer, in the last scheduled run.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static PING_DURATION: MetricDesc = MetricDesc::gauge(
+    "clickhouse_ping_duration",
+    Some(Unit::Seconds),
+    "Time from sending GET /ping to reading its Ok. answer, in the last scheduled run.",
+);
 
 /// Round trip of the configured query.
-pub static QUERY_DURATION: MetricDesc = MetricDesc {
-    name: "clickhouse_query_duration",
-    help: "Time from sending the check's query (default SELECT 1) to reading its whole result, in the last scheduled run.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static QUERY_DURATION: MetricDesc = MetricDesc::gauge(
+    "clickhouse_query_duration",
+    Some(Unit::Seconds),
+    "Time from sending the check's query (default SELECT 1) to reading its whole result, in the last scheduled run.",
+);
 
 /// The server's version, as a label.
-pub static VERSION_INFO: MetricDesc = MetricDesc {
-    name: "clickhouse_version_info",
-    help: "1, with the server's version() in the version label, as of the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static VERSION_INFO: MetricDesc = MetricDesc::gauge(
+    "clickhouse_version_info",
+    None,
+    "1, with the server's version() in the version label, as of the last scheduled run.",
+);
 
 /// When the server started.
-pub static START_TIME: MetricDesc = MetricDesc {
-    name: "clickhouse_start_timestamp",
-    help: "When the server started (now minus uptime()), as a Unix timestamp, from the last scheduled run.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static START_TIME: MetricDesc = MetricDesc::gauge(
+    "clickhouse_start_timestamp",
+    Some(Unit::Seconds),
+    "When the server started (now minus uptime()), as a Unix timestamp, from the last scheduled run.",
+);
 
 /// The worst replication delay of any replicated table.
-pub static REPLICA_MAX_DELAY: MetricDesc = MetricDesc {
-    name: "clickhouse_replica_max_delay",
-    help: "The largest absolute_delay in system.replicas (0 without replicated tables), in the last scheduled run; only with replica_delay: true.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static REPLICA_MAX_DELAY: MetricDesc = MetricDesc::gauge(
+    "clickhouse_replica_max_delay",
+    Some(Unit::Seconds),
+    "The largest absolute_delay in system.replicas (0 without replicated tables), in the last scheduled run; only with replica_delay: true.",
+);
 
 /// Every metric this kind can report, besides the TLS certificate expiry.
 pub static METRICS: [&MetricDesc; 5] = [

@@ -270,6 +270,28 @@ pub struct MetricDesc {
 }
 
 impl MetricDesc {
+    /// A gauge: a value as the last run read or measured it. The one way
+    /// kinds declare their metrics:
+    /// `pub static X: MetricDesc = MetricDesc::gauge("kind_x", None, "... in the last scheduled run.");`
+    pub const fn gauge(name: &'static str, unit: Option<Unit>, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            unit,
+            kind: MetricKind::Gauge,
+        }
+    }
+
+    /// A counter read from the target (exported with `_total`).
+    pub const fn counter(name: &'static str, unit: Option<Unit>, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            unit,
+            kind: MetricKind::Counter,
+        }
+    }
+
     /// The name as exposed: `runbook_` + name + unit suffix, and `_total`
     /// for counters (what the metrics module's encoder produces).
     pub fn exposed_name(&self) -> String {

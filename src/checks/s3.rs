@@ -21,9 +21,7 @@ use futures::future::BoxFuture;
 use prometheus_client::registry::Unit;
 use serde::Deserialize;
 
-use super::{
-    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
-};
+use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
 use crate::checks::shared::errors;
 use crate::checks::shared::secret::{self, Secret};
 
@@ -194,29 +192,25 @@ impl S3Spec {
 }
 
 /// Duration of each S3 operation.
-pub static OPERATION_DURATION: MetricDesc = MetricDesc {
-    name: "s3_operation_duration",
-    help: "Duration of each S3 operation (list, head, put, get, delete) in the last scheduled run; only operations that completed.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static OPERATION_DURATION: MetricDesc = MetricDesc::gauge(
+    "s3_operation_duration",
+    Some(Unit::Seconds),
+    "Duration of each S3 operation (list, head, put, get, delete) in the last scheduled run; only operations that completed.",
+);
 
 /// Size of the `head_key` object.
-pub static OBJECT_SIZE: MetricDesc = MetricDesc {
-    name: "s3_object_size",
-    help: "Size of the head_key object in the last scheduled run.",
-    unit: Some(Unit::Bytes),
-    kind: MetricKind::Gauge,
-};
+pub static OBJECT_SIZE: MetricDesc = MetricDesc::gauge(
+    "s3_object_size",
+    Some(Unit::Bytes),
+    "Size of the head_key object in the last scheduled run.",
+);
 
 /// Last-modified time of the `head_key` object.
-pub static OBJECT_LAST_MODIFIED: MetricDesc = MetricDesc {
-    name: "s3_object_last_modified_timestamp",
-    help:
-        "Last-modified time of the head_key object in the last scheduled run, as a Unix timestamp.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static OBJECT_LAST_MODIFIED: MetricDesc = MetricDesc::gauge(
+    "s3_object_last_modified_timestamp",
+    Some(Unit::Seconds),
+    "Last-modified time of the head_key object in the last scheduled run, as a Unix timestamp.",
+);
 
 /// Every metric this kind can report.
 pub static METRICS: [&MetricDesc; 3] = [&OPERATION_DURATION, &OBJECT_SIZE, &OBJECT_LAST_MODIFIED];

@@ -17,9 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::shared::dial;
 use super::shared::tls::{TlsClient, TlsSpec};
-use super::{
-    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
-};
+use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
 
 /// Default of `max_read_bytes`: 64 KiB.
 const DEFAULT_MAX_READ_BYTES: usize = 64 * 1024;
@@ -133,12 +131,11 @@ impl TcpSpec {
 }
 
 /// Duration of each phase of a tcp check.
-pub static PHASE_DURATION: MetricDesc = MetricDesc {
-    name: "tcp_phase_duration",
-    help: "Duration of each phase of the TCP check in the last scheduled run (resolve, connect, tls, exchange); only the phases that ran.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static PHASE_DURATION: MetricDesc = MetricDesc::gauge(
+    "tcp_phase_duration",
+    Some(Unit::Seconds),
+    "Duration of each phase of the TCP check in the last scheduled run (resolve, connect, tls, exchange); only the phases that ran.",
+);
 
 /// Every metric this kind can report, besides the TLS certificate expiry.
 pub static METRICS: [&MetricDesc; 1] = [&PHASE_DURATION];

@@ -25,9 +25,7 @@ use hickory_resolver::{Hosts, Name, ResolveError, TokioResolver};
 use prometheus_client::registry::Unit;
 
 use self::spec::{parse_server, query_name, Expected, Server};
-use super::{
-    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
-};
+use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
 
 pub use self::spec::{DnsRecordType, DnsSpec, DnsTransport};
 
@@ -39,20 +37,18 @@ const SYNTHETIC_TTL: u32 = 86_400;
 const LISTED_ANSWERS: usize = 10;
 
 /// Number of answer records of the asked type.
-pub static ANSWERS: MetricDesc = MetricDesc {
-    name: "dns_answers",
-    help: "Number of answer records of the asked type in the last scheduled run (0 for NXDOMAIN or an empty answer).",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static ANSWERS: MetricDesc = MetricDesc::gauge(
+    "dns_answers",
+    None,
+    "Number of answer records of the asked type in the last scheduled run (0 for NXDOMAIN or an empty answer).",
+);
 
 /// Lowest TTL among the answer records.
-pub static ANSWER_TTL_MIN: MetricDesc = MetricDesc {
-    name: "dns_answer_ttl_min",
-    help: "Lowest TTL among the answer records of the asked type in the last scheduled run; absent when there were none or they came from /etc/hosts.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static ANSWER_TTL_MIN: MetricDesc = MetricDesc::gauge(
+    "dns_answer_ttl_min",
+    Some(Unit::Seconds),
+    "Lowest TTL among the answer records of the asked type in the last scheduled run; absent when there were none or they came from /etc/hosts.",
+);
 
 /// Every metric this kind can report.
 pub static METRICS: [&MetricDesc; 2] = [&ANSWERS, &ANSWER_TTL_MIN];

@@ -35,50 +35,45 @@ use self::spec::{Problem, StatusMatch};
 use self::trace::Trace;
 use super::shared::targets::{is_credential_header, AllowedTargets};
 use super::shared::tls::TlsSpec;
-use super::{BuildError, Check, Failure, MetricDesc, MetricKind, RunContext, RunResult};
+use super::{BuildError, Check, Failure, MetricDesc, RunContext, RunResult};
 use crate::checks::shared::secret::{self, Secret};
 
 pub use self::spec::{BasicAuth, HttpSpec, JsonExpectation, StatusPattern};
 
 /// HTTP status code of the final response.
-pub static STATUS_CODE: MetricDesc = MetricDesc {
-    name: "http_status_code",
-    help: "HTTP status code of the final response in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static STATUS_CODE: MetricDesc = MetricDesc::gauge(
+    "http_status_code",
+    None,
+    "HTTP status code of the final response in the last scheduled run.",
+);
 
 /// Duration of each phase of the request, summed over redirects.
-pub static PHASE_DURATION: MetricDesc = MetricDesc {
-    name: "http_phase_duration",
-    help: "Time spent in each phase of the HTTP request (resolve, connect, tls, processing, transfer) in the last scheduled run, summed over redirects.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static PHASE_DURATION: MetricDesc = MetricDesc::gauge(
+    "http_phase_duration",
+    Some(Unit::Seconds),
+    "Time spent in each phase of the HTTP request (resolve, connect, tls, processing, transfer) in the last scheduled run, summed over redirects.",
+);
 
 /// Number of redirects followed.
-pub static REDIRECTS: MetricDesc = MetricDesc {
-    name: "http_redirects",
-    help: "Number of HTTP redirects followed in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static REDIRECTS: MetricDesc = MetricDesc::gauge(
+    "http_redirects",
+    None,
+    "Number of HTTP redirects followed in the last scheduled run.",
+);
 
 /// Size of the final response body.
-pub static BODY_SIZE: MetricDesc = MetricDesc {
-    name: "http_response_body_size",
-    help: "Size of the final HTTP response body, as received, in the last scheduled run.",
-    unit: Some(Unit::Bytes),
-    kind: MetricKind::Gauge,
-};
+pub static BODY_SIZE: MetricDesc = MetricDesc::gauge(
+    "http_response_body_size",
+    Some(Unit::Bytes),
+    "Size of the final HTTP response body, as received, in the last scheduled run.",
+);
 
 /// Whether the final response came over TLS.
-pub static SSL: MetricDesc = MetricDesc {
-    name: "http_ssl",
-    help: "1 if the final HTTP response in the last scheduled run came over TLS, else 0.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static SSL: MetricDesc = MetricDesc::gauge(
+    "http_ssl",
+    None,
+    "1 if the final HTTP response in the last scheduled run came over TLS, else 0.",
+);
 
 /// Every metric this kind can report, besides the TLS certificate expiry.
 pub static METRICS: [&MetricDesc; 5] =

@@ -2,96 +2,84 @@
 
 use prometheus_client::registry::Unit;
 
-use crate::checks::{MetricDesc, MetricKind};
+use crate::checks::MetricDesc;
 
-macro_rules! gauge {
-    ($name:literal, $unit:expr, $help:literal) => {
-        MetricDesc {
-            name: $name,
-            help: $help,
-            unit: $unit,
-            kind: MetricKind::Gauge,
-        }
-    };
-}
-
-pub static METADATA_DURATION: MetricDesc = gauge!(
+pub static METADATA_DURATION: MetricDesc = MetricDesc::gauge(
     "kafka_metadata_duration",
     Some(Unit::Seconds),
-    "Round trip of the cluster metadata request in the last scheduled run."
+    "Round trip of the cluster metadata request in the last scheduled run.",
 );
-pub static BROKERS: MetricDesc = gauge!(
+pub static BROKERS: MetricDesc = MetricDesc::gauge(
     "kafka_brokers",
     None,
-    "Brokers in the cluster metadata in the last scheduled run."
+    "Brokers in the cluster metadata in the last scheduled run.",
 );
-pub static BROKER_UP: MetricDesc = gauge!(
+pub static BROKER_UP: MetricDesc = MetricDesc::gauge(
     "kafka_broker_up",
     None,
-    "1 if the broker (label broker: node id) answered a request in the last scheduled run, else 0."
+    "1 if the broker (label broker: node id) answered a request in the last scheduled run, else 0.",
 );
-pub static TOPICS_MATCHED: MetricDesc = gauge!(
+pub static TOPICS_MATCHED: MetricDesc = MetricDesc::gauge(
     "kafka_topics_matched",
     None,
-    "Topics that matched the selection in the last scheduled run, before the max_topics limit."
+    "Topics that matched the selection in the last scheduled run, before the max_topics limit.",
 );
-pub static TOPIC_PARTITIONS: MetricDesc = gauge!(
+pub static TOPIC_PARTITIONS: MetricDesc = MetricDesc::gauge(
     "kafka_topic_partitions",
     None,
-    "Partitions of the topic in the last scheduled run."
+    "Partitions of the topic in the last scheduled run.",
 );
-pub static PARTITION_END_OFFSET: MetricDesc = MetricDesc {
-    name: "kafka_topic_partition_end_offset",
-    help: "End offset (high watermark: offset of the next message) of the partition in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
-pub static GROUPS_MATCHED: MetricDesc = gauge!(
+pub static PARTITION_END_OFFSET: MetricDesc = MetricDesc::counter(
+    "kafka_topic_partition_end_offset",
+    None,
+    "End offset (high watermark: offset of the next message) of the partition in the last scheduled run.",
+);
+pub static GROUPS_MATCHED: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroups_matched",
     None,
     "Consumer groups that matched the selection in the last scheduled run, before the max_groups limit."
 );
-pub static GROUP_STATE: MetricDesc = gauge!(
+pub static GROUP_STATE: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_state",
     None,
     "1 for the consumer group's state in the last scheduled run (stable, preparing_rebalance, completing_rebalance, empty, dead, unknown), 0 for the others."
 );
-pub static GROUP_MEMBERS: MetricDesc = gauge!(
+pub static GROUP_MEMBERS: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_members",
     None,
-    "Members of the consumer group in the last scheduled run."
+    "Members of the consumer group in the last scheduled run.",
 );
-pub static PARTITION_COMMITTED: MetricDesc = gauge!(
+pub static PARTITION_COMMITTED: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_committed_offset",
     None,
     "Committed offset of the group on the partition in the last scheduled run; absent when the group has none there."
 );
-pub static PARTITION_LAG: MetricDesc = gauge!(
+pub static PARTITION_LAG: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_lag",
     None,
     "Messages between the group's committed offset and the partition's end offset in the last scheduled run (never negative)."
 );
-pub static TOPIC_LAG: MetricDesc = gauge!(
+pub static TOPIC_LAG: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_topic_lag",
     None,
-    "Sum of the group's lag over the topic's committed partitions in the last scheduled run."
+    "Sum of the group's lag over the topic's committed partitions in the last scheduled run.",
 );
-pub static TOPIC_UNCOMMITTED: MetricDesc = gauge!(
+pub static TOPIC_UNCOMMITTED: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_topic_uncommitted_partitions",
     None,
     "Partitions of a topic the group consumes that have no committed offset, in the last scheduled run."
 );
-pub static GROUP_LAG: MetricDesc = gauge!(
+pub static GROUP_LAG: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_total_lag",
     None,
-    "Sum of the group's lag over all its committed partitions in the last scheduled run."
+    "Sum of the group's lag over all its committed partitions in the last scheduled run.",
 );
-pub static TOPIC_LAG_SECONDS: MetricDesc = gauge!(
+pub static TOPIC_LAG_SECONDS: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_topic_time_lag",
     Some(Unit::Seconds),
     "Estimated time the group is behind on the topic in the last scheduled run: lag divided by the rate at which the topic's end offsets grew over the status window."
 );
-pub static GROUP_STATUS: MetricDesc = gauge!(
+pub static GROUP_STATUS: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_status",
     None,
     "1 for the group's status as of the last scheduled run, judged over the recent runs (ok, lagging, stalled, stopped), 0 for the others."

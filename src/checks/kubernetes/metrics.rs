@@ -3,143 +3,126 @@
 
 use prometheus_client::registry::Unit;
 
-use crate::checks::{MetricDesc, MetricKind};
+use crate::checks::MetricDesc;
 
 /// Pods by phase.
-pub static PODS: MetricDesc = MetricDesc {
-    name: "kubernetes_pods",
-    help: "Pods matching the selector, by namespace and phase (Pending, Running, Succeeded, Failed, Unknown), in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static PODS: MetricDesc = MetricDesc::gauge(
+    "kubernetes_pods",
+    None,
+    "Pods matching the selector, by namespace and phase (Pending, Running, Succeeded, Failed, Unknown), in the last scheduled run.",
+);
 
 /// Pods not ready.
-pub static PODS_NOT_READY: MetricDesc = MetricDesc {
-    name: "kubernetes_pods_not_ready",
-    help: "Pods matching the selector that have not finished (not Succeeded or Failed) and whose Ready condition is not True, by namespace, in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static PODS_NOT_READY: MetricDesc = MetricDesc::gauge(
+    "kubernetes_pods_not_ready",
+    None,
+    "Pods matching the selector that have not finished (not Succeeded or Failed) and whose Ready condition is not True, by namespace, in the last scheduled run.",
+);
 
 /// Creation time of the oldest Pending pod.
-pub static OLDEST_PENDING: MetricDesc = MetricDesc {
-    name: "kubernetes_oldest_pending_pod_creation_timestamp",
-    help: "Creation time of the oldest pod still Pending, by namespace, as a Unix timestamp, in the last scheduled run; absent when no pod is Pending. time() minus this is how long it has been Pending.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static OLDEST_PENDING: MetricDesc = MetricDesc::gauge(
+    "kubernetes_oldest_pending_pod_creation_timestamp",
+    Some(Unit::Seconds),
+    "Creation time of the oldest pod still Pending, by namespace, as a Unix timestamp, in the last scheduled run; absent when no pod is Pending. time() minus this is how long it has been Pending.",
+);
 
 /// Containers waiting, by reason.
-pub static CONTAINERS_WAITING: MetricDesc = MetricDesc {
-    name: "kubernetes_containers_waiting",
-    help: "Containers (init containers included) currently waiting, by namespace and reason (CrashLoopBackOff, ImagePullBackOff, ErrImagePull, CreateContainerConfigError, ContainerCreating, other), in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static CONTAINERS_WAITING: MetricDesc = MetricDesc::gauge(
+    "kubernetes_containers_waiting",
+    None,
+    "Containers (init containers included) currently waiting, by namespace and reason (CrashLoopBackOff, ImagePullBackOff, ErrImagePull, CreateContainerConfigError, ContainerCreating, other), in the last scheduled run.",
+);
 
 /// Restarts per container, as reported by the kubelet.
-pub static CONTAINER_RESTARTS: MetricDesc = MetricDesc {
-    name: "kubernetes_container_restarts",
-    help: "Restarts of each container, as the kubelet counts them (restartCount), in the last scheduled run; at most max_pods pods.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static CONTAINER_RESTARTS: MetricDesc = MetricDesc::counter(
+    "kubernetes_container_restarts",
+    None,
+    "Restarts of each container, as the kubelet counts them (restartCount), in the last scheduled run; at most max_pods pods.",
+);
 
 /// OOM-killed restarts per container, counted by the exporter.
-pub static CONTAINER_OOM_KILLS: MetricDesc = MetricDesc {
-    name: "kubernetes_container_oom_kills",
-    help: "Terminations of each container with reason OOMKilled seen by the exporter (each counted once) up to the last scheduled run; at most max_pods pods.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static CONTAINER_OOM_KILLS: MetricDesc = MetricDesc::counter(
+    "kubernetes_container_oom_kills",
+    None,
+    "Terminations of each container with reason OOMKilled seen by the exporter (each counted once) up to the last scheduled run; at most max_pods pods.",
+);
 
 /// Objects without their own series because of a limit.
-pub static OVER_LIMIT: MetricDesc = MetricDesc {
-    name: "kubernetes_over_limit",
-    help: "Objects (pod, deployment) beyond max_pods or max_deployments that got no series of their own in the last scheduled run; they still count in every total.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static OVER_LIMIT: MetricDesc = MetricDesc::gauge(
+    "kubernetes_over_limit",
+    None,
+    "Objects (pod, deployment) beyond max_pods or max_deployments that got no series of their own in the last scheduled run; they still count in every total.",
+);
 
 /// Desired replicas of a deployment.
-pub static DEPLOYMENT_DESIRED: MetricDesc = MetricDesc {
-    name: "kubernetes_deployment_desired_replicas",
-    help: "Desired replicas (spec.replicas) of each deployment matching the selector, in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static DEPLOYMENT_DESIRED: MetricDesc = MetricDesc::gauge(
+    "kubernetes_deployment_desired_replicas",
+    None,
+    "Desired replicas (spec.replicas) of each deployment matching the selector, in the last scheduled run.",
+);
 
 /// Updated replicas of a deployment.
-pub static DEPLOYMENT_UPDATED: MetricDesc = MetricDesc {
-    name: "kubernetes_deployment_updated_replicas",
-    help: "Replicas running the deployment's current pod template (status.updatedReplicas), in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static DEPLOYMENT_UPDATED: MetricDesc = MetricDesc::gauge(
+    "kubernetes_deployment_updated_replicas",
+    None,
+    "Replicas running the deployment's current pod template (status.updatedReplicas), in the last scheduled run.",
+);
 
 /// Available replicas of a deployment.
-pub static DEPLOYMENT_AVAILABLE: MetricDesc = MetricDesc {
-    name: "kubernetes_deployment_available_replicas",
-    help: "Available replicas (status.availableReplicas) of each deployment matching the selector, in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static DEPLOYMENT_AVAILABLE: MetricDesc = MetricDesc::gauge(
+    "kubernetes_deployment_available_replicas",
+    None,
+    "Available replicas (status.availableReplicas) of each deployment matching the selector, in the last scheduled run.",
+);
 
 /// Nodes listed.
-pub static NODES: MetricDesc = MetricDesc {
-    name: "kubernetes_nodes",
-    help: "Nodes matching node_selector, in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static NODES: MetricDesc = MetricDesc::gauge(
+    "kubernetes_nodes",
+    None,
+    "Nodes matching node_selector, in the last scheduled run.",
+);
 
 /// Nodes whose Ready condition is not True.
-pub static NODES_NOT_READY: MetricDesc = MetricDesc {
-    name: "kubernetes_nodes_not_ready",
-    help: "Nodes whose Ready condition is not True (False, Unknown or missing), in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static NODES_NOT_READY: MetricDesc = MetricDesc::gauge(
+    "kubernetes_nodes_not_ready",
+    None,
+    "Nodes whose Ready condition is not True (False, Unknown or missing), in the last scheduled run.",
+);
 
 /// Nodes under a pressure condition.
-pub static NODES_PRESSURE: MetricDesc = MetricDesc {
-    name: "kubernetes_nodes_under_pressure",
-    help: "Nodes with the condition (MemoryPressure, DiskPressure, PIDPressure) True, in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static NODES_PRESSURE: MetricDesc = MetricDesc::gauge(
+    "kubernetes_nodes_under_pressure",
+    None,
+    "Nodes with the condition (MemoryPressure, DiskPressure, PIDPressure) True, in the last scheduled run.",
+);
 
 /// Allocatable GPUs, summed over the nodes.
-pub static NODES_GPUS: MetricDesc = MetricDesc {
-    name: "kubernetes_nodes_allocatable_gpus",
-    help: "Allocatable nvidia.com/gpu summed over the nodes that advertise it, in the last scheduled run; absent when no node does.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static NODES_GPUS: MetricDesc = MetricDesc::gauge(
+    "kubernetes_nodes_allocatable_gpus",
+    None,
+    "Allocatable nvidia.com/gpu summed over the nodes that advertise it, in the last scheduled run; absent when no node does.",
+);
 
 /// Recent Warning events, by reason.
-pub static WARNING_EVENTS: MetricDesc = MetricDesc {
-    name: "kubernetes_warning_events",
-    help: "Warning events last seen within events_window, by namespace and reason (FailedScheduling, BackOff, Unhealthy, FailedMount, FailedCreatePodSandBox, Evicted, other), in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static WARNING_EVENTS: MetricDesc = MetricDesc::gauge(
+    "kubernetes_warning_events",
+    None,
+    "Warning events last seen within events_window, by namespace and reason (FailedScheduling, BackOff, Unhealthy, FailedMount, FailedCreatePodSandBox, Evicted, other), in the last scheduled run.",
+);
 
 /// Ready endpoints of a service.
-pub static SERVICE_READY: MetricDesc = MetricDesc {
-    name: "kubernetes_service_ready_endpoints",
-    help: "Ready endpoints of each configured service (0 when it has none, or no such service), in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static SERVICE_READY: MetricDesc = MetricDesc::gauge(
+    "kubernetes_service_ready_endpoints",
+    None,
+    "Ready endpoints of each configured service (0 when it has none, or no such service), in the last scheduled run.",
+);
 
 /// Not-ready endpoints of a service.
-pub static SERVICE_NOT_READY: MetricDesc = MetricDesc {
-    name: "kubernetes_service_not_ready_endpoints",
-    help: "Endpoints of each configured service that are not ready (0 when there are none), in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static SERVICE_NOT_READY: MetricDesc = MetricDesc::gauge(
+    "kubernetes_service_not_ready_endpoints",
+    None,
+    "Endpoints of each configured service that are not ready (0 when there are none), in the last scheduled run.",
+);
 
 /// Every metric this kind can report.
 pub static METRICS: [&MetricDesc; 17] = [

@@ -9,44 +9,39 @@ use prometheus_client::registry::Unit;
 use tokio_postgres::{Client, Statement};
 
 use super::{failed, locks, Failed};
-use crate::checks::{MetricDesc, MetricKind, Sample};
+use crate::checks::{MetricDesc, Sample};
 
-desc!(
-    IN_RECOVERY,
+/// 1 if the server was a standby (pg_is_in_recovery()) in the last scheduled run, else 0.
+pub(super) static IN_RECOVERY: MetricDesc = MetricDesc::gauge(
     "postgres_in_recovery",
     None,
-    Gauge,
-    "1 if the server was a standby (pg_is_in_recovery()) in the last scheduled run, else 0."
+    "1 if the server was a standby (pg_is_in_recovery()) in the last scheduled run, else 0.",
 );
-desc!(
-    CONNECTIONS,
+/// Client backends by state (pg_stat_activity) in the last scheduled run.
+pub(super) static CONNECTIONS: MetricDesc = MetricDesc::gauge(
     "postgres_connections",
     None,
-    Gauge,
-    "Client backends by state (pg_stat_activity) in the last scheduled run."
+    "Client backends by state (pg_stat_activity) in the last scheduled run.",
 );
-desc!(
-    MAX_CONNECTIONS,
+/// The max_connections setting in the last scheduled run.
+pub(super) static MAX_CONNECTIONS: MetricDesc = MetricDesc::gauge(
     "postgres_max_connections",
     None,
-    Gauge,
-    "The max_connections setting in the last scheduled run."
+    "The max_connections setting in the last scheduled run.",
 );
-desc!(
-    RESERVED_CONNECTIONS,
+/// The superuser_reserved_connections setting in the last scheduled run.
+pub(super) static RESERVED_CONNECTIONS: MetricDesc = MetricDesc::gauge(
     "postgres_superuser_reserved_connections",
     None,
-    Gauge,
-    "The superuser_reserved_connections setting in the last scheduled run."
+    "The superuser_reserved_connections setting in the last scheduled run.",
 );
-desc!(LONG_QUERIES, "postgres_long_running_queries", None, Gauge,
-    "Active queries running longer than long_query_threshold (from query_start) in the last scheduled run.");
-desc!(
-    LONGEST_QUERY,
+/// Active queries running longer than long_query_threshold (from query_start) in the last scheduled run.
+pub(super) static LONG_QUERIES: MetricDesc = MetricDesc::gauge("postgres_long_running_queries", None, "Active queries running longer than long_query_threshold (from query_start) in the last scheduled run.");
+/// Age of the oldest active query (from query_start) in the last scheduled run; 0 if none.
+pub(super) static LONGEST_QUERY: MetricDesc = MetricDesc::gauge(
     "postgres_longest_query_duration",
     Some(Unit::Seconds),
-    Gauge,
-    "Age of the oldest active query (from query_start) in the last scheduled run; 0 if none."
+    "Age of the oldest active query (from query_start) in the last scheduled run; 0 if none.",
 );
 
 const SQL_STATES: &str = "SELECT coalesce(state, 'unknown'), count(*)::float8 \

@@ -9,14 +9,13 @@ use std::sync::{Mutex, OnceLock};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{describe, QuerySpec};
-use crate::checks::{MetricDesc, MetricKind, Sample};
+use crate::checks::{MetricDesc, Sample};
 
-desc!(
-    QUERY_VALUE,
+/// A value column of a custom query, per row, in the last scheduled run.
+pub(super) static QUERY_VALUE: MetricDesc = MetricDesc::gauge(
     "postgres_query_value",
     None,
-    Gauge,
-    "A value column of a custom query, per row, in the last scheduled run."
+    "A value column of a custom query, per row, in the last scheduled run.",
 );
 
 /// One custom query, ready to run.

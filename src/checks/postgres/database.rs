@@ -6,43 +6,39 @@ use prometheus_client::registry::Unit;
 use tokio_postgres::{Client, Statement};
 
 use super::{failed, Failed};
-use crate::checks::{MetricDesc, MetricKind, Sample};
+use crate::checks::{MetricDesc, Sample};
 
-desc!(
-    DB_BACKENDS,
+/// Sessions connected to each database (pg_stat_database.numbackends) in the last scheduled run.
+pub(super) static DB_BACKENDS: MetricDesc = MetricDesc::gauge(
     "postgres_database_backends",
     None,
-    Gauge,
-    "Sessions connected to each database (pg_stat_database.numbackends) in the last scheduled run."
+    "Sessions connected to each database (pg_stat_database.numbackends) in the last scheduled run.",
 );
-desc!(DB_COMMITS, "postgres_database_commits", None, Counter,
-    "Committed transactions per database (pg_stat_database.xact_commit) as of the last scheduled run.");
-desc!(DB_ROLLBACKS, "postgres_database_rollbacks", None, Counter,
-    "Rolled back transactions per database (pg_stat_database.xact_rollback) as of the last scheduled run.");
-desc!(
-    DB_BLOCKS_READ,
+/// Committed transactions per database (pg_stat_database.xact_commit) as of the last scheduled run.
+pub(super) static DB_COMMITS: MetricDesc = MetricDesc::counter("postgres_database_commits", None, "Committed transactions per database (pg_stat_database.xact_commit) as of the last scheduled run.");
+/// Rolled back transactions per database (pg_stat_database.xact_rollback) as of the last scheduled run.
+pub(super) static DB_ROLLBACKS: MetricDesc = MetricDesc::counter("postgres_database_rollbacks", None, "Rolled back transactions per database (pg_stat_database.xact_rollback) as of the last scheduled run.");
+/// Disk blocks read per database (pg_stat_database.blks_read) as of the last scheduled run.
+pub(super) static DB_BLOCKS_READ: MetricDesc = MetricDesc::counter(
     "postgres_database_blocks_read",
     None,
-    Counter,
-    "Disk blocks read per database (pg_stat_database.blks_read) as of the last scheduled run."
+    "Disk blocks read per database (pg_stat_database.blks_read) as of the last scheduled run.",
 );
-desc!(
-    DB_BLOCKS_HIT,
+/// Buffer cache hits per database (pg_stat_database.blks_hit) as of the last scheduled run.
+pub(super) static DB_BLOCKS_HIT: MetricDesc = MetricDesc::counter(
     "postgres_database_blocks_hit",
     None,
-    Counter,
-    "Buffer cache hits per database (pg_stat_database.blks_hit) as of the last scheduled run."
+    "Buffer cache hits per database (pg_stat_database.blks_hit) as of the last scheduled run.",
 );
-desc!(DB_TEMP_FILES, "postgres_database_temp_files", None, Counter,
-    "Temporary files created per database (pg_stat_database.temp_files) as of the last scheduled run.");
-desc!(DB_TEMP_BYTES, "postgres_database_temp", Some(Unit::Bytes), Counter,
-    "Bytes written to temporary files per database (pg_stat_database.temp_bytes) as of the last scheduled run.");
-desc!(
-    DB_DEADLOCKS,
+/// Temporary files created per database (pg_stat_database.temp_files) as of the last scheduled run.
+pub(super) static DB_TEMP_FILES: MetricDesc = MetricDesc::counter("postgres_database_temp_files", None, "Temporary files created per database (pg_stat_database.temp_files) as of the last scheduled run.");
+/// Bytes written to temporary files per database (pg_stat_database.temp_bytes) as of the last scheduled run.
+pub(super) static DB_TEMP_BYTES: MetricDesc = MetricDesc::counter("postgres_database_temp", Some(Unit::Bytes), "Bytes written to temporary files per database (pg_stat_database.temp_bytes) as of the last scheduled run.");
+/// Deadlocks detected per database (pg_stat_database.deadlocks) as of the last scheduled run.
+pub(super) static DB_DEADLOCKS: MetricDesc = MetricDesc::counter(
     "postgres_database_deadlocks",
     None,
-    Counter,
-    "Deadlocks detected per database (pg_stat_database.deadlocks) as of the last scheduled run."
+    "Deadlocks detected per database (pg_stat_database.deadlocks) as of the last scheduled run.",
 );
 
 /// `$1` is `max_databases`.

@@ -7,17 +7,16 @@
 use prometheus_client::registry::Unit;
 use tokio_postgres::Row;
 
-use crate::checks::{MetricDesc, MetricKind, Sample};
+use crate::checks::{MetricDesc, Sample};
 
-desc!(
-    LOCK_WAITING,
+/// Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run.
+pub(super) static LOCK_WAITING: MetricDesc = MetricDesc::gauge(
     "postgres_lock_waiting_sessions",
     None,
-    Gauge,
-    "Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run."
+    "Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run.",
 );
-desc!(LONGEST_LOCK_WAIT, "postgres_longest_lock_wait", Some(Unit::Seconds), Gauge,
-    "Longest current wait for a lock (pg_locks.waitstart, PostgreSQL 14+) in the last scheduled run; 0 if none.");
+/// Longest current wait for a lock (pg_locks.waitstart, PostgreSQL 14+) in the last scheduled run; 0 if none.
+pub(super) static LONGEST_LOCK_WAIT: MetricDesc = MetricDesc::gauge("postgres_longest_lock_wait", Some(Unit::Seconds), "Longest current wait for a lock (pg_locks.waitstart, PostgreSQL 14+) in the last scheduled run; 0 if none.");
 
 /// The sessions waiting for a lock that another session holds.
 const SQL_WAITING: &str =

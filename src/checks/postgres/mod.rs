@@ -31,23 +31,8 @@ use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::shared::backoff::Reconnect;
-use super::{
-    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
-};
+use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
 use crate::checks::shared::secret;
-
-/// Declare a metric descriptor of this kind; used by every collector.
-macro_rules! desc {
-    ($id:ident, $name:literal, $unit:expr, $kind:ident, $help:literal) => {
-        #[doc = $help]
-        pub(super) static $id: MetricDesc = MetricDesc {
-            name: $name,
-            help: $help,
-            unit: $unit,
-            kind: MetricKind::$kind,
-        };
-    };
-}
 
 mod activity;
 mod custom;
@@ -66,24 +51,22 @@ use session::Session;
 use spec::parse_dsn;
 pub use spec::{PostgresSpec, QuerySpec, TlsMode};
 
-desc!(CONNECT_DURATION, "postgres_connect_duration", Some(Unit::Seconds), Gauge,
-    "Time to open the monitoring session (TCP, TLS, authentication), in the last scheduled run that had to connect.");
-desc!(
-    SELECT1_DURATION,
+/// Time to open the monitoring session (TCP, TLS, authentication), in the last scheduled run that had to connect.
+pub(super) static CONNECT_DURATION: MetricDesc = MetricDesc::gauge("postgres_connect_duration", Some(Unit::Seconds), "Time to open the monitoring session (TCP, TLS, authentication), in the last scheduled run that had to connect.");
+/// Round trip of SELECT 1 on the monitoring session in the last scheduled run.
+pub(super) static SELECT1_DURATION: MetricDesc = MetricDesc::gauge(
     "postgres_select1_duration",
     Some(Unit::Seconds),
-    Gauge,
-    "Round trip of SELECT 1 on the monitoring session in the last scheduled run."
+    "Round trip of SELECT 1 on the monitoring session in the last scheduled run.",
 );
-desc!(
-    INFO,
+/// Always 1; the server version (server_version) as seen in the last scheduled run.
+pub(super) static INFO: MetricDesc = MetricDesc::gauge(
     "postgres_info",
     None,
-    Gauge,
-    "Always 1; the server version (server_version) as seen in the last scheduled run."
+    "Always 1; the server version (server_version) as seen in the last scheduled run.",
 );
-desc!(FEATURE_AVAILABLE, "postgres_feature_available", None, Gauge,
-    "1 if an optional part of the check (pg_stat_statements, a custom query) worked in the last scheduled run, 0 if it is unavailable (see the log).");
+/// 1 if an optional part of the check (pg_stat_statements, a custom query) worked in the last scheduled run, 0 if it is unavailable (see the log).
+pub(super) static FEATURE_AVAILABLE: MetricDesc = MetricDesc::gauge("postgres_feature_available", None, "1 if an optional part of the check (pg_stat_statements, a custom query) worked in the last scheduled run, 0 if it is unavailable (see the log).");
 
 /// Every metric this kind can report.
 pub static METRICS: [&MetricDesc; 32] = [

@@ -8,39 +8,36 @@ use prometheus_client::registry::Unit;
 use tokio_postgres::{Client, Row, Statement};
 
 use super::{failed, Failed};
-use crate::checks::{MetricDesc, MetricKind, Sample};
+use crate::checks::{MetricDesc, Sample};
 
-desc!(REPL_STATE, "postgres_replication_state", None, Gauge,
-    "Always 1 per standby connected to this primary, with its WAL sender state, in the last scheduled run.");
-desc!(REPL_LAG_BYTES, "postgres_replication_lag", Some(Unit::Bytes), Gauge,
-    "WAL bytes between the primary's current position and each standby's sent, write, flush and replay position in the last scheduled run.");
-desc!(REPL_LAG_SECONDS, "postgres_replication_lag_time", Some(Unit::Seconds), Gauge,
-    "write_lag, flush_lag and replay_lag of each standby (pg_stat_replication) in the last scheduled run; 0 when caught up.");
-desc!(
-    SLOT_RETAINED,
+/// Always 1 per standby connected to this primary, with its WAL sender state, in the last scheduled run.
+pub(super) static REPL_STATE: MetricDesc = MetricDesc::gauge("postgres_replication_state", None, "Always 1 per standby connected to this primary, with its WAL sender state, in the last scheduled run.");
+/// WAL bytes between the primary's current position and each standby's sent, write, flush and replay position in the last scheduled run.
+pub(super) static REPL_LAG_BYTES: MetricDesc = MetricDesc::gauge("postgres_replication_lag", Some(Unit::Bytes), "WAL bytes between the primary's current position and each standby's sent, write, flush and replay position in the last scheduled run.");
+/// write_lag, flush_lag and replay_lag of each standby (pg_stat_replication) in the last scheduled run; 0 when caught up.
+pub(super) static REPL_LAG_SECONDS: MetricDesc = MetricDesc::gauge("postgres_replication_lag_time", Some(Unit::Seconds), "write_lag, flush_lag and replay_lag of each standby (pg_stat_replication) in the last scheduled run; 0 when caught up.");
+/// WAL bytes each replication slot retains on this primary in the last scheduled run.
+pub(super) static SLOT_RETAINED: MetricDesc = MetricDesc::gauge(
     "postgres_replication_slot_retained",
     Some(Unit::Bytes),
-    Gauge,
-    "WAL bytes each replication slot retains on this primary in the last scheduled run."
+    "WAL bytes each replication slot retains on this primary in the last scheduled run.",
 );
-desc!(
-    SLOT_ACTIVE,
+/// 1 if the replication slot was in use in the last scheduled run, else 0.
+pub(super) static SLOT_ACTIVE: MetricDesc = MetricDesc::gauge(
     "postgres_replication_slot_active",
     None,
-    Gauge,
-    "1 if the replication slot was in use in the last scheduled run, else 0."
+    "1 if the replication slot was in use in the last scheduled run, else 0.",
 );
-desc!(STANDBY_REPLAY_LAG, "postgres_standby_replay_lag", Some(Unit::Seconds), Gauge,
-    "On a standby: age of the last replayed transaction while received WAL waits to be replayed, 0 when everything received is replayed, in the last scheduled run.");
-desc!(
-    STANDBY_UNREPLAYED,
+/// On a standby: age of the last replayed transaction while received WAL waits to be replayed, 0 when everything received is replayed, in the last scheduled run.
+pub(super) static STANDBY_REPLAY_LAG: MetricDesc = MetricDesc::gauge("postgres_standby_replay_lag", Some(Unit::Seconds), "On a standby: age of the last replayed transaction while received WAL waits to be replayed, 0 when everything received is replayed, in the last scheduled run.");
+/// On a standby: WAL bytes received but not yet replayed in the last scheduled run.
+pub(super) static STANDBY_UNREPLAYED: MetricDesc = MetricDesc::gauge(
     "postgres_standby_unreplayed",
     Some(Unit::Bytes),
-    Gauge,
-    "On a standby: WAL bytes received but not yet replayed in the last scheduled run."
+    "On a standby: WAL bytes received but not yet replayed in the last scheduled run.",
 );
-desc!(STANDBY_STREAMING, "postgres_standby_wal_receiver_streaming", None, Gauge,
-    "On a standby: 1 if the WAL receiver was streaming from the primary in the last scheduled run, else 0.");
+/// On a standby: 1 if the WAL receiver was streaming from the primary in the last scheduled run, else 0.
+pub(super) static STANDBY_STREAMING: MetricDesc = MetricDesc::gauge("postgres_standby_wal_receiver_streaming", None, "On a standby: 1 if the WAL receiver was streaming from the primary in the last scheduled run, else 0.");
 
 const SQL_REPLICATION: &str = "SELECT coalesce(application_name, ''), \
      coalesce(host(client_addr), 'local'), coalesce(state, 'unknown'), \

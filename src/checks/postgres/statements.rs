@@ -7,14 +7,14 @@ use prometheus_client::registry::Unit;
 use tokio_postgres::{Client, Statement};
 
 use super::describe;
-use crate::checks::{MetricDesc, MetricKind, Sample};
+use crate::checks::{MetricDesc, Sample};
 
-desc!(STMT_CALLS, "postgres_statement_calls", None, Counter,
-    "Calls of each of the top statements by total time (pg_stat_statements, summed over users and databases) as of the last scheduled run.");
-desc!(STMT_TIME, "postgres_statement_time", Some(Unit::Seconds), Counter,
-    "Total execution time of each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
-desc!(STMT_ROWS, "postgres_statement_rows", None, Counter,
-    "Rows returned or affected by each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
+/// Calls of each of the top statements by total time (pg_stat_statements, summed over users and databases) as of the last scheduled run.
+pub(super) static STMT_CALLS: MetricDesc = MetricDesc::counter("postgres_statement_calls", None, "Calls of each of the top statements by total time (pg_stat_statements, summed over users and databases) as of the last scheduled run.");
+/// Total execution time of each of the top statements by total time (pg_stat_statements) as of the last scheduled run.
+pub(super) static STMT_TIME: MetricDesc = MetricDesc::counter("postgres_statement_time", Some(Unit::Seconds), "Total execution time of each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
+/// Rows returned or affected by each of the top statements by total time (pg_stat_statements) as of the last scheduled run.
+pub(super) static STMT_ROWS: MetricDesc = MetricDesc::counter("postgres_statement_rows", None, "Rows returned or affected by each of the top statements by total time (pg_stat_statements) as of the last scheduled run.");
 
 fn sql_statements(schema: &str, version: i32) -> String {
     let time = if version >= 130_000 {

@@ -28,188 +28,164 @@ use self::connection::{is_broken, State};
 use self::info::{info_samples, parse_info};
 use self::spec::parse_url;
 pub use self::spec::{RedisSpec, RedisUrl};
-use super::{
-    BuildError, Check, Failure, MetricDesc, MetricKind, Reason, RunContext, RunResult, Sample,
-};
+use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
 use crate::checks::shared::secret::{self, Secret};
 use crate::checks::shared::tls::TlsClient;
 use crate::clock::unix_now;
 
 /// Client-side round trip of a PING on the persistent connection.
-pub static PING_DURATION: MetricDesc = MetricDesc {
-    name: "redis_ping_duration",
-    help: "Round trip of a PING on the exporter's persistent connection, measured by the client, in the last scheduled run.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static PING_DURATION: MetricDesc = MetricDesc::gauge(
+    "redis_ping_duration",
+    Some(Unit::Seconds),
+    "Round trip of a PING on the exporter's persistent connection, measured by the client, in the last scheduled run.",
+);
 
 /// Successful key lookups since the server started.
-pub static KEYSPACE_HITS: MetricDesc = MetricDesc {
-    name: "redis_keyspace_hits",
-    help: "Successful key lookups since the server started (INFO keyspace_hits), as of the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static KEYSPACE_HITS: MetricDesc = MetricDesc::counter(
+    "redis_keyspace_hits",
+    None,
+    "Successful key lookups since the server started (INFO keyspace_hits), as of the last scheduled run.",
+);
 
 /// Failed key lookups since the server started.
-pub static KEYSPACE_MISSES: MetricDesc = MetricDesc {
-    name: "redis_keyspace_misses",
-    help: "Failed key lookups since the server started (INFO keyspace_misses), as of the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static KEYSPACE_MISSES: MetricDesc = MetricDesc::counter(
+    "redis_keyspace_misses",
+    None,
+    "Failed key lookups since the server started (INFO keyspace_misses), as of the last scheduled run.",
+);
 
 /// Keys evicted because of maxmemory since the server started.
-pub static EVICTED_KEYS: MetricDesc = MetricDesc {
-    name: "redis_evicted_keys",
-    help: "Keys evicted because of maxmemory since the server started (INFO evicted_keys), as of the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static EVICTED_KEYS: MetricDesc = MetricDesc::counter(
+    "redis_evicted_keys",
+    None,
+    "Keys evicted because of maxmemory since the server started (INFO evicted_keys), as of the last scheduled run.",
+);
 
 /// Keys removed on expiry since the server started.
-pub static EXPIRED_KEYS: MetricDesc = MetricDesc {
-    name: "redis_expired_keys",
-    help: "Keys removed on expiry since the server started (INFO expired_keys), as of the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static EXPIRED_KEYS: MetricDesc = MetricDesc::counter(
+    "redis_expired_keys",
+    None,
+    "Keys removed on expiry since the server started (INFO expired_keys), as of the last scheduled run.",
+);
 
 /// Connections rejected because of maxclients since the server started.
-pub static REJECTED_CONNECTIONS: MetricDesc = MetricDesc {
-    name: "redis_rejected_connections",
-    help: "Connections rejected because of maxclients since the server started (INFO rejected_connections), as of the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static REJECTED_CONNECTIONS: MetricDesc = MetricDesc::counter(
+    "redis_rejected_connections",
+    None,
+    "Connections rejected because of maxclients since the server started (INFO rejected_connections), as of the last scheduled run.",
+);
 
 /// Connections accepted since the server started.
-pub static CONNECTIONS_RECEIVED: MetricDesc = MetricDesc {
-    name: "redis_connections_received",
-    help: "Connections accepted since the server started (INFO total_connections_received), as of the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Counter,
-};
+pub static CONNECTIONS_RECEIVED: MetricDesc = MetricDesc::counter(
+    "redis_connections_received",
+    None,
+    "Connections accepted since the server started (INFO total_connections_received), as of the last scheduled run.",
+);
 
 /// Client connections open.
-pub static CONNECTED_CLIENTS: MetricDesc = MetricDesc {
-    name: "redis_connected_clients",
-    help: "Client connections open (INFO connected_clients) in the last scheduled run, the exporter's own included.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static CONNECTED_CLIENTS: MetricDesc = MetricDesc::gauge(
+    "redis_connected_clients",
+    None,
+    "Client connections open (INFO connected_clients) in the last scheduled run, the exporter's own included.",
+);
 
 /// Clients waiting in a blocking call like BLPOP.
-pub static BLOCKED_CLIENTS: MetricDesc = MetricDesc {
-    name: "redis_blocked_clients",
-    help: "Clients waiting in a blocking call like BLPOP (INFO blocked_clients) in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static BLOCKED_CLIENTS: MetricDesc = MetricDesc::gauge(
+    "redis_blocked_clients",
+    None,
+    "Clients waiting in a blocking call like BLPOP (INFO blocked_clients) in the last scheduled run.",
+);
 
 /// The server's maxclients setting.
-pub static MAX_CLIENTS: MetricDesc = MetricDesc {
-    name: "redis_max_clients",
-    help: "The server's maxclients setting (INFO maxclients) in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static MAX_CLIENTS: MetricDesc = MetricDesc::gauge(
+    "redis_max_clients",
+    None,
+    "The server's maxclients setting (INFO maxclients) in the last scheduled run.",
+);
 
 /// Memory allocated by Redis.
-pub static MEMORY_USED: MetricDesc = MetricDesc {
-    name: "redis_memory_used",
-    help: "Memory allocated by Redis (INFO used_memory) in the last scheduled run.",
-    unit: Some(Unit::Bytes),
-    kind: MetricKind::Gauge,
-};
+pub static MEMORY_USED: MetricDesc = MetricDesc::gauge(
+    "redis_memory_used",
+    Some(Unit::Bytes),
+    "Memory allocated by Redis (INFO used_memory) in the last scheduled run.",
+);
 
 /// The maxmemory setting, when there is one.
-pub static MEMORY_MAX: MetricDesc = MetricDesc {
-    name: "redis_memory_max",
-    help: "The maxmemory setting in the last scheduled run; absent when it is 0 (no limit).",
-    unit: Some(Unit::Bytes),
-    kind: MetricKind::Gauge,
-};
+pub static MEMORY_MAX: MetricDesc = MetricDesc::gauge(
+    "redis_memory_max",
+    Some(Unit::Bytes),
+    "The maxmemory setting in the last scheduled run; absent when it is 0 (no limit).",
+);
 
 /// Resident memory of the Redis process as the OS sees it.
-pub static MEMORY_RSS: MetricDesc = MetricDesc {
-    name: "redis_memory_rss",
-    help: "Resident memory of the Redis process as the OS sees it (INFO used_memory_rss) in the last scheduled run.",
-    unit: Some(Unit::Bytes),
-    kind: MetricKind::Gauge,
-};
+pub static MEMORY_RSS: MetricDesc = MetricDesc::gauge(
+    "redis_memory_rss",
+    Some(Unit::Bytes),
+    "Resident memory of the Redis process as the OS sees it (INFO used_memory_rss) in the last scheduled run.",
+);
 
 /// RSS divided by used memory.
-pub static MEMORY_FRAGMENTATION: MetricDesc = MetricDesc {
-    name: "redis_memory_fragmentation_ratio",
-    help: "RSS divided by used memory (INFO mem_fragmentation_ratio) in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static MEMORY_FRAGMENTATION: MetricDesc = MetricDesc::gauge(
+    "redis_memory_fragmentation_ratio",
+    None,
+    "RSS divided by used memory (INFO mem_fragmentation_ratio) in the last scheduled run.",
+);
 
 /// When the server started.
-pub static START_TIME: MetricDesc = MetricDesc {
-    name: "redis_start_timestamp",
-    help: "When the server started (now minus INFO uptime_in_seconds), as a Unix timestamp, from the last scheduled run.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static START_TIME: MetricDesc = MetricDesc::gauge(
+    "redis_start_timestamp",
+    Some(Unit::Seconds),
+    "When the server started (now minus INFO uptime_in_seconds), as a Unix timestamp, from the last scheduled run.",
+);
 
 /// Keys in each database.
-pub static DB_KEYS: MetricDesc = MetricDesc {
-    name: "redis_db_keys",
-    help: "Keys in each database (INFO keyspace) in the last scheduled run; the databases with the most keys, up to max_databases.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static DB_KEYS: MetricDesc = MetricDesc::gauge(
+    "redis_db_keys",
+    None,
+    "Keys in each database (INFO keyspace) in the last scheduled run; the databases with the most keys, up to max_databases.",
+);
 
 /// 1 for the server's replication role.
-pub static ROLE: MetricDesc = MetricDesc {
-    name: "redis_role",
-    help: "1 for the server's replication role (role=\"master\" or \"replica\") in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static ROLE: MetricDesc = MetricDesc::gauge(
+    "redis_role",
+    None,
+    "1 for the server's replication role (role=\"master\" or \"replica\") in the last scheduled run.",
+);
 
 /// Replicas connected to this primary.
-pub static CONNECTED_REPLICAS: MetricDesc = MetricDesc {
-    name: "redis_connected_replicas",
-    help: "Replicas connected to this primary (INFO connected_slaves) in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static CONNECTED_REPLICAS: MetricDesc = MetricDesc::gauge(
+    "redis_connected_replicas",
+    None,
+    "Replicas connected to this primary (INFO connected_slaves) in the last scheduled run.",
+);
 
 /// On a primary, each replica's replication offset lag.
-pub static REPLICA_OFFSET_LAG: MetricDesc = MetricDesc {
-    name: "redis_replica_offset_lag",
-    help: "On a primary, how far each replica's acknowledged replication offset is behind the primary's, in the last scheduled run; the most lagging replicas, up to max_replicas.",
-    unit: Some(Unit::Bytes),
-    kind: MetricKind::Gauge,
-};
+pub static REPLICA_OFFSET_LAG: MetricDesc = MetricDesc::gauge(
+    "redis_replica_offset_lag",
+    Some(Unit::Bytes),
+    "On a primary, how far each replica's acknowledged replication offset is behind the primary's, in the last scheduled run; the most lagging replicas, up to max_replicas.",
+);
 
 /// On a replica, 1 if the link to its primary is up.
-pub static MASTER_LINK_UP: MetricDesc = MetricDesc {
-    name: "redis_master_link_up",
-    help: "On a replica, 1 if the link to its primary is up (INFO master_link_status), else 0, in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static MASTER_LINK_UP: MetricDesc = MetricDesc::gauge(
+    "redis_master_link_up",
+    None,
+    "On a replica, 1 if the link to its primary is up (INFO master_link_status), else 0, in the last scheduled run.",
+);
 
 /// On a replica, when it last heard from its primary.
-pub static MASTER_LAST_IO: MetricDesc = MetricDesc {
-    name: "redis_master_last_io_timestamp",
-    help: "On a replica, when it last heard from its primary (now minus INFO master_last_io_seconds_ago), as a Unix timestamp, from the last scheduled run; absent while the link is down.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static MASTER_LAST_IO: MetricDesc = MetricDesc::gauge(
+    "redis_master_last_io_timestamp",
+    Some(Unit::Seconds),
+    "On a replica, when it last heard from its primary (now minus INFO master_last_io_seconds_ago), as a Unix timestamp, from the last scheduled run; absent while the link is down.",
+);
 
 /// On a replica, 1 during a full sync from the primary.
-pub static MASTER_SYNC_IN_PROGRESS: MetricDesc = MetricDesc {
-    name: "redis_master_sync_in_progress",
-    help: "On a replica, 1 while a full sync from the primary is in progress, else 0, in the last scheduled run.",
-    unit: None,
-    kind: MetricKind::Gauge,
-};
+pub static MASTER_SYNC_IN_PROGRESS: MetricDesc = MetricDesc::gauge(
+    "redis_master_sync_in_progress",
+    None,
+    "On a replica, 1 while a full sync from the primary is in progress, else 0, in the last scheduled run.",
+);
 
 /// Every metric this kind can report, besides the TLS certificate expiry.
 pub static METRICS: [&MetricDesc; 22] = [

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Deserialize;
 
-use crate::checks::{BuildError, MetricDesc, MetricKind, Sample};
+use crate::checks::{BuildError, MetricDesc, Sample};
 use prometheus_client::registry::Unit;
 
 /// Make ring rustls's process-wide crypto provider. Our own TLS configs name
@@ -47,12 +47,11 @@ pub struct TlsSpec {
 
 /// Earliest `notAfter` of the certificates the server presented, as a Unix
 /// timestamp.
-pub static CERT_EXPIRY: MetricDesc = MetricDesc {
-    name: "tls_earliest_cert_expiry_timestamp",
-    help: "Earliest notAfter of the certificate chain the target presented in the last scheduled run, as a Unix timestamp.",
-    unit: Some(Unit::Seconds),
-    kind: MetricKind::Gauge,
-};
+pub static CERT_EXPIRY: MetricDesc = MetricDesc::gauge(
+    "tls_earliest_cert_expiry_timestamp",
+    Some(Unit::Seconds),
+    "Earliest notAfter of the certificate chain the target presented in the last scheduled run, as a Unix timestamp.",
+);
 
 impl TlsSpec {
     /// Whether `tls` names a client key: a credential (see `ProbeSafety`).
