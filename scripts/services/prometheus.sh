@@ -1,31 +1,15 @@
 # Prometheus (127.0.0.1:59090, lifecycle API on) and Alertmanager
-# (127.0.0.1:59094, no gossip) from Debian's packages, plus promtool, amtool
-# and, where the Go module proxy serves it, pint (cached under
-# ~/.cache/runbook-exporter/bin). The mixin tests start their own Prometheus
+# (127.0.0.1:59094, no gossip) from Debian's packages, plus promtool and
+# amtool. The mixin tests start their own Prometheus
 # and Alertmanager from the same binaries on free ports; the shared pair is
 # for poking at by hand.
 
 prometheus_dir="$RUNBOOK_TEST_STATE/prometheus"
 prometheus_port=59090
 alertmanager_port=59094
-prometheus_tools="${RUNBOOK_TOOLS_DIR:-$HOME/.cache/runbook-exporter}"
-
-# pint_install: go install pint into the tools cache once; a failure (the
-# module proxy may refuse it) leaves no binary, and the lint test says so.
-pint_install() {
-  local bin="$prometheus_tools/bin/pint"
-  [ -x "$bin" ] && return 0
-  command -v go >/dev/null || return 0
-  mkdir -p "$prometheus_tools/bin" "$prometheus_tools/gopath"
-  log "go install github.com/cloudflare/pint/cmd/pint@latest"
-  GOPATH="$prometheus_tools/gopath" GOBIN="$prometheus_tools/bin" \
-    go install github.com/cloudflare/pint/cmd/pint@latest >"$RUNBOOK_TEST_STATE/logs/pint-install.log" 2>&1 ||
-    log "pint could not be installed (see $RUNBOOK_TEST_STATE/logs/pint-install.log)"
-}
 
 prometheus_up() {
   apt_install prometheus prometheus-alertmanager
-  pint_install
   mkdir -p "$prometheus_dir/data" "$prometheus_dir/am-data"
   if ! port_open "$prometheus_port"; then
     cat >"$prometheus_dir/prometheus.yml" <<EOF
@@ -62,15 +46,12 @@ EOF
   fi
   wait_tcp "$prometheus_port" 30
   wait_tcp "$alertmanager_port" 30
-  local pint=""
-  [ -x "$prometheus_tools/bin/pint" ] && pint="$prometheus_tools/bin/pint"
   {
     echo "export RUNBOOK_TEST_PROMETHEUS_URL=http://127.0.0.1:$prometheus_port"
     echo "export RUNBOOK_TEST_ALERTMANAGER_URL=http://127.0.0.1:$alertmanager_port"
     echo "export RUNBOOK_TEST_PROMETHEUS=$(command -v prometheus)"
     echo "export RUNBOOK_TEST_ALERTMANAGER=$(command -v prometheus-alertmanager)"
     echo "export RUNBOOK_TEST_PROMTOOL=$(command -v promtool)"
-    echo "export RUNBOOK_TEST_PINT=$pint"
   } >"$RUNBOOK_TEST_STATE/env/prometheus.env"
 }
 

@@ -313,10 +313,9 @@ fn alert_table(config: &MixinConfig) -> String {
          its fixtures in `src/mixin/alerts/` adjusted.\n\n\
          ## Linting\n\n\
          `tests/mixin.rs` runs `promtool check rules` and `promtool test rules` and fails\n\
-         when an alert has no test; `tests/mixin_contract.rs` parses every expression\n\
+         when an alert has no test; `tests/mixin_live.rs` parses every expression\n\
          and checks that each `runbook_*` metric it names is really exposed by the\n\
-         exporter; `pint lint` runs when `pint` could be installed (see\n\
-         `scripts/services/prometheus.sh`).\n",
+         exporter. `pint` is not run: the Go module proxy refuses it on these machines.\n",
     );
     out
 }
