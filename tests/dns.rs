@@ -14,7 +14,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, Sample};
+use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, Sample};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -289,15 +289,17 @@ async fn a_silent_server_times_out() {
     let check = build(&format!(
         "kind: dns\nquery_name: silent.test\nserver: {udp}"
     ));
-    let short = RunContext {
-        timeout: Duration::from_millis(300),
-    };
-    // Either the resolver's own per-query timeout (the check's timeout)
-    // reports it, or the run is still waiting when the outer limit fires.
-    match tokio::time::timeout(Duration::from_secs(5), check.run(&short)).await {
-        Err(_elapsed) => {}
-        Ok(Err(failure)) => assert_eq!(failure.reason, Reason::Timeout, "{}", failure.message),
-        Ok(Ok(samples)) => panic!("a silent server passed: {samples:?}"),
+    // Through the scheduler's run, as in production: a 300 ms timeout must
+    // end the run with reason timeout, well before the 5 s bound.
+    let record = tokio::time::timeout(
+        Duration::from_secs(5),
+        runbook_exporter::scheduler::run_once(Arc::from(check), Duration::from_millis(300)),
+    )
+    .await
+    .expect("the run against a silent server ended within 5 s");
+    match record.result {
+        Err(failure) => assert_eq!(failure.reason, Reason::Timeout, "{}", failure.message),
+        Ok(samples) => panic!("a silent server passed: {samples:?}"),
     }
 }
 

@@ -111,13 +111,14 @@ async fn select_1_and_the_primarys_metrics() {
     );
     // Our own session is active while it asks.
     assert!(one(&samples, "postgres_connections", &[("state", "active")]) >= 1.0);
-    assert!(
-        one(
-            &samples,
-            "postgres_connections",
-            &[("state", "idle in transaction (aborted)")]
-        ) >= 0.0
+    // Every state is reported, even one no session is in (`one` panics on
+    // a missing series), as a whole count.
+    let aborted = one(
+        &samples,
+        "postgres_connections",
+        &[("state", "idle in transaction (aborted)")],
     );
+    assert_eq!(aborted.fract(), 0.0, "{aborted}");
     assert!(
         one(
             &samples,
@@ -252,7 +253,8 @@ async fn a_long_query_is_counted_from_query_start() {
     // A transaction that started long before the slow query: the age
     // counts from the query, not from BEGIN.
     sleeper.batch_execute("BEGIN").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let query_started = Instant::now();
     let sleeping = tokio::spawn(async move {
         let _ = sleeper.batch_execute("SELECT pg_sleep(6); COMMIT").await;
     });
@@ -262,7 +264,12 @@ async fn a_long_query_is_counted_from_query_start() {
     })
     .await;
     let longest = one(&samples, "postgres_longest_query_duration", &[]);
-    assert!((2.0..6.5).contains(&longest), "{longest}");
+    // Counted from BEGIN it would be at least 4 s more than the query's age.
+    let query_age = query_started.elapsed().as_secs_f64();
+    assert!(
+        longest >= 2.0 && longest <= query_age + 0.5,
+        "longest {longest} s, query running for {query_age} s"
+    );
     sleeping.await.unwrap();
 }
 
@@ -530,6 +537,32 @@ async fn the_monitoring_session_is_read_only_and_bounded_by_statement_timeout() 
         primary()
     ));
     run_ok(check.as_ref()).await;
+    // A write through the monitoring session is refused, and leaves nothing,
+    // even when its role (a superuser here) could write.
+    let writer = check_for(
+        &env("RUNBOOK_TEST_PG_SUPERUSER_DSN"),
+        "statements_top: 0\nqueries:\n  - {name: write, sql: CREATE TABLE runbook_read_only_probe AS SELECT 1 AS x, values: [x]}",
+    );
+    let samples = run_ok(writer.as_ref()).await;
+    assert_eq!(
+        one(
+            &samples,
+            "postgres_feature_available",
+            &[("feature", "query:write")]
+        ),
+        0.0
+    );
+    let created = su
+        .query_one(
+            "SELECT to_regclass('runbook_read_only_probe') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        !created.get::<_, bool>(0),
+        "the monitoring session wrote a table"
+    );
     let row = su
         .query_one(
             "SELECT count(*), min(application_name) FROM pg_stat_activity WHERE application_name = 'runbook-settings-test'",

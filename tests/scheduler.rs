@@ -135,10 +135,18 @@ async fn runs_of_one_check_never_overlap_and_missed_ticks_are_skipped() {
     let starts = check.starts.lock().unwrap().clone();
     assert!(starts.len() >= 5, "only {} runs", starts.len());
     for pair in starts.windows(2) {
+        // A burst would start the next run as soon as one ends (250 ms);
+        // skipping waits for the next tick on the 100 ms grid (300 ms).
         assert!(
-            pair[1] - pair[0] >= ms(250),
+            pair[1] - pair[0] >= ms(300),
             "runs started {:?} apart",
             pair[1] - pair[0]
+        );
+        let since_first = (pair[1] - starts[0]).as_nanos();
+        assert_eq!(
+            since_first % ms(100).as_nanos(),
+            0,
+            "a run started off the 100 ms grid"
         );
     }
 }

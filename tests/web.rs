@@ -141,6 +141,20 @@ async fn client_certificates_are_required_and_verified() {
         matches!(without.0, Reason::Tls | Reason::Network | Reason::Protocol),
         "{without:?}"
     );
+    // A client certificate signed by another CA is refused too.
+    let stranger = Pki::new();
+    let foreign = http_check(format!(
+        "url: https://{addr}/metrics\ntls: {{ca_file: {}, cert_file: {}, key_file: {}}}\n",
+        pki.path("ca.crt"),
+        stranger.path("client.crt"),
+        stranger.path("client.key")
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(foreign.0, Reason::Tls | Reason::Network | Reason::Protocol),
+        "{foreign:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
