@@ -1,13 +1,13 @@
 //! The `kafka` kind while the real broker of `scripts/services.sh up kafka`
 //! is stopped and started again: the check fails with a connection reason,
-//! then recovers on the same check instance. A file of its own, so no other
-//! test runs while the broker is down.
+//! then recovers on the same check instance. The broker is started again
+//! even if the test panics; nextest runs no other service test meanwhile.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runbook_exporter::checks::{CheckSpec, Reason, RunContext};
+use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext};
 
 fn env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up kafka"))
@@ -22,6 +22,31 @@ fn services(cmd: &str) {
     assert!(status.success(), "scripts/services.sh {cmd} kafka failed");
 }
 
+/// The broker stopped until this is dropped: it is started again even when
+/// the test panics, so no later test finds it down.
+struct BrokerDown;
+
+impl BrokerDown {
+    fn stop() -> Self {
+        services("down");
+        BrokerDown
+    }
+}
+
+impl Drop for BrokerDown {
+    fn drop(&mut self) {
+        services("up");
+    }
+}
+
+/// One run, bounded: a run that never ends is a failure, not a hang.
+async fn run(check: &dyn Check, ctx: &RunContext) -> Result<(), Failure> {
+    tokio::time::timeout(Duration::from_secs(30), check.run(ctx))
+        .await
+        .expect("a kafka run ended within 30 s")
+        .map(|_| ())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_down_fails_with_a_connection_reason_and_recovers() {
     let spec: CheckSpec = serde_saphyr::from_str(&format!(
@@ -33,29 +58,28 @@ async fn broker_down_fails_with_a_connection_reason_and_recovers() {
     let ctx = RunContext {
         timeout: Duration::from_secs(5),
     };
-    check.run(&ctx).await.expect("healthy before the outage");
-
-    services("down");
-    let failure = check
-        .run(&ctx)
+    run(check.as_ref(), &ctx)
         .await
-        .expect_err("fails while the broker is down");
-    let result = std::panic::catch_unwind(|| {
+        .expect("healthy before the outage");
+
+    {
+        let _down = BrokerDown::stop();
+        let failure = run(check.as_ref(), &ctx)
+            .await
+            .expect_err("fails while the broker is down");
         assert!(
             matches!(failure.reason, Reason::ConnectionRefused | Reason::Network),
             "reason {:?}: {}",
             failure.reason,
             failure.message
         );
-    });
-    services("up");
-    result.unwrap();
+    }
 
     // librdkafka reconnects by itself (backoff at most 5 s).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match check.run(&ctx).await {
-            Ok(_) => break,
+        match run(check.as_ref(), &ctx).await {
+            Ok(()) => break,
             Err(f) => assert!(Instant::now() < deadline, "not recovered: {}", f.message),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
