@@ -1,0 +1,152 @@
+//! Secrets never reach what a user reads: every credentialed kind runs
+//! against its real server with a distinctive wrong secret, and neither
+//! `validate`, `check` (table and JSON), the `serve` logs at debug level,
+//! `/metrics` nor the status page may contain it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{closed_port, get, sample, service_env};
+
+/// The checks of [`config`].
+const CHECKS: [&str; 7] = ["pg", "cache", "ch", "bus", "bucket", "api", "api_basic"];
+
+/// Every secret below contains this, so one search finds any of them.
+const MARK: &str = "zq-leak-";
+
+fn exporter() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+}
+
+/// One check per credentialed kind, each with a wrong secret, against the
+/// test services.
+fn config() -> String {
+    let pg = url::Url::parse(&service_env("RUNBOOK_TEST_PG_PRIMARY_DSN", "postgres")).unwrap();
+    let redis = service_env("RUNBOOK_TEST_REDIS_URL", "redis");
+    let clickhouse = service_env("RUNBOOK_TEST_CLICKHOUSE_URL", "clickhouse");
+    let ch_user = service_env("RUNBOOK_TEST_CLICKHOUSE_USER", "clickhouse");
+    let sasl = service_env("RUNBOOK_TEST_KAFKA_SASL_BROKERS", "kafka");
+    let sasl_user = service_env("RUNBOOK_TEST_KAFKA_SASL_USER", "kafka");
+    let s3 = service_env("RUNBOOK_TEST_S3_ENDPOINT", "s3");
+    let s3_key = service_env("RUNBOOK_TEST_S3_ACCESS_KEY", "s3");
+    let http = closed_port();
+    format!(
+        "defaults: {{interval: 30s, timeout: 5s}}\nchecks:\n\
+         \x20 - name: pg\n    kind: postgres\n    host: {host}\n    port: {port}\n    user: {user}\n    password: {MARK}postgres\n    sslmode: disable\n\
+         \x20 - name: cache\n    kind: redis\n    url: {redis}\n    password: {MARK}redis\n\
+         \x20 - name: ch\n    kind: clickhouse\n    url: {clickhouse}\n    user: {ch_user}\n    password: {MARK}clickhouse\n\
+         \x20 - name: bus\n    kind: kafka\n    brokers: [{sasl}]\n    sasl: {{mechanism: PLAIN, username: {sasl_user}, password: {MARK}kafka}}\n\
+         \x20 - name: bucket\n    kind: s3\n    endpoint: {s3}\n    bucket: runbook-secrets\n    path_style: true\n    access_key_id: {s3_key}\n    secret_access_key: {MARK}s3\n\
+         \x20 - name: api\n    kind: http\n    url: http://{http}/\n    bearer_token: {MARK}http\n\
+         \x20 - name: api_basic\n    kind: http\n    url: http://{http}/\n    basic_auth: {{username: u, password: {MARK}basic}}\n",
+        host = pg.host_str().unwrap(),
+        port = pg.port().unwrap_or(5432),
+        user = pg.username(),
+    )
+}
+
+fn assert_clean(what: &str, text: &str) {
+    assert!(!text.contains(MARK), "{what} shows a secret:\n{text}");
+}
+
+#[test]
+fn validate_and_check_output_never_shows_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config()).unwrap();
+    let path = path.display().to_string();
+    for args in [
+        vec!["validate", "--config", &path],
+        vec!["check", "--config", &path],
+        vec!["check", "--config", &path, "--output", "json"],
+    ] {
+        let out = exporter().args(&args).output().expect("the binary runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_clean(&args.join(" "), &text);
+        if args[0] == "check" {
+            // Every check really ran and failed (wrong secrets), so the
+            // failure messages were there to leak.
+            assert_eq!(out.status.code(), Some(1), "{text}");
+        }
+    }
+}
+
+/// `serve` in the background, its output captured.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_logs_metrics_and_status_page_never_show_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config()).unwrap();
+    let addr = closed_port();
+    let child = exporter()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--log.level", "debug", "--web.listen-address"])
+        .arg(addr.to_string())
+        .stdout(Stdio::from(
+            std::fs::File::create(dir.path().join("out.log")).unwrap(),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("err.log")).unwrap(),
+        ))
+        .spawn()
+        .expect("serve starts");
+    let served = Served { child, addr };
+
+    // Wait until every check has run and failed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let metrics = loop {
+        if std::net::TcpStream::connect(served.addr).is_ok() {
+            last = get(served.addr, "/metrics").body;
+            let failed = CHECKS.iter().all(|c| {
+                let check = format!("check=\"{c}\"");
+                sample(&last, "runbook_check_runs_total", &check).is_some_and(|n| n >= 1.0)
+                    && sample(&last, "runbook_check_up", &check) == Some(0.0)
+            });
+            if failed {
+                break last;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every check failed within 60 s:\n{}",
+            last.lines()
+                .filter(|l| l.starts_with("runbook_check_up"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_clean("/metrics", &metrics);
+    assert_clean("the status page", &get(served.addr, "/").body);
+
+    drop(served);
+    let logs = ["out.log", "err.log"]
+        .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap())
+        .concat();
+    assert!(
+        logs.contains("check failed"),
+        "no failure was logged:\n{logs}"
+    );
+    assert_clean("the logs", &logs);
+}
