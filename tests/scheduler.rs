@@ -116,7 +116,7 @@ async fn a_run_that_exceeds_its_timeout_fails_with_reason_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn runs_of_one_check_never_overlap_and_missed_ticks_are_skipped() {
+async fn runs_of_one_check_never_overlap_even_when_slower_than_the_interval() {
     // Each run takes 250ms against a 100ms interval (a timeout above the
     // interval is refused by the config loader, but the scheduler must
     // still hold the line).
@@ -135,20 +135,59 @@ async fn runs_of_one_check_never_overlap_and_missed_ticks_are_skipped() {
     let starts = check.starts.lock().unwrap().clone();
     assert!(starts.len() >= 5, "only {} runs", starts.len());
     for pair in starts.windows(2) {
-        // A burst would start the next run as soon as one ends (250 ms);
-        // skipping waits for the next tick on the 100 ms grid (300 ms).
         assert!(
-            pair[1] - pair[0] >= ms(300),
+            pair[1] - pair[0] >= ms(250),
             "runs started {:?} apart",
             pair[1] - pair[0]
         );
-        let since_first = (pair[1] - starts[0]).as_nanos();
-        assert_eq!(
-            since_first % ms(100).as_nanos(),
-            0,
-            "a run started off the 100 ms grid"
-        );
     }
+}
+
+/// A check whose first run takes 550 ms and every later one 10 ms.
+#[derive(Default)]
+struct SlowFirst {
+    starts: Mutex<Vec<tokio::time::Instant>>,
+}
+
+impl Check for SlowFirst {
+    fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
+        Box::pin(async move {
+            let first = {
+                let mut starts = self.starts.lock().unwrap();
+                starts.push(tokio::time::Instant::now());
+                starts.len() == 1
+            };
+            tokio::time::sleep(if first { ms(550) } else { ms(10) }).await;
+            Ok(Vec::new())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ticks_missed_during_a_slow_run_are_skipped_not_bunched() {
+    let check = Arc::new(SlowFirst::default());
+    let store = Arc::new(Store::default());
+    let mut scheduler = Scheduler::new(store.clone());
+    scheduler.apply(&Config {
+        max_concurrent_runs: 10,
+        modules: Vec::new(),
+        probe_allowed_targets: Vec::new(),
+        checks: vec![check_config("stall", ms(100), ms(1000), check.clone())],
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    scheduler.shutdown();
+    let starts = check.starts.lock().unwrap().clone();
+    let offsets: Vec<Duration> = starts.iter().map(|s| *s - starts[0]).collect();
+    // The slow run ends at 550 ms, over the ticks due at 100 ... 500: one
+    // run at once for them, then back on the 100 ms grid. A burst would
+    // start five runs in a row at 550 ms and after.
+    assert_eq!(&offsets[1..3], [ms(550), ms(600)], "{offsets:?}");
+    assert!(
+        offsets[2..]
+            .iter()
+            .all(|o| o.as_nanos() % ms(100).as_nanos() == 0),
+        "{offsets:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
