@@ -26,12 +26,31 @@ pub struct Document {
     keys: HashMap<String, Pos>,
 }
 
+/// The parser's budget for a file of `len` bytes. Without aliases every
+/// node and event takes at least one byte of text, so node and event limits
+/// of one per byte (and never below the library's defaults) cannot refuse an
+/// honest file, however many checks it holds; what they still stop is
+/// expansion through aliases (an alias bomb), together with the library's
+/// alias, anchor and depth limits, which stay at their defaults.
+fn budget_for(len: usize) -> Option<serde_saphyr::Budget> {
+    let defaults = serde_saphyr::Budget::default();
+    #[allow(deprecated)] // Reading the defaults; the macro does the writing.
+    let (nodes, events) = (defaults.max_nodes, defaults.max_events);
+    serde_saphyr::budget! {
+        max_nodes: nodes.max(len),
+        max_events: events.max(len.saturating_mul(2)),
+    }
+}
+
 impl Document {
     /// Parse YAML text (YAML 1.2 scalars). The error is a position and a
     /// message.
     pub fn parse(text: &str) -> Result<Self, (Pos, String)> {
         // YAML 1.2 booleans only: `name: y` or `country: no` stay strings.
-        let options = serde_saphyr::options! { strict_booleans: true };
+        let options = serde_saphyr::options! {
+            strict_booleans: true,
+            budget: budget_for(text.len()),
+        };
         let root: Spanned<Node> =
             serde_saphyr::from_str_with_options(text, options).map_err(|e| {
                 let pos = e.location().map(|l| pos(&l)).unwrap_or_default();
@@ -238,5 +257,38 @@ mod tests {
         let (pos, msg) = Document::parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(pos, Pos { line: 2, column: 1 });
         assert_eq!(msg, "duplicate mapping key: a");
+    }
+
+    #[test]
+    fn a_file_with_far_more_nodes_than_the_default_budget_parses() {
+        // 60,000 checks of 5 nodes each: 300,001 nodes, over the library's
+        // default of 250,000 (which stopped near 22,700 real checks).
+        let mut text = String::from("checks:\n");
+        for i in 0..60_000 {
+            text.push_str(&format!("  - {{name: c{i}, kind: tcp}}\n"));
+        }
+        let doc = Document::parse(&text).expect("a large honest file parses");
+        assert_eq!(doc.value["checks"].as_array().map(Vec::len), Some(60_000));
+        assert_eq!(doc.position("checks[59999].kind").line, 60_001);
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_with_a_position() {
+        // Each level doubles the expansion; 2^40 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x]\n");
+        for i in 1..40 {
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}]\n", p = i - 1));
+        }
+        let (pos, msg) = Document::parse(&text).expect_err("an alias bomb is refused");
+        assert!(pos.line >= 1, "{pos:?}");
+        assert!(!msg.is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_a_position() {
+        let text = format!("a: {}1{}\n", "[".repeat(500), "]".repeat(500));
+        let (pos, msg) = Document::parse(&text).expect_err("deep nesting is refused");
+        assert_eq!(pos.line, 1, "{msg}");
+        assert!(pos.column > 1, "{pos:?}: {msg}");
     }
 }

@@ -98,11 +98,33 @@ pub fn exposition(
     registry: Option<&Registry>,
     format: Format,
 ) -> String {
+    let rendered = rendered_of(checks);
+    let mut out = checks_part(&rendered, format);
+    out.push_str(&tail(registry, format));
+    out
+}
+
+/// Each check's current pre-rendered series.
+pub(super) fn rendered_of(checks: &[Arc<CheckState>]) -> Vec<Arc<Rendered>> {
+    checks.iter().map(|c| c.rendered()).collect()
+}
+
+/// The checks' part of the body (everything but the exporter's own metrics
+/// and `# EOF`).
+pub(super) fn checks_part(rendered: &[Arc<Rendered>], format: Format) -> String {
     // Size the buffer from the previous scrape, so a large exposition is
     // written without repeated regrowth.
     static LAST_LEN: AtomicUsize = AtomicUsize::new(64 * 1024);
     let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
-    write_checks(checks, format, &mut out);
+    write_checks(rendered, format, &mut out);
+    LAST_LEN.store(out.len(), Ordering::Relaxed);
+    out
+}
+
+/// The end of the body: the exporter's own metrics (read at each scrape)
+/// and, in OpenMetrics, `# EOF`.
+pub(super) fn tail(registry: Option<&Registry>, format: Format) -> String {
+    let mut out = String::new();
     if let Some(registry) = registry {
         let mut om = String::new();
         // Writing to a String cannot fail; a collector that fails would
@@ -116,18 +138,16 @@ pub fn exposition(
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
     }
-    LAST_LEN.store(out.len(), Ordering::Relaxed);
     out
 }
 
 /// Concatenate the checks' rendered families: each family's metadata once,
 /// then every check's samples of it, families in order of first appearance.
-fn write_checks(checks: &[Arc<CheckState>], format: Format, out: &mut String) {
-    let rendered: Vec<Arc<Rendered>> = checks.iter().map(|c| c.rendered()).collect();
+fn write_checks(rendered: &[Arc<Rendered>], format: Format, out: &mut String) {
     let mut order: Vec<&FamilyMeta> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut samples: Vec<Vec<&str>> = Vec::new();
-    for r in &rendered {
+    for r in rendered {
         for (i, family) in r.families.iter().enumerate() {
             // Checks of one kind list their families in the same order, so
             // the position usually finds the family without hashing.

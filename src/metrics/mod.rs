@@ -1,17 +1,20 @@
 //! Owns every metric the exporter serves: the per-check state that runs
 //! write into ([`state`]), the rendering of one check's series when its
 //! state changes ([`render`]), the scrape-time body and its formats
-//! ([`exposition`]), and the exporter's self-metrics ([`exporter`]).
+//! ([`exposition`]) and its gzip form ([`compress`]), and the exporter's
+//! self-metrics ([`exporter`]).
 //!
 //! Kind-specific values come only from the last run's snapshot, so when a
 //! check fails, values it could not measure disappear instead of going
 //! stale.
 
+mod compress;
 mod exporter;
 mod exposition;
 mod render;
 mod state;
 
+pub use compress::{accepts_gzip, exposition_gzip};
 pub use exporter::registry;
 pub use exposition::{exposition, Format};
 pub use state::{CheckState, InFlight, RunRecord, RunSummary, Store, HISTORY_LEN};

@@ -92,8 +92,20 @@ pub async fn serve(
 
 async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     let format = negotiate(&headers);
-    let body = metrics::exposition(&ctx.app.store().checks(), Some(ctx.app.registry()), format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    let checks = ctx.app.store().checks();
+    let registry = Some(ctx.app.registry());
+    let content_type = (header::CONTENT_TYPE, format.content_type());
+    let vary = (header::VARY, "accept, accept-encoding");
+    let accept_encoding = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    if metrics::accepts_gzip(accept_encoding) {
+        let body = metrics::exposition_gzip(&checks, registry, format);
+        let encoding = (header::CONTENT_ENCODING, "gzip");
+        return ([content_type, vary, encoding], body).into_response();
+    }
+    let body = metrics::exposition(&checks, registry, format);
+    ([content_type, vary], body).into_response()
 }
 
 fn negotiate(headers: &HeaderMap) -> Format {
