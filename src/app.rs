@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::config::{self, CheckConfig, Config, ConfigErrors};
 use crate::metrics::{self, Store};
 use crate::scheduler::Scheduler;
+use crate::shard::Shard;
 
 pub struct App {
     config_path: PathBuf,
@@ -24,6 +25,7 @@ pub struct App {
     scheduler: Mutex<Scheduler>,
     probes: ArcSwap<ProbeTable>,
     probe_permits: Arc<Semaphore>,
+    shard: Shard,
 }
 
 /// What `/probe` may run: the modules by name (never a scheduled check, so
@@ -61,23 +63,34 @@ pub const MAX_CONCURRENT_PROBES: usize = 64;
 impl App {
     /// Load the config and start every check. The first load must succeed.
     pub async fn start(config_path: PathBuf) -> Result<Arc<App>, ConfigErrors> {
+        Self::start_shard(config_path, Shard::default()).await
+    }
+
+    /// Like [`App::start`], running only the checks `shard` owns (every
+    /// module stays probeable).
+    pub async fn start_shard(config_path: PathBuf, shard: Shard) -> Result<Arc<App>, ConfigErrors> {
         let config = load(&config_path).await?;
         let store = Arc::new(Store::default());
         let mut scheduler = Scheduler::new(store.clone());
-        scheduler.apply(&config);
+        let own = own_checks(&config, shard);
+        scheduler.apply(&own);
         store.config_loaded(true);
         tracing::info!(
             config = %config_path.display(),
             checks = config.checks.len(),
+            scheduled = own.checks.len(),
+            shard = shard.index,
+            total_shards = shard.total,
             "config loaded, checks scheduled"
         );
         Ok(Arc::new(App {
             config_path,
-            registry: metrics::registry(store.clone()),
+            registry: metrics::registry(store.clone(), shard),
             store,
             scheduler: Mutex::new(scheduler),
             probes: ArcSwap::from_pointee(ProbeTable::from_config(&config)),
             probe_permits: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
+            shard,
         }))
     }
 
@@ -87,7 +100,7 @@ impl App {
         let mut scheduler = self.scheduler.lock().await;
         match load(&self.config_path).await {
             Ok(config) => {
-                scheduler.apply(&config);
+                scheduler.apply(&own_checks(&config, self.shard));
                 self.probes
                     .store(Arc::new(ProbeTable::from_config(&config)));
                 self.store.config_loaded(true);
@@ -126,6 +139,21 @@ impl App {
     /// Stop every check.
     pub async fn shutdown(&self) {
         self.scheduler.lock().await.shutdown();
+    }
+}
+
+/// The config with only the checks `shard` owns.
+fn own_checks(config: &Config, shard: Shard) -> Config {
+    Config {
+        max_concurrent_runs: config.max_concurrent_runs,
+        checks: config
+            .checks
+            .iter()
+            .filter(|c| shard.owns(&c.name))
+            .cloned()
+            .collect(),
+        modules: config.modules.clone(),
+        probe_allowed_targets: config.probe_allowed_targets.clone(),
     }
 }
 

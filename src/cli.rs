@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::config::{self, CheckConfig, ConfigErrors};
 use crate::metrics::RunRecord;
 use crate::scheduler::run_once;
+use crate::shard::Shard;
 use crate::web::WebConfig;
 
 /// Default address of the HTTP server. 9745 is not used by Prometheus or
@@ -81,6 +82,24 @@ struct ServeArgs {
     /// Allow `POST /-/reload` (SIGHUP always reloads).
     #[arg(long = "web.enable-reload", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     enable_reload: bool,
+    /// This replica's shard, from 0: it runs only the checks whose name
+    /// hashes to it. `auto` takes the ordinal at the end of the host name
+    /// (a StatefulSet pod `runbook-exporter-2` is shard 2).
+    #[arg(
+        long = "shard",
+        env = "RUNBOOK_SHARD",
+        default_value = "0",
+        value_name = "N|auto"
+    )]
+    shard: String,
+    /// How many shards share the checks (the StatefulSet's replicas).
+    #[arg(
+        long = "total-shards",
+        env = "RUNBOOK_TOTAL_SHARDS",
+        default_value_t = 1,
+        value_name = "M"
+    )]
+    total_shards: u32,
 }
 
 #[derive(Debug, Args)]
@@ -191,7 +210,20 @@ async fn serve(args: ServeArgs) -> u8 {
             }
         },
     };
-    let app = match App::start(args.config.config).await {
+    // A pod's host name is its name; HOSTNAME is set in every container.
+    let hostname = std::env::var("HOSTNAME").ok().or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+    });
+    let shard = match Shard::parse(&args.shard, args.total_shards, hostname.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("runbook-exporter: {e}");
+            return EXIT_INVALID_CONFIG;
+        }
+    };
+    let app = match App::start_shard(args.config.config, shard).await {
         Ok(app) => app,
         Err(errors) => {
             print_config_errors(&errors);

@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod mixin;
 pub mod scheduler;
 pub mod server;
+pub mod shard;
 pub mod status;
 pub mod web;

@@ -105,6 +105,7 @@ const OPT_IN: &[&str] = &[
     "podmonitor.yaml",
     "secret.example.yaml",
     "probe.yaml",
+    "sharded-statefulset.yaml",
 ];
 
 #[test]
@@ -283,7 +284,10 @@ fn the_exporter_runs_as_non_root_with_a_read_only_root() {
             }
         }
     }
-    assert_eq!(seen, 2, "the sidecar and the standalone exporter");
+    assert_eq!(
+        seen, 3,
+        "the sidecar, the standalone and the sharded exporter"
+    );
 }
 
 /// The exporter config embedded in configmap.yaml, parsed and validated.
@@ -486,8 +490,8 @@ fn every_exporter_container_uses_the_runtime_default_seccomp_profile() {
     let exporters = exporter_containers(&docs);
     assert_eq!(
         exporters.len(),
-        2,
-        "the sidecar and the standalone exporter"
+        3,
+        "the sidecar, the standalone and the sharded exporter"
     );
     for (file, pod, c) in exporters {
         // The container's own profile wins over the pod's.
@@ -504,8 +508,8 @@ fn every_exporter_container_drops_all_capabilities_and_cannot_escalate() {
     let exporters = exporter_containers(&docs);
     assert_eq!(
         exporters.len(),
-        2,
-        "the sidecar and the standalone exporter"
+        3,
+        "the sidecar, the standalone and the sharded exporter"
     );
     for (file, _, c) in exporters {
         let sc = &c["securityContext"];
@@ -684,4 +688,29 @@ fn the_probe_resource_names_a_module_and_targets_the_config_allows() {
         service["spec"]["ports"][0]["port"]
     );
     assert_eq!(probe["spec"]["prober"]["url"], expected.as_str());
+}
+
+#[test]
+fn the_sharded_statefulset_has_as_many_shards_as_replicas() {
+    let docs = documents();
+    let (_, set) = docs
+        .iter()
+        .find(|(f, d)| f == "sharded-statefulset.yaml" && d["kind"] == "StatefulSet")
+        .expect("sharded-statefulset.yaml holds a StatefulSet");
+    let replicas = set["spec"]["replicas"].as_u64().expect("replicas: set");
+    let args: Vec<&str> = set["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("the exporter has args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--shard=auto"), "{args:?}");
+    assert!(
+        args.contains(&format!("--total-shards={replicas}").as_str()),
+        "--total-shards must equal replicas ({replicas}): {args:?}"
+    );
+    assert_eq!(
+        set["spec"]["serviceName"], "runbook-exporter-sharded",
+        "the headless Service gives each pod its own endpoint"
+    );
 }

@@ -13,23 +13,33 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::state::Store;
+use crate::shard::Shard;
 
 /// Build the registry of the exporter's own metrics. It is read-only after
 /// this; the checks' series are pre-rendered (see
 /// [`exposition`](super::exposition())).
-pub fn registry(store: Arc<Store>) -> Registry {
+pub fn registry(store: Arc<Store>, shard: Shard) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(ExporterCollector(store)));
+    registry.register_collector(Box::new(ExporterCollector(store, shard)));
     registry
 }
 
 #[derive(Debug)]
-struct ExporterCollector(Arc<Store>);
+struct ExporterCollector(Arc<Store>, Shard);
 
 impl Collector for ExporterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let store = &self.0;
         encode_exporter(store, &mut encoder)?;
+        let (index, total) = (self.1.index.to_string(), self.1.total.to_string());
+        gauge(
+            &mut encoder,
+            "runbook_exporter_shard_info",
+            "Which shard this replica is (--shard, --total-shards): it runs the checks whose name hashes to it; the value is always 1.",
+            None,
+            &[("shard", &index), ("total_shards", &total)],
+            1.0,
+        )?;
         gauge(
             &mut encoder,
             "process_start_time",
