@@ -9,7 +9,6 @@
 //! interval and keep their phase across restarts.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use crate::checks::{redact, Check, Failure, Reason, RunContext};
 use crate::clock::unix_now;
 use crate::config::{CheckConfig, Config};
 use crate::metrics::{CheckState, RunRecord, Store};
+use crate::shard::stable_hash;
 
 /// Longest failure message kept; longer ones are cut.
 const MAX_MESSAGE_CHARS: usize = 512;
@@ -105,12 +105,12 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Where in its interval a check starts: a stable hash of its name.
+/// Where in its interval a check starts: a stable hash of its name (the
+/// one sharding uses, fixed by its specification, so offsets stay the same
+/// across restarts, replicas and releases).
 pub fn start_offset(name: &str, interval: Duration) -> Duration {
-    let mut h = std::hash::DefaultHasher::new();
-    name.hash(&mut h);
     let nanos = interval.as_nanos().max(1);
-    Duration::from_nanos((u128::from(h.finish()) % nanos) as u64)
+    Duration::from_nanos((u128::from(stable_hash(name)) % nanos) as u64)
 }
 
 struct Task {
@@ -230,12 +230,13 @@ async fn run_loop(
     let mut ticker = tokio::time::interval_at(first, config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
-        ticker.tick().await;
+        let due = ticker.tick().await;
         let semaphore = permits.load_full();
         let Ok(permit) = semaphore.acquire_owned().await else {
             // Closed semaphores are never used; nothing to run with.
             return;
         };
+        store.observe_schedule_lag(due.elapsed());
         // The permit and the in-flight count go with the run's task, so an
         // aborted loop (reload, removed check) releases them only once the
         // run itself has stopped.

@@ -117,7 +117,14 @@ fn encode_exporter(store: &Store, encoder: &mut DescriptorEncoder) -> Result<(),
         None,
         &[],
         store.probes_in_flight() as f64,
-    )
+    )?;
+    let lag = encoder.encode_descriptor(
+        "runbook_exporter_schedule_lag",
+        "How late scheduled runs started: from the moment a run was due until it began (after waiting for a max_concurrent_runs permit).",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    store.schedule_lag().encode(lag)
 }
 
 /// CPU time, resident memory and open file descriptors.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::exposition::Rendered;
 use super::render::{self, CheckView, Viewed};
@@ -192,7 +193,14 @@ pub struct Store {
     in_flight: AtomicI64,
     probes_in_flight: AtomicI64,
     start_time: f64,
+    schedule_lag: Histogram,
 }
+
+/// Buckets of `runbook_exporter_schedule_lag_seconds`: from a millisecond
+/// (a healthy scheduler) to half a minute (runs starved of permits or CPU).
+const SCHEDULE_LAG_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 impl Default for Store {
     fn default() -> Self {
@@ -203,6 +211,7 @@ impl Default for Store {
             in_flight: AtomicI64::new(0),
             probes_in_flight: AtomicI64::new(0),
             start_time: unix_now(),
+            schedule_lag: Histogram::new(SCHEDULE_LAG_BUCKETS),
         }
     }
 }
@@ -256,6 +265,16 @@ impl Store {
     /// never).
     pub(super) fn last_reload_success(&self) -> f64 {
         f64::from_bits(self.reload_success_bits.load(Ordering::Relaxed))
+    }
+
+    /// Record how late a scheduled run started: from the moment its tick
+    /// was due until it held a concurrency permit and began.
+    pub fn observe_schedule_lag(&self, lag: Duration) {
+        self.schedule_lag.observe(lag.as_secs_f64());
+    }
+
+    pub(super) fn schedule_lag(&self) -> &Histogram {
+        &self.schedule_lag
     }
 
     /// When the exporter started, Unix seconds.
