@@ -92,7 +92,7 @@ async fn http_check(yaml: String) -> Result<(), (Reason, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_serves_every_endpoint_over_https() {
+async fn tls_serves_every_get_endpoint_over_https() {
     let pki = Pki::new();
     let web = format!(
         "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
@@ -100,9 +100,10 @@ async fn tls_serves_every_endpoint_over_https() {
         pki.path("server.key")
     );
     let (_app, addr) = start(&web, pki.dir.path(), Options::default()).await;
-    for path in ["/metrics", "/-/healthy", "/"] {
+    let probe = format!("/probe?module=up&target={}", tcp_target());
+    for path in ["/metrics", "/-/healthy", "/-/ready", "/", probe.as_str()] {
         let ok = http_check(format!(
-            "url: https://{addr}{path}\ntls: {{ca_file: {}}}\n",
+            "url: 'https://{addr}{path}'\ntls: {{ca_file: {}}}\n",
             pki.path("ca.crt")
         ))
         .await;
@@ -178,6 +179,7 @@ async fn basic_auth_guards_every_endpoint() {
             ("GET", "/metrics"),
             ("GET", "/"),
             ("GET", "/-/healthy"),
+            ("GET", "/-/ready"),
             ("GET", "/probe?module=up&target=127.0.0.1:1"),
             ("POST", "/-/reload"),
         ] {
