@@ -129,7 +129,9 @@ pub(super) fn hyper_failure(err: &hyper::Error) -> (Reason, String) {
         );
     }
     if let Some(io) = errors::first_io(err) {
-        return (Reason::from_io(io), message);
+        // A TLS alert after the handshake (a client certificate refused)
+        // is a rustls error inside the I/O error: `tls`.
+        return (errors::io_reason(io), message);
     }
     if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
         return (Reason::Network, message);
