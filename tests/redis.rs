@@ -335,14 +335,19 @@ async fn blocked_clients_are_counted() {
 async fn replication_is_reported_on_the_primary_and_the_replica() {
     // After a restart of the primary the replica may still be syncing.
     let replica = check_on(&replica_url());
-    let mut samples = Vec::new();
-    for _ in 0..100 {
-        samples = run(replica.as_ref()).await.expect("replica check passes");
+    let limit = Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
+    let samples = loop {
+        let samples = run(replica.as_ref()).await.expect("replica check passes");
         if value(&samples, "redis_master_link_up", &[]) == Some(1.0) {
-            break;
+            break samples;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the shared replica's link to its primary not up within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     assert_eq!(
         value(&samples, "redis_role", &[("role", "replica")]),
         Some(1.0)
