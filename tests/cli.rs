@@ -1,22 +1,19 @@
 //! The binary as a user runs it: `check` (exit codes, table, JSON,
-//! selection), `validate`, `--help`/`--version`, and `serve` with SIGHUP
-//! reload and SIGTERM shutdown.
+//! selection), `validate`, `--help`/`--version`, and `serve`: SIGHUP
+//! reload (also with HTTP reload off, keeping counters), SIGTERM shutdown,
+//! exit 1 when it cannot listen, and the documented environment variables.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use common::{closed_port, get, sample, tcp_target};
-
-fn exporter() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
-}
+use common::{closed_port, output_within, request, run_exporter, sample, tcp_target, Exporter};
 
 fn run(args: &[&str]) -> Output {
-    exporter().args(args).output().expect("the binary runs")
+    run_exporter(args)
 }
 
 fn write_config(dir: &Path, text: &str) -> String {
@@ -150,24 +147,15 @@ fn help_and_version() {
     }
 }
 
-/// Poll `/metrics` until `cond` holds.
-fn wait_for(addr: SocketAddr, what: &str, cond: impl Fn(&str) -> bool) -> String {
-    for _ in 0..100 {
-        if let Ok(stream) = std::net::TcpStream::connect(addr) {
-            drop(stream);
-            let body = get(addr, "/metrics").body;
-            if cond(&body) {
-                return body;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
+const LIMIT: Duration = Duration::from_secs(30);
 
-fn signal(child: &std::process::Child, sig: libc::c_int) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+fn runs(body: &str, check: &str) -> f64 {
+    sample(
+        body,
+        "runbook_check_runs_total",
+        &format!("check=\"{check}\""),
+    )
+    .unwrap_or_else(|| panic!("no runs_total for {check} in\n{body}"))
 }
 
 #[test]
@@ -176,38 +164,91 @@ fn serve_reloads_on_sighup_and_stops_on_sigterm() {
     let up = tcp_target();
     let cfg = write_config(
         dir.path(),
-        &format!("defaults: {{interval: 200ms, timeout: 100ms}}\nchecks:\n  - name: first\n    kind: tcp\n    address: {up}\n"),
+        &format!("defaults: {{interval: 500ms, timeout: 450ms}}\nchecks:\n  - name: first\n    kind: tcp\n    address: {up}\n"),
     );
-    let addr = closed_port();
-    let mut child = exporter()
-        .args([
-            "serve",
-            "--config",
-            &cfg,
-            "--web.listen-address",
-            &addr.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(addr, "the first check", |b| {
+    let exporter = Exporter::serve(&["--config", &cfg]);
+    exporter.wait_for_metrics(LIMIT, "the first check up", |b| {
         sample(b, "runbook_check_up", "check=\"first\"") == Some(1.0)
     });
 
     write_config(
         dir.path(),
-        &format!("defaults: {{interval: 200ms, timeout: 100ms}}\nchecks:\n  - name: second\n    kind: tcp\n    address: {up}\n"),
+        &format!("defaults: {{interval: 500ms, timeout: 450ms}}\nchecks:\n  - name: second\n    kind: tcp\n    address: {up}\n"),
     );
-    signal(&child, libc::SIGHUP);
-    let body = wait_for(addr, "the reloaded check", |b| {
+    exporter.signal("HUP");
+    let body = exporter.wait_for_metrics(LIMIT, "the reloaded check up", |b| {
         sample(b, "runbook_check_up", "check=\"second\"") == Some(1.0)
     });
     assert!(sample(&body, "runbook_check_up", "check=\"first\"").is_none());
+    exporter.stop();
+}
 
-    signal(&child, libc::SIGTERM);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+/// With `--web.enable-reload=false`, `POST /-/reload` is refused and
+/// changes nothing, SIGHUP still reloads, and a check whose interval
+/// changed keeps its counters.
+#[test]
+fn sighup_reloads_with_http_reload_off_and_a_changed_check_keeps_its_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, down) = (tcp_target(), closed_port());
+    let config = |interval: &str| {
+        format!(
+            "defaults: {{interval: {interval}, timeout: 450ms}}\nchecks:\n\
+             \x20 - name: up_check\n    kind: tcp\n    address: {up}\n\
+             \x20 - name: down_check\n    kind: tcp\n    address: {down}\n"
+        )
+    };
+    let cfg = write_config(dir.path(), &config("500ms"));
+    let exporter = Exporter::serve(&["--config", &cfg, "--web.enable-reload=false"]);
+    let refused = |b: &str| {
+        sample(
+            b,
+            "runbook_check_failures_total",
+            "check=\"down_check\",kind=\"tcp\",reason=\"connection_refused\"",
+        )
+        .unwrap_or(0.0)
+    };
+    exporter.wait_for_metrics(LIMIT, "five runs of each check", |b| {
+        runs(b, "up_check") >= 5.0 && refused(b) >= 5.0
+    });
+
+    // The interval changes: both checks' definitions differ now.
+    write_config(dir.path(), &config("700ms"));
+    let reloads = |b: &str| {
+        sample(
+            b,
+            "runbook_exporter_config_last_reload_success_timestamp_seconds",
+            "",
+        )
+        .expect("a last reload timestamp")
+    };
+    let first_load = reloads(&request(exporter.addr, "GET", "/metrics", &[]).body);
+    let resp = request(exporter.addr, "POST", "/-/reload", &[]);
+    assert_eq!(resp.status, 403, "{}", resp.body);
+    let before = request(exporter.addr, "GET", "/metrics", &[]).body;
+    assert_eq!(reloads(&before), first_load, "a refused POST reloaded");
+
+    exporter.signal("HUP");
+    let after = exporter.wait_for_metrics(LIMIT, "the SIGHUP reload", |b| reloads(b) > first_load);
+    // Read right after the reload, before enough new runs could make up
+    // for a reset: the counters carried over.
+    assert!(
+        runs(&after, "up_check") >= runs(&before, "up_check"),
+        "up_check's runs_total was reset: {} before, {} after",
+        runs(&before, "up_check"),
+        runs(&after, "up_check")
+    );
+    assert!(
+        refused(&after) >= refused(&before),
+        "failures_total was reset"
+    );
+    let later = exporter.wait_for_metrics(LIMIT, "more runs after the reload", |b| {
+        runs(b, "up_check") > runs(&after, "up_check") && refused(b) > refused(&after)
+    });
+    assert_eq!(
+        sample(&later, "runbook_check_up", "check=\"up_check\""),
+        Some(1.0)
+    );
+    exporter.stop();
 }
 
 #[test]
@@ -225,5 +266,78 @@ fn serve_refuses_an_invalid_config_with_exit_2() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!("{cfg}:1:9: checks: invalid type: integer `5`, expected a sequence\n")
+    );
+}
+
+#[test]
+fn serve_exits_1_when_it_cannot_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &two_checks(tcp_target(), closed_port()));
+    // The port is held by this test for as long as the exporter runs.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["serve", "--config", &cfg, "--web.listen-address", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+    drop(taken);
+}
+
+/// README: `RUNBOOK_CONFIG`, `RUNBOOK_LISTEN_ADDRESS` and
+/// `RUNBOOK_LOG_LEVEL` stand in for `--config`, `--web.listen-address` and
+/// `--log.level`; `RUNBOOK_WEB_CONFIG_FILE` for `--web.config.file`.
+#[test]
+fn serve_takes_its_settings_from_the_documented_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &two_checks(tcp_target(), closed_port()));
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "http_server_config:\n  headers: {X-From-Env: web-config}\n",
+    )
+    .unwrap();
+    let exporter = Exporter::start(|cmd, addr| {
+        cmd.env("RUNBOOK_CONFIG", &cfg)
+            .env("RUNBOOK_LISTEN_ADDRESS", addr.to_string())
+            .env("RUNBOOK_LOG_LEVEL", "debug")
+            .env("RUNBOOK_WEB_CONFIG_FILE", &web);
+    });
+    // The config from RUNBOOK_CONFIG runs, on RUNBOOK_LISTEN_ADDRESS.
+    exporter.wait_for_metrics(LIMIT, "up_check up and down_check down", |b| {
+        sample(b, "runbook_check_up", "check=\"up_check\"") == Some(1.0)
+            && sample(b, "runbook_check_up", "check=\"down_check\"") == Some(0.0)
+    });
+    // RUNBOOK_WEB_CONFIG_FILE's headers are on every answer.
+    let resp = request(exporter.addr, "GET", "/-/healthy", &[]);
+    assert_eq!(
+        resp.header("x-from-env"),
+        Some("web-config"),
+        "{}",
+        resp.headers
+    );
+    // RUNBOOK_LOG_LEVEL=debug: successful runs are logged only at debug.
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !exporter.logs().contains("check succeeded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no debug line within {LIMIT:?}:\n{}",
+            exporter.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    exporter.stop();
+
+    // `validate` reads RUNBOOK_CONFIG too.
+    let out = output_within(
+        common::exporter()
+            .arg("validate")
+            .env("RUNBOOK_CONFIG", &cfg),
+        LIMIT,
+        "runbook-exporter validate",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{cfg}: OK, 2 checks\n")
     );
 }

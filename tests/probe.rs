@@ -150,7 +150,7 @@ async fn an_invalid_target_is_a_400() {
 async fn scheduled_checks_cannot_be_probed_and_modules_are_not_scheduled() {
     let target = tcp_target();
     let (app, addr, _dir) = start(&format!(
-        "defaults: {{interval: 200ms, timeout: 100ms}}\n\
+        "defaults: {{interval: 1s, timeout: 900ms}}\n\
          checks:\n  - name: scheduled\n    kind: tcp\n    address: {target}\n\
          modules:\n  - name: on_demand\n    kind: tcp\n    address: {target}\n"
     ))
@@ -176,4 +176,84 @@ async fn scheduled_checks_cannot_be_probed_and_modules_are_not_scheduled() {
         .map(|c| c.name.clone())
         .collect();
     assert_eq!(names, ["scheduled"]);
+}
+
+/// README: "more than 64 probes in flight, a 503". 64 probes hang on a
+/// target that never answers; the 65th is refused at once; when their
+/// callers hang up the runs drain and probes are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_the_in_flight_cap_a_probe_gets_503_until_the_others_drain() {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let cap = runbook_exporter::app::MAX_CONCURRENT_PROBES;
+    assert_eq!(cap, 64, "the README states 64");
+    let silent = common::silent_target();
+    // A 60 s module timeout: the held probes can only end by being aborted.
+    let (app, addr, _dir) = start(
+        "defaults: {interval: 5m, timeout: 60s}\nchecks: []\nmodules:\n\
+         \x20 - name: banner\n    kind: tcp\n    address: 127.0.0.1:1\n    expect: '^HELLO'\n\
+         \x20 - name: tcp_connect\n    kind: tcp\n    address: 127.0.0.1:1\n",
+    )
+    .await;
+    let target = silent.addr;
+    let held: Vec<std::net::TcpStream> = tokio::task::spawn_blocking(move || {
+        (0..cap)
+            .map(|_| {
+                let mut s =
+                    std::net::TcpStream::connect_timeout(&addr, common::REQUEST_TIMEOUT).unwrap();
+                write!(
+                    s,
+                    "GET /probe?module=banner&target={target} HTTP/1.1\r\nHost: x\r\n\r\n"
+                )
+                .unwrap();
+                s
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
+    let store = app.store().clone();
+    common::wait_until(
+        Duration::from_secs(30),
+        || store.probes_in_flight() == cap as i64 && silent.open.load(Ordering::SeqCst) == cap,
+        || {
+            format!(
+                "{cap} probes in flight; {} are, the target holds {} connections",
+                store.probes_in_flight(),
+                silent.open.load(Ordering::SeqCst)
+            )
+        },
+    )
+    .await;
+
+    let healthy = tcp_target();
+    let refused = probe(addr, format!("module=tcp_connect&target={healthy}"), vec![]).await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (503, "too many probes in flight (limit 64)\n")
+    );
+    // The refusal started no run.
+    assert_eq!(store.probes_in_flight(), cap as i64);
+
+    drop(held);
+    common::wait_until(
+        Duration::from_secs(30),
+        || store.probes_in_flight() == 0 && silent.open.load(Ordering::SeqCst) == 0,
+        || {
+            format!(
+                "the held probes to drain; {} still in flight, {} target connections open",
+                store.probes_in_flight(),
+                silent.open.load(Ordering::SeqCst)
+            )
+        },
+    )
+    .await;
+    let served = probe(addr, format!("module=tcp_connect&target={healthy}"), vec![]).await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    assert_eq!(
+        sample(&served.body, "runbook_check_up", "check=\"tcp_connect\""),
+        Some(1.0)
+    );
 }

@@ -4,15 +4,14 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{closed_port, get, sample};
+use common::{sample, Exporter};
 use runbook_exporter::app::App;
 use runbook_exporter::checks::Reason;
 use runbook_exporter::metrics::CheckState;
@@ -205,75 +204,6 @@ fn token_server(token: Arc<Mutex<String>>) -> SocketAddr {
     addr
 }
 
-/// The exporter binary, killed if the test ends without stopping it.
-struct Exporter(Child);
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Exporter {
-    fn serve(config: &Path, addr: SocketAddr) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(["--web.listen-address", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        Self(child)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.0.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{name}");
-    }
-
-    /// Stop with SIGTERM and wait (bounded) for a clean exit.
-    fn stop(mut self) {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                assert_eq!(status.code(), Some(0));
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit 10s after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Scrape until `cond` holds on the body, or panic after `limit`.
-fn wait_for_metrics(
-    addr: SocketAddr,
-    limit: Duration,
-    what: &str,
-    cond: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            let body = get(addr, "/metrics").body;
-            if cond(&body) {
-                return body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn http_bearer_token_file_rotation_is_picked_up_on_sighup() {
     let token = Arc::new(Mutex::new("first-token".to_string()));
@@ -291,24 +221,23 @@ fn http_bearer_token_file_rotation_is_picked_up_on_sighup() {
         ),
     )
     .unwrap();
-    let addr = closed_port();
-    let exporter = Exporter::serve(&config, addr);
+    let exporter = Exporter::serve(&[OsStr::new("--config"), config.as_os_str()]);
     let up = |b: &str| sample(b, "runbook_check_up", "check=\"api\"");
     let auth = |b: &str| sample(b, "runbook_check_failures_total", "reason=\"auth\"");
     let runs = |b: &str| sample(b, "runbook_check_runs_total", "check=\"api\"").unwrap_or(0.0);
     let limit = Duration::from_secs(20);
-    wait_for_metrics(addr, limit, "the check to be up", |b| up(b) == Some(1.0));
+    exporter.wait_for_metrics(limit, "the check to be up", |b| up(b) == Some(1.0));
 
     // The server's token rotates; the file still holds the old one. The
     // http kind classifies 401 (and 403) as `auth`.
     *token.lock().unwrap() = "second-token".to_string();
-    let failed = wait_for_metrics(addr, limit, "an auth failure", |b| {
+    let failed = exporter.wait_for_metrics(limit, "an auth failure", |b| {
         up(b) == Some(0.0) && auth(b) >= Some(1.0)
     });
 
     std::fs::write(&token_file, "second-token\n").unwrap();
     exporter.signal("HUP");
-    let body = wait_for_metrics(addr, limit, "the check up again", |b| up(b) == Some(1.0));
+    let body = exporter.wait_for_metrics(limit, "the check up again", |b| up(b) == Some(1.0));
     assert!(runs(&body) > runs(&failed), "runs_total did not reset");
     assert!(auth(&body) >= auth(&failed));
     assert_eq!(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -40,27 +40,40 @@ async fn abandoned_probes_are_stopped_and_release_their_descriptors() {
     let addr = common::serve_plain(&app).await;
     let baseline = open_fds();
 
-    let clients: Vec<_> = (0..150)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).unwrap();
-                s.set_read_timeout(Some(Duration::from_millis(200)))
-                    .unwrap();
+    // 150 clients send a probe each; they hang up only once the cap's 64
+    // runs have really started (the others were answered 503).
+    let clients: Vec<TcpStream> = tokio::task::spawn_blocking(move || {
+        (0..150)
+            .map(|_| {
+                let mut s = TcpStream::connect_timeout(&addr, common::REQUEST_TIMEOUT).unwrap();
                 write!(
                     s,
                     "GET /probe?module=banner&target={target} HTTP/1.1\r\nHost: x\r\n\r\n"
                 )
                 .unwrap();
-                let _ = s.read(&mut [0u8; 256]);
+                s
             })
-        })
-        .collect();
-    for c in clients {
-        c.join().unwrap();
-    }
-    // The runs really had started: the target saw 64 of them (the cap).
-    let accepted = silent.accepted.load(Ordering::SeqCst);
-    assert!(accepted >= 60, "the target saw only {accepted} connections");
+            .collect()
+    })
+    .await
+    .unwrap();
+    let cap = runbook_exporter::app::MAX_CONCURRENT_PROBES;
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            silent.accepted.load(Ordering::SeqCst) >= cap
+                && app.store().probes_in_flight() == cap as i64
+        },
+        || {
+            format!(
+                "{cap} probe runs started; the target saw {} connections, {} runs in flight",
+                silent.accepted.load(Ordering::SeqCst),
+                app.store().probes_in_flight()
+            )
+        },
+    )
+    .await;
+    drop(clients);
 
     wait_until(
         Duration::from_secs(10),

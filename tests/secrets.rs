@@ -5,21 +5,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{closed_port, get, sample, service_env};
+use common::{closed_port, get, run_exporter, sample, service_env, Exporter};
 
 /// The checks of [`config`].
 const CHECKS: [&str; 7] = ["pg", "cache", "ch", "bus", "bucket", "api", "api_basic"];
 
 /// Every secret below contains this, so one search finds any of them.
 const MARK: &str = "zq-leak-";
-
-fn exporter() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
-}
 
 /// One check per credentialed kind, each with a wrong secret, against the
 /// test services.
@@ -63,7 +57,7 @@ fn validate_and_check_output_never_shows_a_secret() {
         vec!["check", "--config", &path],
         vec!["check", "--config", &path, "--output", "json"],
     ] {
-        let out = exporter().args(&args).output().expect("the binary runs");
+        let out = run_exporter(&args);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -78,72 +72,31 @@ fn validate_and_check_output_never_shows_a_secret() {
     }
 }
 
-/// `serve` in the background, its output captured.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn serve_logs_metrics_and_status_page_never_show_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config()).unwrap();
-    let addr = closed_port();
-    let child = exporter()
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--log.level", "debug", "--web.listen-address"])
-        .arg(addr.to_string())
-        .stdout(Stdio::from(
-            std::fs::File::create(dir.path().join("out.log")).unwrap(),
-        ))
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("err.log")).unwrap(),
-        ))
-        .spawn()
-        .expect("serve starts");
-    let served = Served { child, addr };
+    let path = path.display().to_string();
+    let served = Exporter::serve(&["--config", &path, "--log.level", "debug"]);
 
     // Wait until every check has run and failed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
-    let metrics = loop {
-        if std::net::TcpStream::connect(served.addr).is_ok() {
-            last = get(served.addr, "/metrics").body;
-            let failed = CHECKS.iter().all(|c| {
+    let metrics = served.wait_for_metrics(
+        Duration::from_secs(60),
+        "every check to have run and failed",
+        |last| {
+            CHECKS.iter().all(|c| {
                 let check = format!("check=\"{c}\"");
-                sample(&last, "runbook_check_runs_total", &check).is_some_and(|n| n >= 1.0)
-                    && sample(&last, "runbook_check_up", &check) == Some(0.0)
-            });
-            if failed {
-                break last;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every check failed within 60 s:\n{}",
-            last.lines()
-                .filter(|l| l.starts_with("runbook_check_up"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+                sample(last, "runbook_check_runs_total", &check).is_some_and(|n| n >= 1.0)
+                    && sample(last, "runbook_check_up", &check) == Some(0.0)
+            })
+        },
+    );
     assert_clean("/metrics", &metrics);
     assert_clean("the status page", &get(served.addr, "/").body);
 
+    let logs = served.logs();
     drop(served);
-    let logs = ["out.log", "err.log"]
-        .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap())
-        .concat();
     assert!(
         logs.contains("check failed"),
         "no failure was logged:\n{logs}"

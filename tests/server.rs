@@ -11,9 +11,11 @@ use std::time::Duration;
 use common::{closed_port, get, request, sample, tcp_target};
 use runbook_exporter::app::App;
 
+/// Checks on loopback with a timeout far above what a loopback connect
+/// takes even on a loaded machine, so "up" means up.
 fn config_text(up: SocketAddr, down: SocketAddr) -> String {
     format!(
-        "defaults: {{interval: 200ms, timeout: 100ms}}\nchecks:\n\
+        "defaults: {{interval: 500ms, timeout: 450ms}}\nchecks:\n\
          \x20 - name: up_check\n    kind: tcp\n    address: {up}\n    labels: {{team: core}}\n\
          \x20 - name: down_check\n    kind: tcp\n    address: {down}\n"
     )
@@ -35,16 +37,22 @@ async fn scrape(addr: SocketAddr, accept: Option<&'static str>) -> common::Respo
     .unwrap()
 }
 
-/// Wait until `cond` holds on a scrape, up to a generous limit.
+/// Wait until `cond` holds on a scrape, up to a generous limit; the panic
+/// says what was awaited and shows the last scrape.
 async fn wait_for(addr: SocketAddr, what: &str, cond: impl Fn(&str) -> bool) -> String {
-    for _ in 0..100 {
+    let limit = Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
         let body = scrape(addr, None).await.body;
         if cond(&body) {
             return body;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}; last scrape:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,12 +191,29 @@ async fn health_readiness_and_index() {
     assert_eq!(reload_get.status, 405);
 }
 
+fn runs(body: &str, check: &str) -> f64 {
+    sample(
+        body,
+        "runbook_check_runs_total",
+        &format!("check=\"{check}\""),
+    )
+    .unwrap_or_else(|| panic!("no runs_total for {check} in\n{body}"))
+}
+
+fn refused(body: &str, check: &str) -> f64 {
+    sample(
+        body,
+        "runbook_check_failures_total",
+        &format!("check=\"{check}\",kind=\"tcp\",reason=\"connection_refused\""),
+    )
+    .unwrap_or_else(|| panic!("no connection_refused failures for {check} in\n{body}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_keeps_the_old_config_on_error_and_counters_across_changes() {
+async fn a_failed_reload_keeps_the_old_config_running() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    let (up, down) = (tcp_target(), closed_port());
-    std::fs::write(&path, config_text(up, down)).unwrap();
+    std::fs::write(&path, config_text(tcp_target(), closed_port())).unwrap();
     let (_app, addr) = start(&path).await;
     wait_for(addr, "two runs of up_check", |b| {
         sample(b, "runbook_check_runs_total", "check=\"up_check\"").unwrap_or(0.0) >= 2.0
@@ -220,39 +245,78 @@ async fn reload_keeps_the_old_config_on_error_and_counters_across_changes() {
         ),
         Some(0.0)
     );
-    let runs_before = sample(&before, "runbook_check_runs_total", "check=\"up_check\"").unwrap();
-    wait_for(addr, "up_check to keep running", |b| {
-        sample(b, "runbook_check_runs_total", "check=\"up_check\"").unwrap_or(0.0) > runs_before
+    assert_eq!(sample(&before, "runbook_exporter_checks", ""), Some(2.0));
+    let runs_before = runs(&before, "up_check");
+    let refused_before = refused(&before, "down_check");
+    wait_for(addr, "both old checks to keep running", |b| {
+        runs(b, "up_check") > runs_before && refused(b, "down_check") > refused_before
+    })
+    .await;
+}
+
+/// README: "Checks whose definition did not change keep running untouched
+/// and keep their counters; changed checks restart and keep their counters;
+/// removed checks disappear."
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_counters_of_unchanged_and_changed_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let (up, down) = (tcp_target(), closed_port());
+    let text = |down_interval: &str, extra: &str| {
+        format!(
+            "defaults: {{interval: 500ms, timeout: 450ms}}\nchecks:\n\
+             \x20 - name: up_check\n    kind: tcp\n    address: {up}\n    labels: {{team: core}}\n\
+             \x20 - name: down_check\n    kind: tcp\n    address: {down}\n    interval: {down_interval}\n{extra}"
+        )
+    };
+    let gone = format!("\x20 - name: gone_check\n    kind: tcp\n    address: {up}\n");
+    std::fs::write(&path, text("500ms", &gone)).unwrap();
+    let (_app, addr) = start(&path).await;
+    let before = wait_for(addr, "three runs of each check", |b| {
+        runs(b, "up_check") >= 3.0
+            && refused(b, "down_check") >= 3.0
+            && runs(b, "gone_check") >= 1.0
     })
     .await;
 
-    // A good file: up_check unchanged, down_check removed, new_check added.
-    std::fs::write(
-        &path,
-        format!(
-            "defaults: {{interval: 200ms, timeout: 100ms}}\nchecks:\n\
-             \x20 - name: up_check\n    kind: tcp\n    address: {up}\n    labels: {{team: core}}\n\
-             \x20 - name: new_check\n    kind: tcp\n    address: {up}\n"
-        ),
-    )
-    .unwrap();
+    // up_check unchanged, down_check's interval changed, gone_check
+    // removed, new_check added.
+    let new = format!("\x20 - name: new_check\n    kind: tcp\n    address: {up}\n");
+    std::fs::write(&path, text("700ms", &new)).unwrap();
     let good = tokio::task::spawn_blocking(move || request(addr, "POST", "/-/reload", &[]))
         .await
         .unwrap();
     assert_eq!(
         (good.status, good.body.as_str()),
-        (200, "config reloaded: 2 checks\n")
+        (200, "config reloaded: 3 checks\n")
     );
-    let after = wait_for(addr, "new_check to run", |b| {
+    // Right after the reload, before new runs could make up for a reset.
+    let after = scrape(addr, None).await.body;
+    for check in ["up_check", "down_check"] {
+        assert!(
+            runs(&after, check) >= runs(&before, check),
+            "{check}'s runs_total was reset: {} before, {} after",
+            runs(&before, check),
+            runs(&after, check)
+        );
+    }
+    assert!(
+        refused(&after, "down_check") >= refused(&before, "down_check"),
+        "down_check's failures_total was reset"
+    );
+    assert!(sample(&after, "runbook_check_runs_total", "check=\"gone_check\"").is_none());
+    let later = wait_for(addr, "new_check to run and down_check to run again", |b| {
         sample(b, "runbook_check_up", "check=\"new_check\"").is_some()
+            && refused(b, "down_check") > refused(&after, "down_check")
     })
     .await;
     assert_eq!(
-        sample(&after, "runbook_exporter_config_last_reload_successful", ""),
+        sample(&later, "runbook_exporter_config_last_reload_successful", ""),
         Some(1.0)
     );
-    assert!(
-        sample(&after, "runbook_check_runs_total", "check=\"up_check\"").unwrap() > runs_before
+    assert_eq!(sample(&later, "runbook_exporter_checks", ""), Some(3.0));
+    assert_eq!(
+        sample(&later, "runbook_check_up", "check=\"up_check\""),
+        Some(1.0)
     );
-    assert!(sample(&after, "runbook_check_up", "check=\"down_check\"").is_none());
 }

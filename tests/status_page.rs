@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{closed_port, get, tcp_target};
+use common::{closed_port, get, output_within, tcp_target, wait_until};
 use runbook_exporter::app::App;
 
 fn chromium() -> String {
@@ -23,7 +23,7 @@ async fn a_failing_check_is_rendered_as_failing() {
     std::fs::write(
         &path,
         format!(
-            "defaults: {{interval: 200ms, timeout: 100ms}}\nchecks:\n\
+            "defaults: {{interval: 1s, timeout: 900ms}}\nchecks:\n\
              \x20 - name: healthy_dep\n    kind: tcp\n    address: {}\n\
              \x20 - name: broken_dep\n    kind: tcp\n    address: {down}\n",
             tcp_target()
@@ -32,18 +32,20 @@ async fn a_failing_check_is_rendered_as_failing() {
     .unwrap();
     let app: Arc<App> = App::start(path).await.unwrap();
     let addr = common::serve_plain(&app).await;
-    // Wait until both checks have run a few times.
-    for _ in 0..100 {
-        if app.store().checks().iter().all(|c| c.runs_total() >= 3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Wait until both checks have run.
+    let store = app.store().clone();
+    wait_until(
+        Duration::from_secs(30),
+        || store.checks().iter().all(|c| c.runs_total() >= 1),
+        || "a first run of both checks".to_string(),
+    )
+    .await;
 
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}/");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(chromium())
+        let mut chromium = Command::new(chromium());
+        chromium
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -56,9 +58,13 @@ async fn a_failing_check_is_rendered_as_failing() {
                 "--dump-dom",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(&url)
-            .output()
-            .expect("chromium runs")
+            .arg(&url);
+        // Ours on the whole run, its helper processes included.
+        output_within(
+            &mut chromium,
+            Duration::from_secs(90),
+            "headless Chromium rendering the status page",
+        )
     })
     .await
     .unwrap();

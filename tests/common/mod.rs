@@ -1,7 +1,12 @@
 //! Helpers shared by the integration tests: building a check from YAML, a
-//! minimal HTTP/1.0 client for the exporter's own endpoints, and TCP
-//! listeners.
+//! minimal HTTP/1.0 client for the exporter's own endpoints (every step
+//! bounded), TCP listeners, polling with a deadline, and (in `process`) the
+//! exporter binary and other child processes, each waited on with a bound.
 #![allow(dead_code)] // Each test crate uses a different subset.
+
+mod process;
+#[allow(unused_imports)] // Not every test crate starts processes.
+pub use process::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -80,28 +85,54 @@ impl Response {
     }
 }
 
-/// Send one request and read the whole response.
+/// Longest one request to the exporter may take to connect, to send, or
+/// between two reads of its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Send one request and read the whole response; panic, naming the request,
+/// if the exporter does not connect or answer within [`REQUEST_TIMEOUT`].
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to the exporter");
+    try_request(addr, method, path, headers).unwrap_or_else(|e| {
+        panic!("{method} {path} to {addr} (each step bounded by {REQUEST_TIMEOUT:?}): {e}")
+    })
+}
+
+/// [`request`], returning an error instead of panicking (for polling an
+/// exporter that may not listen yet).
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT)?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let raw = String::from_utf8_lossy(&raw);
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    Response {
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no status line in {raw:?}"),
+            )
+        })?;
+    Ok(Response {
         status,
         headers: head.to_string(),
         body: body.to_string(),
-    }
+    })
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Response {

@@ -92,13 +92,20 @@ where
     let started = Instant::now();
     let result = async {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-        let task = tokio::spawn(async move {
-            // Errors reach the response or its body; nothing to do here.
-            let _ = conn.await;
-        });
+        // Errors reach the response or its body, except when the
+        // connection fails before the request goes out (a TLS alert: the
+        // server refused the client certificate); then the request is only
+        // "canceled", and the connection's own error says why.
+        let task = tokio::spawn(conn);
         let mut connection = Connection { sender, task };
-        let response = connection.sender.send_request(request).await?;
-        Ok::<_, hyper::Error>((response, connection))
+        match connection.sender.send_request(request).await {
+            Ok(response) => Ok((response, connection)),
+            Err(e) if e.is_canceled() || e.is_closed() => match (&mut connection.task).await {
+                Ok(Err(cause)) => Err(cause),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
     .await;
     trace.add(Phase::Processing, started.elapsed());
@@ -110,7 +117,7 @@ where
 /// leaves no connection behind.
 pub(super) struct Connection {
     sender: SendRequest<Full<Bytes>>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), hyper::Error>>,
 }
 
 impl Drop for Connection {
@@ -129,7 +136,9 @@ pub(super) fn hyper_failure(err: &hyper::Error) -> (Reason, String) {
         );
     }
     if let Some(io) = errors::first_io(err) {
-        return (Reason::from_io(io), message);
+        // A TLS alert after the handshake (a client certificate refused)
+        // is a rustls error inside the I/O error: `tls`.
+        return (errors::io_reason(io), message);
     }
     if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
         return (Reason::Network, message);

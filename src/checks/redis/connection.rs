@@ -124,9 +124,17 @@ impl RedisCheck {
     }
 }
 
-/// The I/O error inside a Redis error, if there is one.
+/// The I/O error inside a Redis error, if there is one. The redis crate
+/// keeps it as an `Arc<dyn Error>` (its errors are `Clone`), which a plain
+/// downcast of the error's source to `io::Error` does not see through.
 fn io_error(e: &RedisError) -> Option<&std::io::Error> {
-    errors::first_io(e)
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    errors::first_io(e).or_else(|| {
+        errors::chain(e).find_map(|c| {
+            c.downcast_ref::<Shared>()
+                .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+        })
+    })
 }
 
 /// Whether the connection that produced `e` can no longer be used.
@@ -141,7 +149,9 @@ fn classify(e: &RedisError) -> Reason {
         return Reason::Auth;
     }
     if let Some(io) = io_error(e) {
-        return Reason::from_io(io);
+        // A TLS alert after the handshake (a server refusing the client's
+        // certificate) arrives as an I/O error wrapping the rustls error.
+        return errors::io_reason(io);
     }
     if e.is_connection_refusal() {
         return Reason::ConnectionRefused;
