@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use runbook_exporter::checks::shared::dial::Dialer;
 use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, Sample};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,7 +70,7 @@ async fn connect_succeeds_with_phase_samples() {
     let samples = run(check.as_ref()).await.expect("check passes");
     // An IP literal needs no resolving.
     assert_eq!(phases(&samples), ["connect"]);
-    assert_eq!(samples.len(), 1);
+    assert_eq!(samples.len(), 3);
 }
 
 #[tokio::test]
@@ -300,4 +301,148 @@ async fn tls_name_mismatch_fails() {
     ));
     let failure = run(check.as_ref()).await.expect_err("name does not match");
     assert_eq!(failure.reason, Reason::Tls);
+}
+
+// --- Addresses: Happy Eyeballs and per-address deadlines -----------------
+
+/// A listener with `listen(1)` whose queue is full: the kernel drops
+/// further SYNs, so a connect to it hangs, like a blackholed address.
+struct Blackhole {
+    addr: SocketAddr,
+    _listener: TcpListener,
+    _held: Vec<std::net::TcpStream>,
+}
+
+fn blackhole(ip: &str) -> Blackhole {
+    let bind = SocketAddr::new(ip.parse().unwrap(), 0);
+    let socket = if bind.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .unwrap();
+    socket.bind(bind).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => {
+                return Blackhole {
+                    addr,
+                    _listener: listener,
+                    _held: held,
+                }
+            }
+        }
+    }
+    panic!("the queue of {addr} never filled after 16 connections: no blackhole");
+}
+
+fn sample_value(samples: &[Sample], name: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.desc.name == name)
+        .map(|s| s.value)
+}
+
+#[tokio::test]
+async fn a_blackholed_address_before_a_working_one_connects_to_the_working_one() {
+    let hole = blackhole("::1");
+    let working = serve(false, |_| Vec::new()).await;
+    // No per-address deadline: a dial that waited for the blackholed
+    // address would hang until the test's 30 s bound.
+    let dialer = Dialer::default();
+    let connected = tokio::time::timeout(
+        Duration::from_secs(30),
+        dialer.connect("dual.test", &[hole.addr, working]),
+    )
+    .await
+    .expect("the dial ends without waiting for the blackholed address")
+    .expect("the working address connects");
+
+    assert_eq!(connected.addr, working);
+    assert_eq!(connected.lost.len(), 1, "{:?}", connected.lost);
+    assert_eq!(connected.lost[0].0, hole.addr);
+    assert!(
+        connected.lost[0].1.starts_with("not connected yet"),
+        "{:?}",
+        connected.lost
+    );
+    let samples = connected.samples();
+    assert_eq!(
+        sample_value(&samples, "connect_failed_addresses"),
+        Some(1.0)
+    );
+    assert_eq!(sample_value(&samples, "connect_ip_protocol"), Some(4.0));
+}
+
+#[tokio::test]
+async fn each_address_has_its_own_connect_timeout() {
+    let first = blackhole("127.0.0.1");
+    let second = blackhole("::1");
+    let dialer = Dialer {
+        connect_timeout: Some(Duration::from_millis(300)),
+        ..Dialer::default()
+    };
+    let failure = tokio::time::timeout(
+        Duration::from_secs(30),
+        dialer.connect("dual.test:80", &[first.addr, second.addr]),
+    )
+    .await
+    .expect("the per-address deadlines end the dial")
+    .expect_err("no address answers");
+
+    assert_eq!(failure.reason, Reason::Timeout);
+    assert_eq!(
+        failure.message,
+        format!(
+            "connect to dual.test:80 failed on all 2 addresses: {}: no answer within 300ms (connect_timeout); {}: no answer within 300ms (connect_timeout)",
+            first.addr, second.addr
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_refused_address_hands_over_at_once_and_is_reported() {
+    let refused = closed_port_v6();
+    let working = serve(false, |_| Vec::new()).await;
+    let connected = Dialer::default()
+        .connect("dual.test", &[refused, working])
+        .await
+        .expect("the working address connects");
+    assert_eq!(connected.addr, working);
+    assert_eq!(connected.lost.len(), 1);
+    assert!(
+        connected.lost[0].1.contains("refused"),
+        "{:?}",
+        connected.lost
+    );
+}
+
+fn closed_port_v6() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn the_check_reports_the_ip_version_and_lost_addresses() {
+    let addr = serve(false, |_| Vec::new()).await;
+    let check = build(&format!("kind: tcp\naddress: {addr}\nip_protocol: ip4"));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(sample_value(&samples, "connect_ip_protocol"), Some(4.0));
+    assert_eq!(
+        sample_value(&samples, "connect_failed_addresses"),
+        Some(0.0)
+    );
+
+    let check = build(&format!("kind: tcp\naddress: {addr}\nip_protocol: ip6"));
+    let failure = run(check.as_ref()).await.expect_err("no IPv6 address");
+    assert_eq!(failure.reason, Reason::Dns);
+    assert!(
+        failure.message.contains("has no IPv6 address"),
+        "{}",
+        failure.message
+    );
 }
