@@ -446,3 +446,119 @@ async fn the_check_reports_the_ip_version_and_lost_addresses() {
         failure.message
     );
 }
+
+// --- Certificates marked CA:TRUE, and expired ones ---------------------
+
+/// A self-signed certificate for localhost marked `CA:TRUE`, as
+/// `openssl req -x509` makes them.
+fn ca_true_leaf() -> TestCert {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2040, 6, 15);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    TestCert {
+        pem: cert.pem(),
+        der: cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        not_after: rcgen::date_time_ymd(2040, 6, 15).unix_timestamp(),
+    }
+}
+
+/// A CA (its PEM) and a localhost leaf it signed that expired in 2021.
+fn expired_leaf() -> (String, TestCert) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let leaf = TestCert {
+        pem: cert.pem(),
+        der: cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        not_after: rcgen::date_time_ymd(2021, 1, 1).unix_timestamp(),
+    };
+    (ca.pem(), leaf)
+}
+
+fn tls_check(addr: SocketAddr, ca: &std::path::Path, extra: &str) -> Box<dyn Check> {
+    build(&format!(
+        "kind: tcp\naddress: {addr}\ntls: true\ntls_config:\n  ca_file: {}\n  server_name: localhost\n{extra}",
+        ca.display()
+    ))
+}
+
+#[tokio::test]
+async fn a_ca_true_leaf_is_explained_and_accepted_only_when_pinned() {
+    let cert = ca_true_leaf();
+    let addr = serve_tls(&cert).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("leaf.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+
+    // In ca_file but marked as a CA: refused, and the message says why and
+    // what setting accepts it.
+    let failure = run(tls_check(addr, &ca, "").as_ref())
+        .await
+        .expect_err("webpki refuses a CA as the server's certificate");
+    assert_eq!(failure.reason, Reason::Tls);
+    assert!(
+        failure.message.contains("CA:TRUE")
+            && failure.message.contains("CaUsedAsEndEntity")
+            && failure.message.contains("accept_ca_leaf: true"),
+        "{}",
+        failure.message
+    );
+
+    let samples = run(tls_check(addr, &ca, "  accept_ca_leaf: true").as_ref())
+        .await
+        .expect("the pinned CA:TRUE leaf is accepted");
+    assert_eq!(phases(&samples), ["connect", "tls"]);
+    assert_eq!(
+        sample_value(&samples, "tls_earliest_cert_expiry_timestamp"),
+        Some(cert.not_after as f64)
+    );
+
+    // Still the name is checked...
+    let wrong_name = build(&format!(
+        "kind: tcp\naddress: {addr}\ntls: true\ntls_config:\n  ca_file: {}\n  server_name: db.example.com\n  accept_ca_leaf: true",
+        ca.display()
+    ));
+    let failure = run(wrong_name.as_ref()).await.expect_err("wrong name");
+    assert_eq!(failure.reason, Reason::Tls);
+    assert!(
+        failure.message.contains("NotValidForName"),
+        "{}",
+        failure.message
+    );
+
+    // ...and only the very certificate in ca_file is accepted.
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, ca_true_leaf().pem).unwrap();
+    let failure = run(tls_check(addr, &other, "  accept_ca_leaf: true").as_ref())
+        .await
+        .expect_err("another CA:TRUE certificate is no pin for this one");
+    assert_eq!(failure.reason, Reason::Tls);
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_a_tls_failure() {
+    let (ca_pem, leaf) = expired_leaf();
+    let addr = serve_tls(&leaf).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    for extra in ["", "  accept_ca_leaf: true"] {
+        let failure = run(tls_check(addr, &ca, extra).as_ref())
+            .await
+            .expect_err("the certificate expired in 2021");
+        assert_eq!(failure.reason, Reason::Tls);
+        assert!(failure.message.contains("expired"), "{}", failure.message);
+        assert_eq!(phases(&failure.samples), ["connect"]);
+    }
+}
