@@ -562,3 +562,41 @@ async fn an_expired_certificate_is_a_tls_failure() {
         assert_eq!(phases(&failure.samples), ["connect"]);
     }
 }
+
+// --- Through the real forward proxy (tinyproxy) -------------------------
+
+#[tokio::test]
+async fn a_tunnel_through_the_proxy_reads_the_greeting() {
+    let proxy = std::env::var("RUNBOOK_TEST_PROXY_URL")
+        .expect("RUNBOOK_TEST_PROXY_URL not set: run scripts/services.sh up proxy");
+    let log = std::env::var("RUNBOOK_TEST_PROXY_LOG")
+        .expect("RUNBOOK_TEST_PROXY_LOG not set: run scripts/services.sh up proxy");
+    // The server speaks first: the tunnel must not swallow its greeting.
+    let addr = serve(false, |_| b"220 mail.test ESMTP ready\r\n".to_vec()).await;
+    let check = build(&format!(
+        "kind: tcp\naddress: {addr}\nproxy_url: {proxy}\nexpect: '^220 '"
+    ));
+    let samples = run(check.as_ref())
+        .await
+        .expect("the tunnel carries the greeting");
+    assert_eq!(phases(&samples), ["connect", "exchange"]);
+
+    let needle = format!("CONNECT {addr} HTTP/1.1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&needle)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy log {log} has no {needle:?} after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let password = url::Url::parse(&proxy)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_string();
+    assert!(check.secrets().contains(&password));
+}

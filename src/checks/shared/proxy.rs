@@ -214,11 +214,12 @@ impl Proxy {
         }
         let reason = response.reason.unwrap_or("").to_string();
         let (why, hint) = match code {
-            407 if self.authorization.is_none() => (
+            // 407 is the standard answer; some proxies (tinyproxy) send 401.
+            401 | 407 if self.authorization.is_none() => (
                 Reason::Auth,
                 "; put the user name and password in proxy_url (http://user:password@host:port)",
             ),
-            407 => (
+            401 | 407 => (
                 Reason::Auth,
                 "; the proxy refused the credentials in proxy_url",
             ),
