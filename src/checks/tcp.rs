@@ -1,6 +1,7 @@
 //! The `tcp` kind: connect to `host:port` (the guides' `nc -zv host port`),
-//! optionally complete a TLS handshake, and optionally exchange a request and
-//! a response (`send` / `expect`).
+//! directly or through an HTTP proxy's `CONNECT`, optionally complete a TLS
+//! handshake, and optionally exchange a request and a response (`send` /
+//! `expect`).
 //!
 //! Every run resolves the host again, opens a fresh connection and closes it
 //! at the end; nothing is kept between runs except the TLS client config and
@@ -42,7 +43,7 @@ pub struct TcpSpec {
     /// Where to connect, as `host:port`: `db.internal:5432`, `10.0.0.5:6379`,
     /// or `[2001:db8::5]:443` (IPv6 addresses in brackets). A host name is
     /// resolved with the system resolver on every run, and its addresses are
-    /// tried in order until one accepts the connection.
+    /// tried as `ip_protocol` says until one accepts the connection.
     pub address: String,
 
     /// Complete a TLS handshake after connecting, verifying the server's
