@@ -20,6 +20,7 @@
 #   s3             59100
 #   kafka          59092 (broker), 59093 (SASL/PLAIN), 59095 (controller)
 #   prometheus     59090, alertmanager 59094
+#   proxy          58888 (tinyproxy, Basic auth)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -150,7 +150,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "unknown field in a check",
         "checks:\n  - name: a\n    kind: tcp\n    address: 127.0.0.1:1\n    intervall: 10s\n",
-        "test.yaml:5:5: checks[0].intervall: unknown field `intervall`, expected one of `name`, `kind`, `interval`, `timeout`, `labels`, `address`, `tls`, `tls_config`, `send`, `expect`, `max_read_bytes`",
+        "test.yaml:5:5: checks[0].intervall: unknown field `intervall`, expected one of `name`, `kind`, `interval`, `timeout`, `labels`, `address`, `tls`, `tls_config`, `send`, `expect`, `max_read_bytes`, `ip_protocol`, `connect_timeout`, `proxy_url`, `no_proxy`",
     ),
     (
         "unknown kind",
@@ -220,7 +220,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "invalid field in a nested block",
         "checks:\n  - name: a\n    kind: http\n    url: http://127.0.0.1/\n    tls: {ca_fil: x}\n",
-        "test.yaml:5:11: checks[0].tls.ca_fil: unknown field `ca_fil`, expected one of `ca_file`, `cert_file`, `key_file`, `server_name`, `insecure_skip_verify`",
+        "test.yaml:5:11: checks[0].tls.ca_fil: unknown field `ca_fil`, expected one of `ca_file`, `cert_file`, `key_file`, `server_name`, `insecure_skip_verify`, `accept_ca_leaf`",
     ),
     (
         "missing CA file",

@@ -733,3 +733,259 @@ async fn a_body_cut_short_is_a_network_failure_after_the_status() {
     assert_eq!(f.reason, Reason::Network, "{}", f.message);
     assert_eq!(value(&f.samples, "http_status_code", &[]), Some(200.0));
 }
+
+// ---------------------------------------------------------------------------
+// Certificates marked CA:TRUE, and expired ones
+
+/// A TLS acceptor for `cert` signed or self-signed with `key`.
+fn acceptor(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> TlsAcceptor {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// A self-signed certificate for 127.0.0.1 marked `CA:TRUE`, as
+/// `openssl req -x509` makes them: its PEM and an acceptor serving it.
+fn ca_true_leaf() -> (String, TlsAcceptor) {
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), acceptor(&cert, &key))
+}
+
+fn pem_file(pem: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(pem.as_bytes()).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn a_ca_true_leaf_is_explained_and_accepted_only_when_pinned() {
+    let (pem, tls) = ca_true_leaf();
+    let server = serve_tls(tls, |_| reply(200, "legacy")).await;
+    let ca = pem_file(&pem);
+    let url = server.url("https", "/");
+
+    let refused = build(&format!(
+        "kind: http\nurl: {url}\ntls: {{ca_file: {:?}}}",
+        ca.path()
+    ));
+    let f = failure(run(&*refused).await);
+    assert_eq!(f.reason, Reason::Tls);
+    assert!(
+        f.message.contains("CA:TRUE") && f.message.contains("accept_ca_leaf: true"),
+        "{}",
+        f.message
+    );
+
+    let accepted = build(&format!(
+        "kind: http\nurl: {url}\ntls: {{ca_file: {:?}, accept_ca_leaf: true}}",
+        ca.path()
+    ));
+    let samples = run(&*accepted).await.expect("the pinned leaf is accepted");
+    assert_eq!(value(&samples, "http_status_code", &[]), Some(200.0));
+    assert_eq!(server.requests().len(), 1);
+
+    // Another CA:TRUE certificate in ca_file pins nothing for this server.
+    let other = pem_file(&ca_true_leaf().0);
+    let check = build(&format!(
+        "kind: http\nurl: {url}\ntls: {{ca_file: {:?}, accept_ca_leaf: true}}",
+        other.path()
+    ));
+    assert_eq!(failure(run(&*check).await).reason, Reason::Tls);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn accept_ca_leaf_without_ca_file_is_a_config_error() {
+    let spec: CheckSpec =
+        serde_saphyr::from_str("kind: http\nurl: https://127.0.0.1/\ntls: {accept_ca_leaf: true}")
+            .unwrap();
+    let err = &spec.build().err().expect("the build fails")[0];
+    assert_eq!(err.field, "tls.accept_ca_leaf");
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_a_tls_failure() {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let server = serve_tls(acceptor(&leaf, &key), |_| reply(200, "stale")).await;
+    let ca_file = pem_file(&ca.pem());
+    let check = build(&format!(
+        "kind: http\nurl: {}\ntls: {{ca_file: {:?}}}",
+        server.url("https", "/"),
+        ca_file.path()
+    ));
+
+    let f = failure(run(&*check).await);
+
+    assert_eq!(f.reason, Reason::Tls);
+    assert!(f.message.contains("expired"), "{}", f.message);
+    assert_eq!(
+        value(&f.samples, "tls_earliest_cert_expiry_timestamp", &[]),
+        None
+    );
+    assert!(server.requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Through the real forward proxy (tinyproxy, `scripts/services.sh up proxy`)
+
+fn proxy_env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up proxy"))
+}
+
+/// The proxy URL with `password` instead of the real one.
+fn proxy_with_password(password: &str) -> String {
+    let mut url = url::Url::parse(&proxy_env("RUNBOOK_TEST_PROXY_URL")).unwrap();
+    url.set_password(Some(password)).unwrap();
+    url.to_string()
+}
+
+/// Wait until the proxy's log has a line containing `needle`.
+fn assert_proxy_logged(needle: &str) {
+    let path = proxy_env("RUNBOOK_TEST_PROXY_LOG");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.lines().any(|l| l.contains(needle)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy log {path} has no line with {needle:?} after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn nonce() -> String {
+    format!("{}-{:x}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[tokio::test]
+async fn http_goes_through_the_proxy_with_its_credentials() {
+    let server = serve(|_| reply(200, "via proxy")).await;
+    let path = format!("/proxied-{}", nonce());
+    let proxy = proxy_env("RUNBOOK_TEST_PROXY_URL");
+    let check = build(&format!(
+        "kind: http\nurl: {}\nproxy_url: {proxy}",
+        server.url("http", &path)
+    ));
+
+    let samples = run(&*check).await.expect("the proxy forwards the request");
+
+    assert_eq!(value(&samples, "http_status_code", &[]), Some(200.0));
+    let seen = &server.requests()[0];
+    assert_eq!(seen.path, path);
+    let via = seen.header("via").unwrap_or_default();
+    assert!(
+        via.contains("runbook-test-proxy"),
+        "no Via from the proxy: {seen:?}"
+    );
+    assert_proxy_logged(&format!("GET http://{}{path} HTTP/1.1", server.addr));
+    let password = url::Url::parse(&proxy)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_string();
+    assert!(check.secrets().contains(&password));
+}
+
+#[tokio::test]
+async fn https_is_tunnelled_through_the_proxy() {
+    let cert = self_signed();
+    let ca = pem_file(&cert.cert_pem);
+    let server = serve_tls(cert.acceptor, |_| reply(200, "secure")).await;
+    let check = build(&format!(
+        "kind: http\nurl: {}\nproxy_url: {}\ntls: {{ca_file: {:?}}}",
+        server.url("https", "/tunnelled"),
+        proxy_env("RUNBOOK_TEST_PROXY_URL"),
+        ca.path()
+    ));
+
+    let samples = run(&*check).await.expect("the tunnel carries TLS");
+
+    assert_eq!(value(&samples, "http_ssl", &[]), Some(1.0));
+    assert_eq!(
+        value(&samples, "tls_earliest_cert_expiry_timestamp", &[]),
+        Some(cert.not_after as f64)
+    );
+    assert_eq!(server.requests()[0].path, "/tunnelled");
+    assert_proxy_logged(&format!("CONNECT {} HTTP/1.1", server.addr));
+}
+
+#[tokio::test]
+async fn a_wrong_proxy_password_is_auth_and_never_shown() {
+    let wrong = format!("wrong-proxy-pw-{}", nonce());
+    let proxy = proxy_with_password(&wrong);
+    let plain = serve(|_| reply(200, "unreachable")).await;
+    let cert = self_signed();
+    let tls = serve_tls(cert.acceptor, |_| reply(200, "unreachable")).await;
+
+    for url in [plain.url("http", "/"), tls.url("https", "/")] {
+        let check = build(&format!(
+            "kind: http\nurl: {url}\nproxy_url: {proxy}\ntls: {{insecure_skip_verify: true}}"
+        ));
+        let f = failure(run(&*check).await);
+        assert_eq!(f.reason, Reason::Auth, "{url}: {}", f.message);
+        // 407, or tinyproxy's 401 for wrong credentials.
+        assert!(
+            f.message.contains("407") || f.message.contains("401"),
+            "{}",
+            f.message
+        );
+        assert!(!f.message.contains(&wrong), "{}", f.message);
+        assert!(check.secrets().contains(&wrong));
+    }
+    assert!(plain.requests().is_empty() && tls.requests().is_empty());
+}
+
+#[tokio::test]
+async fn no_proxy_hosts_are_requested_directly() {
+    let server = serve(|_| reply(200, "direct")).await;
+    // A proxy where nothing listens: the request can only pass directly.
+    let nowhere = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let check = build(&format!(
+        "kind: http\nurl: {}\nproxy_url: http://{nowhere}\nno_proxy: [10.0.0.0/8, 127.0.0.1]",
+        server.url("http", "/")
+    ));
+    run(&*check).await.expect("127.0.0.1 is in no_proxy");
+    assert_eq!(server.requests()[0].header("via"), None);
+
+    let proxied = build(&format!(
+        "kind: http\nurl: {}\nproxy_url: http://{nowhere}\nno_proxy: [example.internal]",
+        server.url("http", "/")
+    ));
+    let f = failure(run(&*proxied).await);
+    assert_eq!(f.reason, Reason::ConnectionRefused);
+    assert!(f.message.contains(&nowhere.to_string()), "{}", f.message);
+}

@@ -29,10 +29,10 @@ s3_up() {
       >>"$RUNBOOK_TEST_STATE/logs/s3.log" 2>&1 &
     echo $! >"$s3_dir/minio.pid"
     wait_tcp "$s3_port" 60
-    # Ready once the health endpoint answers.
+    # Ready once the health endpoint answers (it needs a Host header).
     local i
     for ((i = 0; i < 300; i++)); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$s3_port" && printf 'GET /minio/health/ready HTTP/1.0\r\n\r\n' >&3 &&
+      (exec 3<>"/dev/tcp/127.0.0.1/$s3_port" && printf 'GET /minio/health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 &&
         head -c 12 <&3 | grep -q ' 200') 2>/dev/null && break
       sleep 0.1
     done

@@ -7,7 +7,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use super::shared::targets::{self, ProbeSafety};
-use super::shared::tls;
+use super::shared::{dial, tls};
 use super::{clickhouse, dns, http, kafka, kubernetes, postgres, redis, s3, tcp};
 use super::{BuildError, Check, Kind, MetricDesc};
 
@@ -29,7 +29,11 @@ macro_rules! registry {
         /// Every kind-specific metric any check can emit, shared ones
         /// (like the TLS certificate expiry) included.
         pub fn metric_descs() -> Vec<&'static MetricDesc> {
-            let mut all: Vec<&'static MetricDesc> = vec![&tls::CERT_EXPIRY];
+            let mut all: Vec<&'static MetricDesc> = vec![
+                &tls::CERT_EXPIRY,
+                &dial::IP_PROTOCOL,
+                &dial::FAILED_ADDRESSES,
+            ];
             $(all.extend(<$spec as Kind>::metrics().iter().copied());)*
             all
         }

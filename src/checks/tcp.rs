@@ -1,6 +1,7 @@
 //! The `tcp` kind: connect to `host:port` (the guides' `nc -zv host port`),
-//! optionally complete a TLS handshake, and optionally exchange a request and
-//! a response (`send` / `expect`).
+//! directly or through an HTTP proxy's `CONNECT`, optionally complete a TLS
+//! handshake, and optionally exchange a request and a response (`send` /
+//! `expect`).
 //!
 //! Every run resolves the host again, opens a fresh connection and closes it
 //! at the end; nothing is kept between runs except the TLS client config and
@@ -15,7 +16,9 @@ use regex::bytes::Regex;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::shared::dial;
+use super::shared::dial::{self, Dialer, IpProtocol};
+use super::shared::proxy::Proxy;
+use super::shared::secret::Secret;
 use super::shared::tls::{TlsClient, TlsSpec};
 use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
 
@@ -40,7 +43,7 @@ pub struct TcpSpec {
     /// Where to connect, as `host:port`: `db.internal:5432`, `10.0.0.5:6379`,
     /// or `[2001:db8::5]:443` (IPv6 addresses in brackets). A host name is
     /// resolved with the system resolver on every run, and its addresses are
-    /// tried in order until one accepts the connection.
+    /// tried as `ip_protocol` says until one accepts the connection.
     pub address: String,
 
     /// Complete a TLS handshake after connecting, verifying the server's
@@ -71,6 +74,28 @@ pub struct TcpSpec {
     /// Most bytes to read while waiting for `expect` to match. Default: 65536.
     #[serde(default = "default_max_read_bytes")]
     pub max_read_bytes: usize,
+
+    /// Which addresses of a host name to connect to: `ip4`, `ip6`, or
+    /// `auto` (both, Happy Eyeballs: the next address is tried 250 ms after
+    /// the previous one if it has not connected, and the first to connect
+    /// wins). Default: `auto`.
+    #[serde(default)]
+    pub ip_protocol: IpProtocol,
+
+    /// The most time one address may take to accept the connection, like
+    /// `2s`. Default: none, so only the check's `timeout` ends an attempt.
+    #[serde(default, with = "super::shared::duration::option")]
+    pub connect_timeout: Option<Duration>,
+
+    /// An HTTP forward proxy to tunnel through with `CONNECT`, like
+    /// `http://proxy.internal:3128`; user info (`http://user:password@...`)
+    /// is sent as `Proxy-Authorization` and is a secret.
+    pub proxy_url: Option<Secret>,
+
+    /// Hosts reached directly despite `proxy_url`: names (matching the name
+    /// and every name under it), IP addresses, CIDR networks, or `*`.
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
 }
 
 fn default_max_read_bytes() -> usize {
@@ -86,6 +111,10 @@ impl super::shared::targets::ProbeSafety for TcpSpec {
                 TlsSpec::has_client_key(self.tls_config.as_ref()),
             ),
             ("send", self.send.is_some()),
+            (
+                "proxy_url",
+                super::shared::proxy::has_credentials(self.proxy_url.as_ref()),
+            ),
         ])
     }
 
@@ -126,6 +155,18 @@ impl TcpSpec {
                 "must be at least 1".to_string(),
             ));
         }
+        match &self.proxy_url {
+            Some(url) => problems.extend(
+                Proxy::parse(url.expose(), &self.no_proxy)
+                    .err()
+                    .unwrap_or_default(),
+            ),
+            None if !self.no_proxy.is_empty() => problems.push((
+                "no_proxy".to_string(),
+                "is set but proxy_url is not".to_string(),
+            )),
+            None => {}
+        }
         problems
     }
 }
@@ -137,7 +178,8 @@ pub static PHASE_DURATION: MetricDesc = MetricDesc::gauge(
     "Duration of each phase of the TCP check in the last scheduled run (resolve, connect, tls, exchange); only the phases that ran.",
 );
 
-/// Every metric this kind can report, besides the TLS certificate expiry.
+/// Every metric this kind can report, besides the TLS certificate expiry and
+/// the connection's (`dial::IP_PROTOCOL`, `dial::FAILED_ADDRESSES`).
 pub static METRICS: [&MetricDesc; 1] = [&PHASE_DURATION];
 
 fn phase_sample(phase: &'static str, elapsed: Duration) -> Sample {
@@ -154,6 +196,8 @@ pub struct TcpCheck {
     send: Option<Vec<u8>>,
     expect: Option<Regex>,
     max_read_bytes: usize,
+    dialer: Dialer,
+    proxy: Option<Proxy>,
 }
 
 impl TcpCheck {
@@ -176,6 +220,15 @@ impl TcpCheck {
         if spec.max_read_bytes == 0 {
             return Err(BuildError::new("max_read_bytes", "must be at least 1"));
         }
+        let proxy = spec
+            .proxy_url
+            .as_ref()
+            .map(|url| Proxy::parse(url.expose(), &spec.no_proxy))
+            .transpose()
+            .map_err(|problems| {
+                let (field, message) = problems.into_iter().next().unwrap_or_default();
+                BuildError::new(field, message)
+            })?;
         Ok(Self {
             host,
             port,
@@ -184,29 +237,50 @@ impl TcpCheck {
             send: spec.send.as_ref().map(|s| s.as_bytes().to_vec()),
             expect,
             max_read_bytes: spec.max_read_bytes,
+            dialer: Dialer {
+                ip_protocol: spec.ip_protocol,
+                connect_timeout: spec.connect_timeout,
+            },
+            proxy,
         })
     }
 
     async fn probe(&self) -> RunResult {
         let mut samples = Vec::new();
+        let proxy = self.proxy.as_ref().filter(|p| p.applies_to(&self.host));
+        let (host, port, ip) = match proxy {
+            Some(p) => {
+                let (host, port) = p.host_port();
+                (host, port, host.parse::<IpAddr>().ok())
+            }
+            None => (self.host.as_str(), self.port, self.ip),
+        };
 
         // Resolve (only for host names).
-        let addrs: Vec<SocketAddr> = match self.ip {
-            Some(ip) => vec![SocketAddr::new(ip, self.port)],
+        let addrs: Vec<SocketAddr> = match ip {
+            Some(_) => self.dialer.resolve(host, port).await?,
             None => {
                 let start = Instant::now();
-                let addrs = dial::resolve(&self.host, self.port).await?;
+                let addrs = self.dialer.resolve(host, port).await?;
                 samples.push(phase_sample("resolve", start.elapsed()));
                 addrs
             }
         };
 
-        // Connect: each address in turn, like nc.
+        // Connect: Happy Eyeballs over the addresses, then the tunnel.
         let start = Instant::now();
-        let target = format!("{}:{}", self.host, self.port);
-        let stream = match dial::connect(&target, &addrs).await {
-            Ok(stream) => stream,
+        let target = format!("{host}:{port}");
+        let connected = match self.dialer.connect(&target, &addrs).await {
+            Ok(connected) => connected,
             Err(f) => return Err(f.with_samples(samples)),
+        };
+        samples.extend(connected.samples());
+        let stream = match proxy {
+            None => connected.stream,
+            Some(p) => match p.tunnel(connected.stream, &self.host, self.port).await {
+                Ok(stream) => stream,
+                Err(f) => return Err(f.with_samples(samples)),
+            },
         };
         samples.push(phase_sample("connect", start.elapsed()));
 
@@ -308,6 +382,10 @@ impl TcpCheck {
 impl Check for TcpCheck {
     fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
         Box::pin(self.probe())
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.proxy.as_ref().map(Proxy::secrets).unwrap_or_default()
     }
 }
 

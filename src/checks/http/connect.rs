@@ -1,7 +1,9 @@
-//! The transport of one `http` request: resolve the host, connect to its
-//! addresses in turn, the TLS handshake (with the certificate's expiry), and
-//! the HTTP/1.1 exchange over the stream, each phase timed into the
-//! [`Trace`]; and how hyper's errors become a [`Reason`].
+//! The transport of one `http` request: resolve the host (or the proxy),
+//! connect to its addresses Happy Eyeballs style through `shared::dial`,
+//! open a `CONNECT` tunnel for https through a proxy, the TLS handshake
+//! (with the certificate's expiry), and the HTTP/1.1 exchange over the
+//! stream, each phase timed into the [`Trace`]; and how hyper's errors
+//! become a [`Reason`].
 
 use std::time::Instant;
 
@@ -25,22 +27,63 @@ use crate::checks::shared::errors;
 use crate::checks::shared::tls::TlsSpec;
 use crate::checks::Reason;
 
-/// Resolve `host` and connect to its addresses in turn, until one answers.
-pub(super) async fn connect(
-    host: &Host<&str>,
-    port: u16,
-    trace: &mut Trace,
-) -> Result<TcpStream, (Reason, String)> {
-    let name = host_text(host);
-    let started = Instant::now();
-    let addrs = dial::resolve(&name, port).await;
-    trace.add(Phase::Resolve, started.elapsed());
-    let addrs = addrs.map_err(|f| (f.reason, f.message))?;
+/// How a request's stream reaches its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// Straight to the server, or through a `CONNECT` tunnel: the request
+    /// is sent in origin form (`GET /path`).
+    Direct,
+    /// To a proxy that forwards plain-http requests sent in absolute form
+    /// (`GET http://host/path`).
+    Forward,
+}
 
-    let started = Instant::now();
-    let stream = dial::connect(&format!("{host}:{port}"), &addrs).await;
-    trace.add(Phase::Connect, started.elapsed());
-    stream.map_err(|f| (f.reason, f.message))
+impl HttpCheck {
+    /// Resolve the URL's host (or the proxy's) and connect, Happy Eyeballs
+    /// style; through a proxy, an https URL gets its `CONNECT` tunnel here,
+    /// timed as part of `connect`.
+    pub(super) async fn connect(
+        &self,
+        url: &Url,
+        host: &Host<&str>,
+        port: u16,
+        trace: &mut Trace,
+    ) -> Result<(TcpStream, Route), (Reason, String)> {
+        let target = host_text(host);
+        let proxy = self.proxy.as_ref().filter(|p| p.applies_to(&target));
+        let (name, dial_port) = match proxy {
+            Some(p) => p.host_port(),
+            None => (target.as_str(), port),
+        };
+        let started = Instant::now();
+        let addrs = self.dialer.resolve(name, dial_port).await;
+        trace.add(Phase::Resolve, started.elapsed());
+        let addrs = addrs.map_err(|f| (f.reason, f.message))?;
+
+        let started = Instant::now();
+        let shown = match proxy {
+            Some(p) => p.display(),
+            None => format!("{host}:{port}"),
+        };
+        let connected = self.dialer.connect(&shown, &addrs).await;
+        let result = match connected {
+            Err(f) => Err((f.reason, f.message)),
+            Ok(c) => {
+                trace.dial = c.samples();
+                match proxy {
+                    None => Ok((c.stream, Route::Direct)),
+                    Some(_) if url.scheme() != "https" => Ok((c.stream, Route::Forward)),
+                    Some(p) => p
+                        .tunnel(c.stream, &target, port)
+                        .await
+                        .map(|s| (s, Route::Direct))
+                        .map_err(|f| (f.reason, f.message)),
+                }
+            }
+        };
+        trace.add(Phase::Connect, started.elapsed());
+        result
+    }
 }
 
 /// A URL host as a name or bare IP address (IPv6 without brackets).

@@ -10,7 +10,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use url::Url;
 
-use super::connect::{send, Connection};
+use super::connect::{send, Connection, Route};
 use super::trace::Trace;
 use super::HttpCheck;
 use crate::checks::shared::targets::{is_credential_header, Endpoint};
@@ -27,6 +27,7 @@ impl HttpCheck {
         loop {
             trace.status = None;
             trace.expiry = None;
+            trace.dial.clear();
             let (response, connection) = self.request(&url, &method, body.as_ref(), trace).await?;
             let status = response.status();
             trace.status = Some(status.as_u16());
@@ -125,9 +126,9 @@ impl HttpCheck {
             )
         })?;
         let port = url.port_or_known_default().unwrap_or(80);
-        let stream = super::connect::connect(&host, port, trace).await?;
+        let (stream, route) = self.connect(url, &host, port, trace).await?;
 
-        let request = self.build_request(url, method, body)?;
+        let request = self.build_request(url, method, body, route)?;
         if url.scheme() != "https" {
             return send(stream, request, trace).await;
         }
@@ -137,12 +138,14 @@ impl HttpCheck {
 
     /// The request to `url` with its default headers and the configured
     /// ones; the `Authorization` header and the origin-bound configured
-    /// headers only to the configured origin.
+    /// headers only to the configured origin. To a forwarding proxy the
+    /// target is the absolute URL, with the proxy's credentials.
     fn build_request(
         &self,
         url: &Url,
         method: &Method,
         body: Option<&Bytes>,
+        route: Route,
     ) -> Result<Request<Full<Bytes>>, (Reason, String)> {
         let internal = |what: &str| {
             (
@@ -150,7 +153,15 @@ impl HttpCheck {
                 format!("cannot request {}: invalid {what}", display_url(url)),
             )
         };
-        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        let target = match route {
+            Route::Direct => url[url::Position::BeforePath..url::Position::AfterQuery].to_string(),
+            Route::Forward => {
+                let mut absolute = url.clone();
+                let _ = absolute.set_username("");
+                let _ = absolute.set_password(None);
+                absolute[..url::Position::AfterQuery].to_string()
+            }
+        };
         let mut request = Request::new(Full::new(body.cloned().unwrap_or_default()));
         *request.method_mut() = method.clone();
         *request.uri_mut() = target.parse().map_err(|_| internal("path"))?;
@@ -178,6 +189,12 @@ impl HttpCheck {
         }
         if let Some(body) = body {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let proxy_auth = self.proxy.as_ref().and_then(|p| p.authorization());
+        if let (Route::Forward, Some(auth)) = (route, proxy_auth) {
+            let mut value = HeaderValue::from_str(auth).map_err(|_| internal("proxy_url"))?;
+            value.set_sensitive(true);
+            headers.insert(header::PROXY_AUTHORIZATION, value);
         }
         Ok(request)
     }

@@ -9,8 +9,8 @@
 //! summed over redirects.
 //!
 //! The parts: `spec` (the configuration and its validation), `exchange`
-//! (the redirect loop and the requests), `connect` (resolve, connect, TLS,
-//! HTTP/1.1), `response` (the status and body expectations) and `trace`
+//! (the redirect loop and the requests), `connect` (resolve, connect, the
+//! proxy's tunnel, TLS, HTTP/1.1), `response` (the status and body expectations) and `trace`
 //! (the phase timings and the samples).
 
 mod connect;
@@ -33,6 +33,8 @@ use url::Url;
 
 use self::spec::{Problem, StatusMatch};
 use self::trace::Trace;
+use super::shared::dial::Dialer;
+use super::shared::proxy::Proxy;
 use super::shared::targets::{is_credential_header, AllowedTargets};
 use super::shared::tls::TlsSpec;
 use super::{BuildError, Check, Failure, MetricDesc, RunContext, RunResult};
@@ -102,6 +104,8 @@ pub struct HttpCheck {
     secrets: Vec<String>,
     tls: TlsSpec,
     tls_config: Arc<ClientConfig>,
+    dialer: Dialer,
+    proxy: Option<Proxy>,
 }
 
 impl HttpCheck {
@@ -126,6 +130,16 @@ impl HttpCheck {
             &spec.body_must_not_match,
         ))?;
         let authorization = authorization(spec, &mut secrets)?;
+        let proxy = spec
+            .proxy_url
+            .as_ref()
+            .map(|url| Proxy::parse(url.expose(), &spec.no_proxy))
+            .transpose()
+            .map_err(|problems| {
+                let (field, message) = problems.into_iter().next().unwrap_or_default();
+                BuildError::new(field, message)
+            })?;
+        secrets.extend(proxy.iter().flat_map(Proxy::secrets));
         secrets.retain(|s| !s.is_empty());
 
         // Built even for http URLs: a redirect may lead to https.
@@ -150,6 +164,11 @@ impl HttpCheck {
             secrets,
             tls,
             tls_config,
+            dialer: Dialer {
+                ip_protocol: spec.ip_protocol,
+                connect_timeout: spec.connect_timeout,
+            },
+            proxy,
         })
     }
 

@@ -20,7 +20,7 @@ use crate::checks::Reason;
 
 impl HttpCheck {
     /// The final status must be one of `valid_status_codes`; an unexpected
-    /// 401 or 403 fails with reason `auth`.
+    /// 401, 403 or 407 (from a proxy) fails with reason `auth`.
     pub(super) fn check_status(
         &self,
         status: StatusCode,
@@ -31,7 +31,9 @@ impl HttpCheck {
             return Ok(());
         }
         let reason = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Reason::Auth,
+            StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::PROXY_AUTHENTICATION_REQUIRED => Reason::Auth,
             _ => Reason::UnexpectedResponse,
         };
         let from = if redirects > 0 {

@@ -16,6 +16,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use url::Url;
 
+use std::time::Duration;
+
+use crate::checks::shared::dial::IpProtocol;
+use crate::checks::shared::proxy::{self, Proxy};
 use crate::checks::shared::secret::Secret;
 use crate::checks::shared::targets::ProbeSafety;
 use crate::checks::shared::targets::{self, AllowedTargets, Endpoint};
@@ -81,6 +85,26 @@ pub struct HttpSpec {
     pub bearer_token_file: Option<PathBuf>,
     /// TLS options for https URLs (including redirects to https).
     pub tls: Option<Box<TlsSpec>>,
+    /// Which addresses of the host to connect to: `ip4`, `ip6`, or `auto`
+    /// (both, Happy Eyeballs: the next address is tried 250 ms after the
+    /// previous one if it has not connected, and the first to connect
+    /// wins). Default: `auto`.
+    #[serde(default)]
+    pub ip_protocol: IpProtocol,
+    /// The most time one address may take to accept the connection, like
+    /// `2s`. Default: none, so only the check's `timeout` ends an attempt.
+    #[serde(default, with = "crate::checks::shared::duration::option")]
+    pub connect_timeout: Option<Duration>,
+    /// An HTTP forward proxy, like `http://proxy.internal:3128`: http URLs
+    /// are requested through it, https URLs tunnelled with `CONNECT`. User
+    /// info (`http://user:password@...`) is sent as `Proxy-Authorization`
+    /// and is a secret. Default: none (proxy environment variables are not
+    /// read).
+    pub proxy_url: Option<Secret>,
+    /// Hosts requested directly despite `proxy_url`: names (matching the
+    /// name and every name under it), IP addresses, CIDR networks, or `*`.
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
     /// Set by the loader for a `/probe` module with `allowed_targets`: a
     /// redirect to any other host is not followed. Not a config field.
     #[serde(skip)]
@@ -216,6 +240,7 @@ impl ProbeSafety for HttpSpec {
             ),
             ("body", self.body.is_some()),
             ("url", url_userinfo),
+            ("proxy_url", proxy::has_credentials(self.proxy_url.as_ref())),
         ])
     }
 
@@ -256,7 +281,21 @@ impl HttpSpec {
         problems.extend(self.json_problems());
         problems.extend(self.auth_problems());
         problems.extend(self.tls_problems());
+        problems.extend(self.proxy_problems());
         problems
+    }
+
+    /// `proxy_url` and `no_proxy`.
+    fn proxy_problems(&self) -> Vec<Problem> {
+        match &self.proxy_url {
+            Some(url) => Proxy::parse(url.expose(), &self.no_proxy)
+                .err()
+                .unwrap_or_default(),
+            None if !self.no_proxy.is_empty() => {
+                vec![("no_proxy".into(), "is set but proxy_url is not".into())]
+            }
+            None => Vec::new(),
+        }
     }
 
     /// `url`: it must parse, be http(s) with a host, and carry no credentials.

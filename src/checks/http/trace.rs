@@ -32,6 +32,9 @@ pub(super) struct Trace {
     pub(super) body_size: Option<usize>,
     /// Certificate expiry of the connection of the last response.
     pub(super) expiry: Option<Sample>,
+    /// How the connection of the last response was made (IP version,
+    /// addresses lost).
+    pub(super) dial: Vec<Sample>,
 }
 
 impl Trace {
@@ -58,6 +61,7 @@ impl Trace {
             out.push(Sample::new(&BODY_SIZE, size as f64));
         }
         out.extend(self.expiry.clone());
+        out.extend(self.dial.iter().cloned());
         out
     }
 }

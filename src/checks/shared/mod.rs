@@ -1,6 +1,7 @@
-//! What several kinds need and none owns: reaching a server (`dial`, `tls`),
-//! reading its errors (`errors`), reconnecting (`backoff`), where a probe
-//! may go (`targets`), and the config value types kinds deserialize
+//! What several kinds need and none owns: reaching a server (`dial`,
+//! `proxy`, `tls`), reading its errors (`errors`), reconnecting
+//! (`backoff`), where a probe may go (`targets`), and the config value
+//! types kinds deserialize
 //! (`secret`, `duration`). Nothing here names a kind, and nothing here
 //! imports `config/` or `metrics/`: the dependencies point one way, from
 //! the kinds and the loader down to here.
@@ -9,6 +10,7 @@ pub mod backoff;
 pub mod dial;
 pub mod duration;
 pub mod errors;
+pub mod proxy;
 pub mod secret;
 pub mod targets;
 pub mod tls;

@@ -7,7 +7,9 @@ use std::sync::{Arc, Once, OnceLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use serde::Deserialize;
 
 use crate::checks::{BuildError, MetricDesc, Sample};
@@ -43,6 +45,13 @@ pub struct TlsSpec {
     /// TLS gives. Expiry is still measured.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Accept a server certificate that is marked as a CA (basic
+    /// constraints `CA:TRUE`, as `openssl req -x509` makes by default),
+    /// which is otherwise refused with `CaUsedAsEndEntity`, but only when
+    /// that very certificate is in `ca_file`; its validity dates and name
+    /// are still checked. Default: false.
+    #[serde(default)]
+    pub accept_ca_leaf: bool,
 }
 
 /// Earliest `notAfter` of the certificates the server presented, as a Unix
@@ -77,19 +86,35 @@ impl TlsSpec {
         } else {
             let mut roots = RootCertStore::empty();
             roots.extend(system_roots().roots.iter().cloned());
+            let mut pinned = Vec::new();
             if let Some(path) = &self.ca_file {
                 let certs =
                     read_certs(path).map_err(|e| BuildError::new(format!("{field}.ca_file"), e))?;
                 for cert in certs {
-                    roots.add(cert).map_err(|e| {
+                    roots.add(cert.clone()).map_err(|e| {
                         BuildError::new(
                             format!("{field}.ca_file"),
                             format!("{}: invalid CA certificate: {e}", path.display()),
                         )
                     })?;
+                    pinned.push(cert);
                 }
             }
-            builder.with_root_certificates(roots)
+            if self.accept_ca_leaf {
+                if pinned.is_empty() {
+                    return Err(BuildError::new(
+                        format!("{field}.accept_ca_leaf"),
+                        "needs ca_file holding the server's own certificate",
+                    ));
+                }
+                let verifier = CaLeafVerifier::new(roots, pinned, provider)
+                    .map_err(|e| BuildError::new(field, format!("TLS setup failed: {e}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+            } else {
+                builder.with_root_certificates(roots)
+            }
         };
         let mut config = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => {
@@ -194,14 +219,131 @@ pub fn expiry_sample(certs: &[CertificateDer<'_>]) -> Option<Sample> {
         .map(|ts| Sample::new(&CERT_EXPIRY, ts as f64))
 }
 
+/// What to tell the user about a server certificate marked `CA:TRUE`.
+pub const CA_LEAF_HINT: &str =
+    "the server's certificate is marked as a CA (basic constraints CA:TRUE, \
+as `openssl req -x509` makes by default), and a CA certificate may not be a server's own \
+certificate (CaUsedAsEndEntity); reissue it with basicConstraints=critical,CA:FALSE, or \
+put that certificate in ca_file and set accept_ca_leaf: true";
+
 /// Describe a TLS handshake error briefly, for a failure message.
 pub fn describe_error(err: &std::io::Error) -> String {
     match err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
+        Some(tls) if is_ca_used_as_leaf(tls) => format!("TLS handshake failed: {CA_LEAF_HINT}"),
         Some(tls) => format!("TLS handshake failed: {tls}"),
         None => format!("TLS handshake failed: {err}"),
+    }
+}
+
+/// Whether webpki refused the server's certificate for being a CA.
+pub fn is_ca_used_as_leaf(err: &rustls::Error) -> bool {
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            )
+        }
+        _ => false,
+    }
+}
+
+/// The verifier behind `accept_ca_leaf`: webpki's, except that a
+/// certificate webpki refuses only for being a CA is accepted when it is
+/// byte for byte one of the `ca_file` certificates, valid now and for the
+/// server name. Handshake signatures are webpki's, so the server must
+/// still hold that certificate's key.
+#[derive(Debug)]
+struct CaLeafVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl CaLeafVerifier {
+    fn new(
+        roots: RootCertStore,
+        pinned: Vec<CertificateDer<'static>>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Self, rustls::client::VerifierBuilderError> {
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()?;
+        Ok(Self { inner, pinned })
+    }
+
+    /// The checks webpki skipped when it stopped at the CA flag: the
+    /// dates and the name.
+    fn verify_pinned(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let bad = |e| rustls::Error::InvalidCertificate(e);
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
+            .map_err(|_| bad(CertificateError::BadEncoding))?;
+        let now_secs = now.as_secs() as i64;
+        let validity = cert.validity();
+        if now_secs < validity.not_before.timestamp() {
+            return Err(bad(CertificateError::NotValidYet));
+        }
+        if now_secs > validity.not_after.timestamp() {
+            return Err(bad(CertificateError::Expired));
+        }
+        webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| bad(CertificateError::BadEncoding))?
+            .verify_is_valid_for_subject_name(server_name)
+            .map_err(|_| bad(CertificateError::NotValidForName))?;
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
+impl ServerCertVerifier for CaLeafVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(e) if is_ca_used_as_leaf(&e) && self.pinned.iter().any(|p| p == end_entity) => {
+                self.verify_pinned(end_entity, server_name, now)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
