@@ -12,6 +12,7 @@
 pub mod clickhouse;
 pub mod dns;
 pub mod http;
+pub mod jwt;
 pub mod kafka;
 pub mod kubernetes;
 pub mod postgres;

@@ -15,6 +15,7 @@
 mod application;
 mod checks;
 mod exporter;
+mod jwt;
 mod kafka;
 mod kubernetes;
 mod postgres;
@@ -143,6 +144,7 @@ const TABLES: &[&[Alert]] = &[
     kafka::ALERTS,
     kubernetes::ALERTS,
     tls::ALERTS,
+    jwt::ALERTS,
     exporter::ALERTS,
     application::ALERTS,
 ];
