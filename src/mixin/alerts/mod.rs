@@ -17,6 +17,7 @@ mod checks;
 mod exporter;
 mod jwt;
 mod kafka;
+mod kube_resources;
 mod kubernetes;
 mod postgres;
 mod redis;
@@ -143,6 +144,7 @@ const TABLES: &[&[Alert]] = &[
     redis::ALERTS,
     kafka::ALERTS,
     kubernetes::ALERTS,
+    kube_resources::ALERTS,
     tls::ALERTS,
     jwt::ALERTS,
     exporter::ALERTS,
