@@ -52,6 +52,13 @@ pub trait Check: Send + Sync + 'static {
     fn secrets(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// What the last run could not measure though it passed (an optional
+    /// API that is not served, say), one line each. Shown with a passing
+    /// result on the status page and by `check`; never a label.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A kind of check, implemented by its spec (the `kind:` entry's fields,

@@ -13,6 +13,8 @@ mod fake_api;
 mod objects;
 mod pods;
 mod resources;
+mod scale;
+mod usage;
 
 const NS: &str = "llm-research";
 const TOKEN: &str = "kube-test-token-5f1c";
