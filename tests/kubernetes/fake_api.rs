@@ -128,8 +128,12 @@ pub(crate) async fn api(State(cluster): State<Shared>, request: Request) -> Resp
         )
             .into_response();
     }
-    // `limit` and `continue` as the API server pages a list; the token is
-    // the offset of the next page here.
+    json_response(page(api_version, kind, items, &query))
+}
+
+/// One page of a list, with `limit` and `continue` as the API server
+/// pages it; the token is the offset of the next page here.
+fn page(api_version: &str, kind: &str, items: &[Value], query: &str) -> Value {
     let param = |name: &str| {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == name)
@@ -138,18 +142,17 @@ pub(crate) async fn api(State(cluster): State<Shared>, request: Request) -> Resp
     let offset: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
     let limit: Option<usize> = param("limit").and_then(|l| l.parse().ok());
     let end = limit.map_or(items.len(), |l| (offset + l).min(items.len()));
-    let page = &items[offset.min(end)..end];
     let mut metadata = json!({"resourceVersion": "48213"});
     if end < items.len() {
         metadata["continue"] = json!(end.to_string());
         metadata["remainingItemCount"] = json!(items.len() - end);
     }
-    json_response(json!({
+    json!({
         "apiVersion": api_version,
         "kind": kind,
         "metadata": metadata,
-        "items": page,
-    }))
+        "items": &items[offset.min(end)..end],
+    })
 }
 
 /// A JSON body with the API server's content type.

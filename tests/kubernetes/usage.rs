@@ -1,7 +1,8 @@
 //! Resource use against limits from metrics.k8s.io (served and absent),
 //! and how containers die: terminations by reason and exit-code class.
 
-use serde_json::json;
+use runbook_exporter::checks::Sample;
+use serde_json::{json, Value};
 
 use crate::fake_api::*;
 use crate::objects::*;
@@ -118,46 +119,41 @@ fn running_pod0(name: &str) -> serde_json::Value {
     )
 }
 
+/// A pod with one container `api` in `state`, last ended as `last`.
+fn one(name: &str, phase: &str, restarts: u32, state: Value, last: Value) -> Value {
+    pod(
+        name,
+        phase,
+        phase == "Running",
+        vec![container("api", restarts, state, last)],
+    )
+}
+
 #[tokio::test]
 async fn terminations_are_counted_by_reason_and_exit_code_class() {
     let f = Fixture::new("nodes: false\nevents: false").await;
+    let exit = |s: &[Sample], code: &str| {
+        let labels = [("k8s_namespace", NS), ("exit_code", code)];
+        value(s, "kubernetes_container_exit_codes", &labels)
+    };
+    let reason = |s: &[Sample], r: &str| {
+        let labels = [("k8s_namespace", NS), ("reason", r)];
+        value(s, "kubernetes_container_terminations", &labels)
+    };
     // The first list records what is there without counting it.
     f.set(|c| {
         c.pods = vec![
-            pod(
+            one(
                 "api-0",
                 "Running",
-                true,
-                vec![container(
-                    "api",
-                    1,
-                    running(),
-                    terminated("Error", 101, "p0"),
-                )],
+                1,
+                running(),
+                terminated("Error", 101, "p0"),
             ),
-            pod(
-                "api-1",
-                "Running",
-                true,
-                vec![container("api", 0, running(), json!({}))],
-            ),
+            one("api-1", "Running", 0, running(), json!({})),
         ]
     });
     let s = f.run_ok().await;
-    let exit = |s: &[runbook_exporter::checks::Sample], code: &str| {
-        value(
-            s,
-            "kubernetes_container_exit_codes",
-            &[("k8s_namespace", NS), ("exit_code", code)],
-        )
-    };
-    let reason = |s: &[runbook_exporter::checks::Sample], r: &str| {
-        value(
-            s,
-            "kubernetes_container_terminations",
-            &[("k8s_namespace", NS), ("reason", r)],
-        )
-    };
     assert_eq!(exit(&s, "101"), Some(0.0));
     assert_eq!(reason(&s, "Error"), Some(0.0));
 
@@ -165,38 +161,26 @@ async fn terminations_are_counted_by_reason_and_exit_code_class() {
     // Job's pod ends OOM-killed in its current state, never restarted.
     f.set(|c| {
         c.pods = vec![
-            pod(
+            one(
                 "api-0",
                 "Running",
-                true,
-                vec![container(
-                    "api",
-                    2,
-                    running(),
-                    terminated("Error", 101, "p1"),
-                )],
+                2,
+                running(),
+                terminated("Error", 101, "p1"),
             ),
-            pod(
+            one(
                 "api-1",
                 "Running",
-                true,
-                vec![container(
-                    "api",
-                    1,
-                    running(),
-                    terminated("OOMKilled", 137, "q1"),
-                )],
+                1,
+                running(),
+                terminated("OOMKilled", 137, "q1"),
             ),
-            pod(
+            one(
                 "migrate-x",
                 "Failed",
-                false,
-                vec![container(
-                    "api",
-                    0,
-                    terminated("OOMKilled", 137, "j1"),
-                    json!({}),
-                )],
+                0,
+                terminated("OOMKilled", 137, "j1"),
+                json!({}),
             ),
         ]
     });
@@ -206,43 +190,24 @@ async fn terminations_are_counted_by_reason_and_exit_code_class() {
     assert_eq!(exit(&s, "143"), Some(0.0));
     assert_eq!(reason(&s, "Error"), Some(1.0));
     assert_eq!(reason(&s, "OOMKilled"), Some(2.0));
-    assert_eq!(
-        value(
-            &s,
-            "kubernetes_namespace_oom_kills",
-            &[("k8s_namespace", NS)]
-        ),
-        Some(2.0)
-    );
+    let ns = [("k8s_namespace", NS)];
+    assert_eq!(value(&s, "kubernetes_namespace_oom_kills", &ns), Some(2.0));
     let job = [("k8s_pod", "migrate-x"), ("k8s_container", "api")];
     assert_eq!(value(&s, "kubernetes_container_oom_kills", &job), Some(1.0));
 
-    // Seen again unchanged: nothing new. The Job's pod is replaced and
-    // the restarting one's termination moves to its last state: still the
-    // same termination, not counted twice.
+    // The Job's container restarts: its termination moves to the last
+    // state, the same one, not counted twice. Another Job completes.
     f.set(|c| {
-        c.pods[2] = pod(
+        c.pods[2] = one(
             "migrate-x",
-            "Failed",
-            false,
-            vec![container(
-                "api",
-                1,
-                running(),
-                terminated("OOMKilled", 137, "j1"),
-            )],
+            "Running",
+            1,
+            running(),
+            terminated("OOMKilled", 137, "j1"),
         );
-        c.pods.push(pod(
-            "migrate-y",
-            "Succeeded",
-            false,
-            vec![container(
-                "api",
-                0,
-                terminated("Completed", 0, "k1"),
-                json!({}),
-            )],
-        ));
+        let done = terminated("Completed", 0, "k1");
+        c.pods
+            .push(one("migrate-y", "Succeeded", 0, done, json!({})));
     });
     let s = f.run_ok().await;
     assert_eq!(exit(&s, "137"), Some(2.0));
