@@ -259,9 +259,14 @@ fn time_samples(claims: &Claims) -> Vec<Sample> {
 
 /// A Unix time in RFC 3339, to the second.
 fn when(t: f64) -> String {
-    match std::time::UNIX_EPOCH.checked_add(Duration::from_secs_f64(t.max(0.0))) {
+    // A hostile token may carry any number: out of range is written as is.
+    let time = Duration::try_from_secs_f64(t)
+        .ok()
+        .and_then(|d| std::time::UNIX_EPOCH.checked_add(d))
+        .filter(|time| humantime::format_rfc3339_seconds(*time).to_string().len() == 20);
+    match time {
         Some(time) => humantime::format_rfc3339_seconds(time).to_string(),
-        None => format!("{t}"),
+        None => format!("{t:e} (Unix time)"),
     }
 }
 
@@ -316,6 +321,23 @@ mod tests {
         assert_eq!(
             c.claim_problem(&ok, 400.0).unwrap(),
             "the token is not valid before 1970-01-01T00:16:40Z (in 10m)"
+        );
+        let far = claims(r#"{"exp": 1e300}"#);
+        assert_eq!(
+            c.claim_problem(&far, 0.0)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap(),
+            "the issuer is none"
+        );
+        let past = claims(r#"{"exp": -1e300}"#);
+        assert_eq!(
+            c.claim_problem(&past, 0.0).unwrap(),
+            format!(
+                "the token expired at -1e300 (Unix time) ({} ago)",
+                span(1e300)
+            )
         );
         let other = claims(r#"{"iss": "https://other", "aud": "api"}"#);
         assert_eq!(

@@ -66,8 +66,8 @@ pub struct VerifySpec {
     /// one whose `kid` the token names (or the only key of the set).
     pub jwks_url: Option<String>,
 
-    /// A PEM public key (RSA, EC or Ed25519; `PUBLIC KEY`, `RSA PUBLIC KEY`
-    /// or a certificate), re-read on every run.
+    /// A PEM public key (RSA as `PUBLIC KEY` or `RSA PUBLIC KEY`, EC P-256
+    /// or P-384, or Ed25519), re-read on every run.
     pub public_key_file: Option<PathBuf>,
 }
 
