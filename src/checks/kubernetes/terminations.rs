@@ -62,16 +62,17 @@ impl Terminations {
     /// kills counted for each container, in [`container_statuses`] order.
     pub(super) fn observe(&mut self, listing: &mut Listing, ns: &str, pod: &Pod) -> Vec<u64> {
         let mut kills = Vec::new();
+        if !self.containers.contains_key(ns) {
+            self.containers.insert(ns.to_string(), HashMap::new());
+        }
+        let Some(containers) = self.containers.get_mut(ns) else {
+            return kills;
+        };
+        let pod_id = pod.metadata.uid.as_deref().unwrap_or(pod_name(pod));
         for status in container_statuses(pod) {
-            let pod_id = pod.metadata.uid.as_deref().unwrap_or(pod_name(pod));
             let key = hash(&(pod_id, &status.name));
             listing.seen.insert(key);
-            let track = self
-                .containers
-                .entry(ns.to_string())
-                .or_default()
-                .entry(key)
-                .or_default();
+            let track = containers.entry(key).or_default();
             if let Some(t) = latest_termination(status) {
                 if t.identity != track.last_termination {
                     track.last_termination = t.identity;
