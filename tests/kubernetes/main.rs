@@ -1,9 +1,13 @@
 //! The `kubernetes` kind: the real kube client against a fake API server
 //! started by each test, serving genuine Kubernetes list JSON.
 //!
-//! `fake_api` holds the fake API server and the check fixture, `objects`
-//! the API objects; the tests are grouped by topic in `pods`, `resources`
-//! (events, nodes, services, deployments), `failures` and `config`.
+//! `fake_api` holds the fake API server (lists paged with `limit` and
+//! `continue`, PodMetrics of metrics.k8s.io or a 404 without them) and the
+//! check fixture, `objects` the API objects; the tests are grouped by topic
+//! in `pods`, `resources` (events, nodes, services, deployments), `usage`
+//! (resource use against limits, terminations by reason and exit code),
+//! `scale` (namespaces beyond the caps, paging, Deployments through their
+//! ReplicaSets), `failures` and `config` (with the RBAC rules).
 
 #[path = "../common/mod.rs"]
 mod common;
