@@ -3,7 +3,8 @@
 //! Runs one check against an in-process fake API server (plain HTTP on
 //! 127.0.0.1) that serves a namespace of 1,000 pods (one container each, a
 //! tenth of them in CrashLoopBackOff), 20 deployments, 500 Warning events,
-//! one service with 1,000 endpoints and 100 nodes, and reports:
+//! one service with 1,000 endpoints and 100 nodes, plus the pods'
+//! ReplicaSets and their PodMetrics, and reports:
 //! - the API requests and response bytes of one run;
 //! - run latency p50/p99 over 200 runs;
 //! - CPU time per run (exporter and fake server together, the upper bound);
@@ -76,8 +77,11 @@ fn bodies() -> Vec<(String, String)> {
             json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("api-{i:04}"), "namespace": NS, "uid": format!("uid-{i}"),
-                             "creationTimestamp": ago(3600), "labels": {"app": "llm-research-api"}},
-                "spec": {"containers": [{"name": "api", "image": "registry.example/api:1"}]},
+                             "creationTimestamp": ago(3600), "labels": {"app": "llm-research-api"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                 "name": format!("api-{}-7d9f", i % 20), "uid": format!("rs-{}", i % 20)}]},
+                "spec": {"containers": [{"name": "api", "image": "registry.example/api:1",
+                             "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]},
                 "status": {"phase": "Running",
                            "conditions": [{"type": "Ready", "status": if crashing { "False" } else { "True" }}],
                            "containerStatuses": [{"name": "api", "image": "registry.example/api:1", "imageID": "",
@@ -94,6 +98,22 @@ fn bodies() -> Vec<(String, String)> {
             "spec": {"replicas": 50, "selector": {"matchLabels": {"app": "llm-research-api"}},
                      "template": {"spec": {"containers": [{"name": "api"}]}}},
             "status": {"updatedReplicas": 50, "availableReplicas": 45}})
+        })
+        .collect();
+    let replica_sets = (0..20)
+        .map(|i| {
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("api-{i}-7d9f"), "namespace": NS,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                    "name": format!("api-{i}"), "uid": format!("d-{i}")}]}})
+        })
+        .collect();
+    let pod_metrics = (0..PODS)
+        .map(|i| {
+            json!({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+            "metadata": {"name": format!("api-{i:04}"), "namespace": NS},
+            "timestamp": ago(10), "window": "15s",
+            "containers": [{"name": "api", "usage": {"cpu": "250m", "memory": "512Mi"}}]})
         })
         .collect();
     let reasons = [
@@ -138,6 +158,14 @@ fn bodies() -> Vec<(String, String)> {
         (
             format!("/apis/apps/v1/namespaces/{NS}/deployments"),
             list("apps/v1", "DeploymentList", deployments),
+        ),
+        (
+            format!("/apis/apps/v1/namespaces/{NS}/replicasets"),
+            list("apps/v1", "ReplicaSetList", replica_sets),
+        ),
+        (
+            format!("/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods"),
+            list("metrics.k8s.io/v1beta1", "PodMetricsList", pod_metrics),
         ),
         (
             format!("/api/v1/namespaces/{NS}/events"),

@@ -363,6 +363,11 @@ pub fn render_table(results: &[(Arc<CheckConfig>, RunRecord)]) -> String {
         .iter()
         .map(|(c, r)| {
             let (status, reason, message) = match r.failure() {
+                None if !r.notes.is_empty() => (
+                    "ok".to_string(),
+                    "-".to_string(),
+                    first_line(&r.notes.join("; "), 100),
+                ),
                 None => ("ok".to_string(), "-".to_string(), "-".to_string()),
                 Some(f) => (
                     "FAIL".to_string(),
@@ -420,6 +425,7 @@ pub fn render_json(results: &[(Arc<CheckConfig>, RunRecord)]) -> String {
                 "duration_seconds": r.duration.as_secs_f64(),
                 "reason": failure.map(|f| f.reason.as_str()),
                 "message": failure.map(|f| f.message.as_str()),
+                "notes": r.notes,
                 "labels": c.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             })
         })

@@ -82,10 +82,19 @@ pub async fn run_holding<H: Send + 'static>(
         f.message = truncate(&redact(&f.message, &check.secrets()), MAX_MESSAGE_CHARS);
         f
     });
+    let notes = match &result {
+        Ok(_) => check
+            .notes()
+            .iter()
+            .map(|n| truncate(&redact(n, &check.secrets()), MAX_MESSAGE_CHARS))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     RunRecord {
         finished_at: unix_now(),
         duration,
         result,
+        notes,
     }
 }
 

@@ -58,11 +58,16 @@ pub fn render(checks: &[std::sync::Arc<CheckState>]) -> String {
             None => ("pending", "PENDING"),
         };
         let last = state.last();
+        // A passing run shows its notes (what it could not measure).
+        let notes = last
+            .as_ref()
+            .map(|r| r.notes.join("; "))
+            .unwrap_or_default();
         let (reason, message) = last
             .as_ref()
             .and_then(|r| r.failure())
             .map(|f| (f.reason.as_str(), f.message.as_str()))
-            .unwrap_or(("", ""));
+            .unwrap_or(("", notes.as_str()));
         let _ = write!(
             html,
             "<tr class=\"{class}\" data-check=\"{name}\"><td><code>{name}</code></td><td>{kind}</td>\

@@ -121,7 +121,7 @@ fn validate_reports_every_problem_and_exits_2() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": OK, 13 checks\n"));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": OK, 14 checks\n"));
 }
 
 #[test]

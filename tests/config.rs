@@ -47,7 +47,8 @@ fn the_example_config_loads_with_an_empty_environment() {
             "analytics",
             "api_pods",
             "s3_bucket",
-            "kafka_lag"
+            "kafka_lag",
+            "api_token"
         ]
     );
     // Every kind registered so far is shown in the example.

@@ -67,6 +67,13 @@ const KIND_CHECKS: &[KindChecks] = &[
         checks: "  - {name: analytics, kind: clickhouse, interval: 2s, timeout: 1500ms, url: '${RUNBOOK_TEST_CLICKHOUSE_URL}', user: '${RUNBOOK_TEST_CLICKHOUSE_USER}', password: '${RUNBOOK_TEST_CLICKHOUSE_PASSWORD}', replica_delay: true}\n",
     },
     KindChecks {
+        kind: "jwt",
+        service: "none (a token made here, with exp in 2100, and its HMAC secret)",
+        vars: &[],
+        setup: "printf runbook-mixin-jwt-secret >/tmp/runbook-mixin-jwt.secret",
+        checks: "  - {name: api_token, kind: jwt, token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJtaXhpbiIsImlhdCI6MTc2NDcyMDAwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.JEPTRJIXXH2t5D7BrNDyWtaJy8-FoXhsJ-3h2ITwpCU, verify: {hmac_secret_file: /tmp/runbook-mixin-jwt.secret}}\n",
+    },
+    KindChecks {
         kind: "s3",
         service: "s3",
         vars: &["RUNBOOK_TEST_S3_ENDPOINT", "RUNBOOK_TEST_S3_ACCESS_KEY", "RUNBOOK_TEST_S3_SECRET_KEY"],
@@ -119,6 +126,7 @@ const PLANNED_KINDS: &[&str] = &[
     "s3",
     "kafka",
     "kubernetes",
+    "jwt",
 ];
 
 /// The kind a `runbook_*` metric belongs to; `None` for the core families.

@@ -10,7 +10,16 @@ use std::time::Duration;
 use common::{closed_port, get, run_exporter, sample, service_env, Exporter};
 
 /// The checks of [`config`].
-const CHECKS: [&str; 7] = ["pg", "cache", "ch", "bus", "bucket", "api", "api_basic"];
+const CHECKS: [&str; 8] = [
+    "pg",
+    "cache",
+    "ch",
+    "bus",
+    "bucket",
+    "api",
+    "api_basic",
+    "token",
+];
 
 /// Every secret below contains this, so one search finds any of them.
 const MARK: &str = "zq-leak-";
@@ -35,7 +44,8 @@ fn config() -> String {
          \x20 - name: bus\n    kind: kafka\n    brokers: [{sasl}]\n    sasl: {{mechanism: PLAIN, username: {sasl_user}, password: {MARK}kafka}}\n\
          \x20 - name: bucket\n    kind: s3\n    endpoint: {s3}\n    bucket: runbook-secrets\n    path_style: true\n    access_key_id: {s3_key}\n    secret_access_key: {MARK}s3\n\
          \x20 - name: api\n    kind: http\n    url: http://{http}/\n    bearer_token: {MARK}http\n\
-         \x20 - name: api_basic\n    kind: http\n    url: http://{http}/\n    basic_auth: {{username: u, password: {MARK}basic}}\n",
+         \x20 - name: api_basic\n    kind: http\n    url: http://{http}/\n    basic_auth: {{username: u, password: {MARK}basic}}\n\
+         \x20 - name: token\n    kind: jwt\n    token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjEwMDB9.{MARK}jwt\n",
         host = pg.host_str().unwrap(),
         port = pg.port().unwrap_or(5432),
         user = pg.username(),

@@ -12,6 +12,7 @@
 pub mod clickhouse;
 pub mod dns;
 pub mod http;
+pub mod jwt;
 pub mod kafka;
 pub mod kubernetes;
 pub mod postgres;
@@ -49,6 +50,13 @@ pub trait Check: Send + Sync + 'static {
     /// Secret strings this check knows (passwords, tokens). Every failure
     /// message is scrubbed of them before it is stored, logged or shown.
     fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What the last run could not measure though it passed (an optional
+    /// API that is not served, say), one line each. Shown with a passing
+    /// result on the status page and by `check`; never a label.
+    fn notes(&self) -> Vec<String> {
         Vec::new()
     }
 }

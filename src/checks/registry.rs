@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::shared::targets::{self, ProbeSafety};
 use super::shared::{dial, tls};
-use super::{clickhouse, dns, http, kafka, kubernetes, postgres, redis, s3, tcp};
+use super::{clickhouse, dns, http, jwt, kafka, kubernetes, postgres, redis, s3, tcp};
 use super::{BuildError, Check, Kind, MetricDesc};
 
 /// One line per kind: the variant of [`CheckSpec`] and the spec type, which
@@ -126,6 +126,7 @@ registry! {
     Kubernetes(kubernetes::KubernetesSpec),
     Kafka(kafka::KafkaSpec),
     S3(s3::S3Spec),
+    Jwt(jwt::JwtSpec),
 }
 
 /// `kind:` chooses the kind; the other fields are that kind's, unknown ones

@@ -173,6 +173,7 @@ mod tests {
             finished_at: 1_700_000_000.0,
             duration: Duration::from_millis(1),
             result: Ok(vec![Sample::new(&VALUE, v)]),
+            notes: Vec::new(),
         }
     }
 

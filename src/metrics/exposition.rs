@@ -285,6 +285,7 @@ mod tests {
             finished_at: 1_700_000_000.0,
             duration: Duration::from_millis(5),
             result: Ok(samples),
+            notes: Vec::new(),
         }
     }
 

@@ -27,6 +27,8 @@ pub struct RunRecord {
     pub finished_at: f64,
     pub duration: Duration,
     pub result: RunResult,
+    /// What a passing run could not measure ([`crate::checks::Check::notes`]).
+    pub notes: Vec<String>,
 }
 
 impl RunRecord {

@@ -85,8 +85,8 @@ fn a_missing_kubeconfig_or_context_fails_the_build() {
     assert!(err.message.ends_with("it has: test"), "{}", err.message);
 }
 
-/// deploy/kubernetes/rbac.yaml grants exactly what the code reads, and only
-/// read verbs.
+/// deploy/kubernetes/rbac.yaml grants exactly what the code reads (with
+/// the verbs each resource needs), and only read verbs.
 #[test]
 fn the_shipped_rbac_grants_exactly_the_resources_read() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/rbac.yaml");
@@ -119,7 +119,7 @@ fn the_shipped_rbac_grants_exactly_the_resources_read() {
                 .iter()
                 .map(|v| v.as_str().unwrap())
                 .collect();
-            assert_eq!(verbs, [API_VERB], "{rule}");
+            assert!(verbs.contains(&API_VERB), "{rule}");
             assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none());
             for group in rule["apiGroups"].as_array().unwrap() {
                 for resource in rule["resources"].as_array().unwrap() {
@@ -127,15 +127,24 @@ fn the_shipped_rbac_grants_exactly_the_resources_read() {
                         namespaced,
                         group.as_str().unwrap().to_string(),
                         resource.as_str().unwrap().to_string(),
+                        verbs.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
                     ));
                 }
             }
         }
     }
     granted.sort();
-    let mut read: Vec<(bool, String, String)> = API_RESOURCES
+    let mut read: Vec<(bool, String, String, Vec<String>)> = API_RESOURCES
         .iter()
-        .map(|r| (r.namespaced, r.group.to_string(), r.resource.to_string()))
+        .map(|r| {
+            let verbs = r.verbs.iter().map(|v| v.to_string()).collect();
+            (
+                r.namespaced,
+                r.group.to_string(),
+                r.resource.to_string(),
+                verbs,
+            )
+        })
         .collect();
     read.sort();
     assert_eq!(granted, read);
@@ -148,4 +157,44 @@ fn the_shipped_rbac_grants_exactly_the_resources_read() {
         assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
         assert_eq!(binding["subjects"][0]["name"], account);
     }
+}
+
+/// What a run really calls is what rbac.yaml grants: every request of a
+/// run with every feature on is to a resource of `API_RESOURCES`, and
+/// every one of them is called.
+#[tokio::test]
+async fn a_run_calls_exactly_the_resources_of_the_rbac_rules() {
+    use crate::objects::*;
+    let f = Fixture::new("selector: app=llm-research-api\nservices: [llm-research-api]").await;
+    f.set(|c| {
+        let running = || vec![container("api", 0, running(), serde_json::json!({}))];
+        c.pods = vec![owned_by(
+            pod("api-0", "Running", true, running()),
+            "api-7d9f",
+        )];
+        c.replica_sets = vec![replica_set("api-7d9f", "llm-research-api")];
+        c.pod_metrics = Some(vec![pod_metrics("api-0", "10m", "64Mi")]);
+    });
+    f.run_ok().await;
+    let requests = f.cluster.lock().unwrap().requests.clone();
+    let mut called: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| {
+            let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+            let (group, rest) = match parts[0] {
+                "api" => ("", &parts[2..]),
+                _ => (parts[1], &parts[3..]),
+            };
+            let resource = rest.last().copied().unwrap_or_default();
+            (group.to_string(), resource.to_string())
+        })
+        .collect();
+    called.sort();
+    called.dedup();
+    let mut granted: Vec<(String, String)> = API_RESOURCES
+        .iter()
+        .map(|r| (r.group.to_string(), r.resource.to_string()))
+        .collect();
+    granted.sort();
+    assert_eq!(called, granted);
 }

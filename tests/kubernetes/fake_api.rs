@@ -28,6 +28,10 @@ pub(crate) struct Cluster {
     pub(crate) events: Vec<Value>,
     pub(crate) endpoint_slices: Vec<Value>,
     pub(crate) nodes: Vec<Value>,
+    pub(crate) replica_sets: Vec<Value>,
+    /// PodMetrics of metrics.k8s.io; `None`: the API group is not served
+    /// (no metrics-server), as the API server answers then: 404.
+    pub(crate) pod_metrics: Option<Vec<Value>>,
     pub(crate) forbidden: Vec<&'static str>,
     /// Answer nothing, ever (a hung API server).
     pub(crate) hang: bool,
@@ -57,7 +61,7 @@ pub(crate) async fn api(State(cluster): State<Shared>, request: Request) -> Resp
     let mut cluster = cluster.lock().unwrap();
     cluster.requests.push(Request0 {
         path: path.clone(),
-        query,
+        query: query.clone(),
         authorized,
     });
     let ns_path = |group: &str, resource: &str| format!("{group}/namespaces/{NS}/{resource}");
@@ -81,6 +85,23 @@ pub(crate) async fn api(State(cluster): State<Shared>, request: Request) -> Resp
         )
     } else if path == "/api/v1/nodes" {
         ("nodes", "v1", "NodeList", &cluster.nodes)
+    } else if path == ns_path("/apis/apps/v1", "replicasets") {
+        (
+            "replicasets",
+            "apps/v1",
+            "ReplicaSetList",
+            &cluster.replica_sets,
+        )
+    } else if let (true, Some(metrics)) = (
+        path == ns_path("/apis/metrics.k8s.io/v1beta1", "pods"),
+        cluster.pod_metrics.as_ref(),
+    ) {
+        (
+            "pods.metrics.k8s.io",
+            "metrics.k8s.io/v1beta1",
+            "PodMetricsList",
+            metrics,
+        )
     } else {
         return (
             StatusCode::NOT_FOUND,
@@ -107,12 +128,31 @@ pub(crate) async fn api(State(cluster): State<Shared>, request: Request) -> Resp
         )
             .into_response();
     }
-    json_response(json!({
+    json_response(page(api_version, kind, items, &query))
+}
+
+/// One page of a list, with `limit` and `continue` as the API server
+/// pages it; the token is the offset of the next page here.
+fn page(api_version: &str, kind: &str, items: &[Value], query: &str) -> Value {
+    let param = |name: &str| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let offset: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let limit: Option<usize> = param("limit").and_then(|l| l.parse().ok());
+    let end = limit.map_or(items.len(), |l| (offset + l).min(items.len()));
+    let mut metadata = json!({"resourceVersion": "48213"});
+    if end < items.len() {
+        metadata["continue"] = json!(end.to_string());
+        metadata["remainingItemCount"] = json!(items.len() - end);
+    }
+    json!({
         "apiVersion": api_version,
         "kind": kind,
-        "metadata": {"resourceVersion": "48213"},
-        "items": items,
-    }))
+        "metadata": metadata,
+        "items": &items[offset.min(end)..end],
+    })
 }
 
 /// A JSON body with the API server's content type.

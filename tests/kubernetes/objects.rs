@@ -159,3 +159,66 @@ pub(crate) fn deployment(name: &str, desired: u32, updated: u32, available: u32)
         "status": {"replicas": desired, "updatedReplicas": updated, "availableReplicas": available},
     })
 }
+
+/// `pod` owned by the ReplicaSet `replica_set`, as a Deployment's pods are.
+pub(crate) fn owned_by(mut pod: Value, replica_set: &str) -> Value {
+    pod["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": replica_set,
+        "uid": format!("uid-{replica_set}"),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    }]);
+    pod
+}
+
+/// A ReplicaSet owned by the Deployment `deployment`.
+pub(crate) fn replica_set(name: &str, deployment: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"pod-template-hash": "7d9f"},
+            "ownerReferences": [{
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment,
+                "uid": format!("uid-{deployment}"),
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"pod-template-hash": "7d9f"}}},
+        "status": {"replicas": 1},
+    })
+}
+
+/// `pod` whose container `api` has these limits (`"500m"`, `"512Mi"`).
+pub(crate) fn with_limits(mut pod: Value, cpu: &str, memory: &str) -> Value {
+    pod["spec"]["containers"][0]["resources"] = json!({
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": cpu, "memory": memory},
+    });
+    pod
+}
+
+/// A PodMetrics object as metrics-server serves it: container `api` of
+/// pod `name` using `cpu` and `memory` (working set).
+pub(crate) fn pod_metrics(name: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "kind": "PodMetrics",
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "creationTimestamp": ago(0),
+            "labels": {"app": "llm-research-api"},
+        },
+        "timestamp": ago(12),
+        "window": "15.018s",
+        "containers": [{"name": "api", "usage": {"cpu": cpu, "memory": memory}}],
+    })
+}

@@ -73,16 +73,22 @@ async fn a_pod_going_into_crash_loop_back_off_and_out() {
         Some(4.0)
     );
 
-    // Every list asked the API server's cache, with the selector.
+    // Pods are listed in pages with the selector; the small lists ask the
+    // API server's cache.
     let requests = f.cluster.lock().unwrap().requests.clone();
     let pods: Vec<&Request0> = requests
         .iter()
-        .filter(|r| r.path.ends_with("/pods"))
+        .filter(|r| r.path.starts_with("/api/v1/") && r.path.ends_with("/pods"))
         .collect();
     assert_eq!(pods.len(), 3);
     for r in &requests {
         assert!(r.authorized, "{r:?} without the kubeconfig's token");
-        assert!(r.query.contains("resourceVersion=0"), "{r:?}");
+        let paged = r.path.ends_with("/deployments") || pods.iter().any(|p| p.path == r.path);
+        if paged {
+            assert!(r.query.contains("limit=500"), "{r:?}");
+        } else if !r.path.contains("metrics.k8s.io") {
+            assert!(r.query.contains("resourceVersion=0"), "{r:?}");
+        }
     }
     assert!(
         pods[0]

@@ -194,6 +194,15 @@ async fn a_service_losing_its_last_ready_endpoint() {
 async fn deployments_report_desired_updated_and_available_replicas() {
     let f = Fixture::new("nodes: false\nselector: app=llm-research-api\nmax_deployments: 1").await;
     f.set(|c| {
+        let running = || vec![container("api", 0, running(), serde_json::json!({}))];
+        c.pods = vec![
+            owned_by(pod("api-0", "Running", true, running()), "api-7d9f"),
+            owned_by(pod("canary-0", "Running", true, running()), "canary-5c4b"),
+        ];
+        c.replica_sets = vec![
+            replica_set("api-7d9f", "llm-research-api"),
+            replica_set("canary-5c4b", "llm-research-api-canary"),
+        ];
         c.deployments = vec![
             deployment("llm-research-api", 3, 2, 1),
             deployment("llm-research-api-canary", 1, 1, 1),

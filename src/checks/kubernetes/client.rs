@@ -6,9 +6,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, ObjectList};
 use kube::client::ConfigExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -179,15 +176,17 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The results of the lists of one namespace (`None`: not asked for).
-pub(super) struct NamespaceLists {
-    pub(super) namespace: String,
-    pub(super) services: Vec<String>,
-    pub(super) pods: Result<Vec<Pod>, Failure>,
-    pub(super) deployments: Option<Result<Vec<Deployment>, Failure>>,
-    pub(super) events: Option<Result<Vec<Event>, Failure>>,
-    pub(super) slices: Option<Result<Vec<EndpointSlice>, Failure>>,
-}
+/// Something a passing run could not measure, shown with its result (on
+/// the status page and by `check`) without failing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Note(pub(super) String);
+
+/// The most objects a paginated list asks for per request.
+pub(super) const PAGE_SIZE: u32 = 500;
+
+/// The most pages one list reads: 100,000 objects. A list that has more
+/// fails, and says to narrow the selector.
+pub(super) const MAX_PAGES: usize = 200;
 
 /// List one resource with `resourceVersion=0`, mapping errors to a failure
 /// that names what was listed.
@@ -204,24 +203,74 @@ where
     match api.list(&params).await {
         Ok(ObjectList { items, .. }) => Ok(items),
         Err(e) => {
-            let what = match namespace {
-                Some(ns) => format!("list {} in namespace {ns}", resource.resource),
-                None => format!("list {}", resource.resource),
-            };
-            let (reason, mut detail) = classify(&e);
-            if matches!(&e, kube::Error::Api(status) if status.code == 403) {
-                let group = match resource.group {
-                    "" => "core",
-                    group => group,
-                };
-                detail.push_str(&format!(
-                    " (the check needs `{API_VERB}` on {} in the {group} API group: see deploy/kubernetes/rbac.yaml)",
-                    resource.resource
-                ));
-            }
-            Err(Failure::new(reason, format!("{what}: {detail}")))
+            let (reason, detail) = list_error(&e, resource, namespace);
+            Err(Failure::new(reason, detail))
         }
     }
+}
+
+/// List one resource page by page (`limit` and `continue`), handing each
+/// page to `each` as it arrives, so a namespace of 50,000 pods is never
+/// held in memory at once. Pages come from a consistent snapshot; the API
+/// server's watch cache would ignore `limit`.
+pub(super) async fn list_pages<K>(
+    api: &Api<K>,
+    resource: ApiResource,
+    namespace: Option<&str>,
+    params: ListParams,
+    mut each: impl FnMut(Vec<K>),
+) -> Result<(), Failure>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = params.limit(PAGE_SIZE);
+    for _ in 0..MAX_PAGES {
+        let page = api.list(&params).await.map_err(|e| {
+            let (reason, detail) = list_error(&e, resource, namespace);
+            Failure::new(reason, detail)
+        })?;
+        each(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+    let what = match namespace {
+        Some(ns) => format!("{} in namespace {ns}", resource.resource),
+        None => resource.resource.to_string(),
+    };
+    Err(Failure::new(
+        Reason::UnexpectedResponse,
+        format!(
+            "list {what}: more than {} objects ({MAX_PAGES} pages); narrow the selector",
+            MAX_PAGES * PAGE_SIZE as usize
+        ),
+    ))
+}
+
+/// The reason and message of a failed list, naming what was listed and,
+/// on a 403, the RBAC rule it needs.
+pub(super) fn list_error(
+    e: &kube::Error,
+    resource: ApiResource,
+    namespace: Option<&str>,
+) -> (Reason, String) {
+    let what = match namespace {
+        Some(ns) => format!("list {} in namespace {ns}", resource.resource),
+        None => format!("list {}", resource.resource),
+    };
+    let (reason, mut detail) = classify(e);
+    if matches!(e, kube::Error::Api(status) if status.code == 403) {
+        let group = match resource.group {
+            "" => "core",
+            group => group,
+        };
+        detail.push_str(&format!(
+            " (the check needs `{API_VERB}` on {} in the {group} API group: see deploy/kubernetes/rbac.yaml)",
+            resource.resource
+        ));
+    }
+    (reason, format!("{what}: {detail}"))
 }
 
 /// The reason and a one-line description of a client error.

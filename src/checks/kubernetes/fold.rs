@@ -15,11 +15,6 @@ pub(super) fn pod_name(pod: &Pod) -> &str {
     pod.metadata.name.as_deref().unwrap_or("")
 }
 
-pub(super) fn container_key(ns: &str, pod: &Pod, container: &str) -> (String, String, String) {
-    let id = pod.metadata.uid.as_deref().unwrap_or(pod_name(pod));
-    (ns.to_string(), id.to_string(), container.to_string())
-}
-
 /// The statuses of a pod's init containers and containers.
 pub(super) fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
     let status = pod.status.as_ref();
@@ -30,108 +25,53 @@ pub(super) fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerSt
         .chain(main.unwrap_or_default())
 }
 
-/// The container's last termination: an identity (the terminated
-/// container's ID, else its finish time) and its reason.
-pub(super) fn last_termination(status: &ContainerStatus) -> Option<(String, String)> {
-    let terminated = status.last_state.as_ref()?.terminated.as_ref()?;
-    let id = match (&terminated.container_id, &terminated.finished_at) {
-        (Some(id), _) => id.clone(),
-        (None, Some(t)) => t.0.to_string(),
-        (None, None) => format!("restart {}", status.restart_count),
-    };
-    Some((id, terminated.reason.clone().unwrap_or_default()))
-}
-
 pub(super) fn seconds(t: &Timestamp) -> f64 {
     t.as_millisecond() as f64 / 1000.0
 }
 
-/// Counts by phase, not-ready pods, waiting containers and the oldest
-/// Pending pod of one namespace; every fixed label value is present.
-pub(super) fn pod_totals(ns: &str, pods: &[Pod]) -> Vec<Sample> {
-    let mut phases = [0u32; PHASES.len()];
-    let mut waiting = [0u32; WAITING_REASONS.len()];
-    let mut not_ready = 0u32;
-    let mut oldest_pending: Option<f64> = None;
-    for pod in pods {
-        let status = pod.status.as_ref();
-        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
-        let index = PHASES.iter().position(|p| *p == phase).unwrap_or(4);
-        phases[index] += 1;
-        if phase == "Pending" {
-            if let Some(created) = &pod.metadata.creation_timestamp {
-                let t = seconds(&created.0);
-                oldest_pending = Some(oldest_pending.map_or(t, |o: f64| o.min(t)));
-            }
-        }
-        let finished = phase == "Succeeded" || phase == "Failed";
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.status == "True");
-        if !finished && !ready {
-            not_ready += 1;
-        }
-        for container in container_statuses(pod) {
-            if let Some(w) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-                let reason = bucket(&WAITING_REASONS, w.reason.as_deref().unwrap_or(""));
-                let i = WAITING_REASONS
-                    .iter()
-                    .position(|r| *r == reason)
-                    .unwrap_or(0);
-                waiting[i] += 1;
-            }
-        }
-    }
-    let mut samples = Vec::new();
-    for (phase, n) in PHASES.iter().zip(phases) {
-        samples.push(
-            Sample::new(&PODS, f64::from(n))
-                .with_label("k8s_namespace", ns)
-                .with_label("phase", *phase),
-        );
-    }
-    samples
-        .push(Sample::new(&PODS_NOT_READY, f64::from(not_ready)).with_label("k8s_namespace", ns));
-    for (reason, n) in WAITING_REASONS.iter().zip(waiting) {
-        samples.push(
-            Sample::new(&CONTAINERS_WAITING, f64::from(n))
-                .with_label("k8s_namespace", ns)
-                .with_label("reason", *reason),
-        );
-    }
-    if let Some(t) = oldest_pending {
-        samples.push(Sample::new(&OLDEST_PENDING, t).with_label("k8s_namespace", ns));
-    }
-    samples
+/// The replica counts of one deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct DeploymentRow {
+    pub(super) name: String,
+    pub(super) desired: i32,
+    pub(super) updated: i32,
+    pub(super) available: i32,
 }
 
-/// Replica counts of the first `max` deployments by namespace and name.
+impl DeploymentRow {
+    pub(super) fn of(d: &Deployment) -> Self {
+        let status = d.status.as_ref();
+        Self {
+            name: d.metadata.name.clone().unwrap_or_default(),
+            // spec.replicas defaults to 1 when left out.
+            desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+            available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        }
+    }
+}
+
+/// Replica counts of the first `max` deployments by namespace and name;
+/// `total` is every deployment matched, series or not.
 pub(super) fn deployment_samples(
-    mut deployments: Vec<(String, Deployment)>,
+    mut deployments: Vec<(String, DeploymentRow)>,
+    total: usize,
     max: usize,
 ) -> Vec<Sample> {
-    deployments.sort_by(|a, b| {
-        (&a.0, a.1.metadata.name.as_deref()).cmp(&(&b.0, b.1.metadata.name.as_deref()))
-    });
-    let over = deployments.len().saturating_sub(max);
+    deployments.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
+    deployments.truncate(max);
+    let over = total.saturating_sub(deployments.len());
     let mut samples = Vec::new();
-    for (ns, d) in deployments.iter().take(max) {
-        let name = d.metadata.name.as_deref().unwrap_or("");
-        // spec.replicas defaults to 1 when left out.
-        let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let status = d.status.as_ref();
-        let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
-        let available = status.and_then(|s| s.available_replicas).unwrap_or(0);
+    for (ns, d) in &deployments {
         for (desc, value) in [
-            (&DEPLOYMENT_DESIRED, desired),
-            (&DEPLOYMENT_UPDATED, updated),
-            (&DEPLOYMENT_AVAILABLE, available),
+            (&DEPLOYMENT_DESIRED, d.desired),
+            (&DEPLOYMENT_UPDATED, d.updated),
+            (&DEPLOYMENT_AVAILABLE, d.available),
         ] {
             samples.push(
                 Sample::new(desc, f64::from(value))
                     .with_label("k8s_namespace", ns.as_str())
-                    .with_label("k8s_deployment", name),
+                    .with_label("k8s_deployment", d.name.as_str()),
             );
         }
     }

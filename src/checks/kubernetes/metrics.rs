@@ -124,8 +124,64 @@ pub static SERVICE_NOT_READY: MetricDesc = MetricDesc::gauge(
     "Endpoints of each configured service that are not ready (0 when there are none), in the last scheduled run.",
 );
 
+/// OOM kills in a namespace, counted by the exporter over every pod.
+pub static NAMESPACE_OOM_KILLS: MetricDesc = MetricDesc::counter(
+    "kubernetes_namespace_oom_kills",
+    None,
+    "Terminations with reason OOMKilled seen by the exporter (each counted once) in every pod matching the selector, by namespace, up to the last scheduled run; not limited by max_pods.",
+);
+
+/// Restarts summed over a namespace's pods.
+pub static NAMESPACE_RESTARTS: MetricDesc = MetricDesc::gauge(
+    "kubernetes_namespace_container_restarts",
+    None,
+    "Sum of restartCount over every container of the pods matching the selector, by namespace, in the last scheduled run; not limited by max_pods, and lower when pods are replaced.",
+);
+
+/// Terminations by reason.
+pub static TERMINATIONS: MetricDesc = MetricDesc::counter(
+    "kubernetes_container_terminations",
+    None,
+    "Container terminations seen by the exporter (each counted once, from the current or last terminated state), by namespace and reason (OOMKilled, Error, Completed, ContainerCannotRun, DeadlineExceeded, other), up to the last scheduled run.",
+);
+
+/// Terminations by exit-code class.
+pub static EXIT_CODES: MetricDesc = MetricDesc::counter(
+    "kubernetes_container_exit_codes",
+    None,
+    "Container terminations seen by the exporter, by namespace and exit code class (0, 1, 101 a Rust panic, 137 SIGKILL, 143 SIGTERM, other), up to the last scheduled run.",
+);
+
+/// Working-set memory of a container, from metrics.k8s.io.
+pub static MEMORY_WORKING_SET: MetricDesc = MetricDesc::gauge(
+    "kubernetes_container_memory_working_set",
+    Some(Unit::Bytes),
+    "Working-set memory of each container as metrics.k8s.io (metrics-server) reports it (kubectl top), in the last scheduled run; at most max_pods pods; absent without metrics-server.",
+);
+
+/// Memory limit of a container.
+pub static MEMORY_LIMIT: MetricDesc = MetricDesc::gauge(
+    "kubernetes_container_memory_limit",
+    Some(Unit::Bytes),
+    "Memory limit (resources.limits.memory) of each container with one, in the last scheduled run; at most max_pods pods.",
+);
+
+/// CPU use of a container, from metrics.k8s.io.
+pub static CPU_USAGE: MetricDesc = MetricDesc::gauge(
+    "kubernetes_container_cpu_usage_cores",
+    None,
+    "CPU use of each container in cores as metrics.k8s.io (metrics-server) reports it (kubectl top, averaged over its window), in the last scheduled run; at most max_pods pods; absent without metrics-server.",
+);
+
+/// CPU limit of a container.
+pub static CPU_LIMIT: MetricDesc = MetricDesc::gauge(
+    "kubernetes_container_cpu_limit_cores",
+    None,
+    "CPU limit (resources.limits.cpu) of each container with one, in cores, in the last scheduled run; at most max_pods pods.",
+);
+
 /// Every metric this kind can report.
-pub static METRICS: [&MetricDesc; 17] = [
+pub static METRICS: [&MetricDesc; 25] = [
     &PODS,
     &PODS_NOT_READY,
     &OLDEST_PENDING,
@@ -143,6 +199,14 @@ pub static METRICS: [&MetricDesc; 17] = [
     &WARNING_EVENTS,
     &SERVICE_READY,
     &SERVICE_NOT_READY,
+    &NAMESPACE_OOM_KILLS,
+    &NAMESPACE_RESTARTS,
+    &TERMINATIONS,
+    &EXIT_CODES,
+    &MEMORY_WORKING_SET,
+    &MEMORY_LIMIT,
+    &CPU_USAGE,
+    &CPU_LIMIT,
 ];
 
 /// Pod phases, as the `phase` label.
@@ -168,6 +232,19 @@ pub const EVENT_REASONS: [&str; 7] = [
     "Evicted",
     "other",
 ];
+
+/// Termination reasons with their own `reason` label value.
+pub const TERMINATION_REASONS: [&str; 6] = [
+    "OOMKilled",
+    "Error",
+    "Completed",
+    "ContainerCannotRun",
+    "DeadlineExceeded",
+    "other",
+];
+
+/// Exit-code classes, as the `exit_code` label.
+pub const EXIT_CODE_CLASSES: [&str; 6] = ["0", "1", "101", "137", "143", "other"];
 
 /// Node conditions counted by `kubernetes_nodes_under_pressure`.
 pub const PRESSURES: [&str; 3] = ["MemoryPressure", "DiskPressure", "PIDPressure"];
@@ -198,42 +275,65 @@ pub struct ApiResource {
     pub resource: &'static str,
     /// Whether it lives in a namespace (a Role) or the cluster (a ClusterRole).
     pub namespaced: bool,
+    /// The verbs the check uses on it, as in RBAC rules.
+    pub verbs: &'static [&'static str],
 }
 
 pub const PODS_RESOURCE: ApiResource = ApiResource {
     group: "",
     resource: "pods",
     namespaced: true,
+    verbs: &[API_VERB],
 };
 pub const EVENTS_RESOURCE: ApiResource = ApiResource {
     group: "",
     resource: "events",
     namespaced: true,
+    verbs: &[API_VERB],
 };
 pub const DEPLOYMENTS_RESOURCE: ApiResource = ApiResource {
     group: "apps",
     resource: "deployments",
     namespaced: true,
+    verbs: &[API_VERB],
 };
 pub const ENDPOINT_SLICES_RESOURCE: ApiResource = ApiResource {
     group: "discovery.k8s.io",
     resource: "endpointslices",
     namespaced: true,
+    verbs: &[API_VERB],
 };
 pub const NODES_RESOURCE: ApiResource = ApiResource {
     group: "",
     resource: "nodes",
     namespaced: false,
+    verbs: &[API_VERB],
+};
+pub const REPLICA_SETS_RESOURCE: ApiResource = ApiResource {
+    group: "apps",
+    resource: "replicasets",
+    namespaced: true,
+    verbs: &[API_VERB],
+};
+/// PodMetrics of metrics-server (`kubectl top pod`); the API group grants
+/// `get` with `list`, as `kubectl top pod NAME` needs it.
+pub const POD_METRICS_RESOURCE: ApiResource = ApiResource {
+    group: "metrics.k8s.io",
+    resource: "pods",
+    namespaced: true,
+    verbs: &["get", API_VERB],
 };
 
 /// Every resource the check reads; each is only ever listed.
-pub const API_RESOURCES: [ApiResource; 5] = [
+pub const API_RESOURCES: [ApiResource; 7] = [
     PODS_RESOURCE,
     EVENTS_RESOURCE,
     DEPLOYMENTS_RESOURCE,
+    REPLICA_SETS_RESOURCE,
     ENDPOINT_SLICES_RESOURCE,
     NODES_RESOURCE,
+    POD_METRICS_RESOURCE,
 ];
 
-/// The only verb the check uses.
+/// The verb the check uses on every resource.
 pub const API_VERB: &str = "list";

@@ -2,49 +2,67 @@
 //! (`kubectl get pods -l app=...`, `kubectl describe pod`, `kubectl get
 //! nodes`, `kubectl get events`, `kubectl get endpoints`) as metrics.
 //!
-//! Each run lists, with one request per resource and namespace, the pods and
-//! deployments matching the selector, the namespace's Warning events, the
-//! EndpointSlices of the configured services and the nodes, then folds the
-//! lists into bounded series: counts by fixed sets of phases and reasons,
-//! per-pod series for at most `max_pods` pods, and labels only from object
-//! names. Lists ask for `resourceVersion=0`, so the API server answers from
-//! its watch cache without a read from etcd.
+//! Each run lists, per namespace, the pods matching the selector (page by
+//! page, `limit`/`continue`, folded as they arrive so memory stays bounded
+//! by `max_pods`), their PodMetrics from metrics.k8s.io, the Deployments
+//! owning them through their ReplicaSets (`ownerReferences`), the Warning
+//! events, the EndpointSlices of the configured services, and the nodes;
+//! then it folds them into bounded series: namespace totals over every pod,
+//! counts by fixed sets of phases and reasons, per-container series for at
+//! most `max_pods` pods, and labels only from object names. Small lists ask
+//! for `resourceVersion=0`, so the API server answers from its watch cache.
 //!
 //! `spec` holds the config and its validation, `metrics` the metrics and
-//! the API resources read, `client` the API client and its errors, `fold`
-//! the turning of lists into samples, and `oom` the OOM-kill counter; this
-//! module builds and runs the check.
+//! the API resources read, `client` the API client, paginated lists and
+//! errors, `pods` the folding of pods, `usage` resource use from
+//! metrics.k8s.io, `fold` the other lists, and `terminations` the counters
+//! of how containers die; this module builds and runs the check.
 //!
 //! The only state kept between runs is the API client (its connection pool
-//! is reused) and what the OOM-kill counter needs: the last termination seen
-//! for each container.
+//! is reused) and what the termination counters need: a hash of the last
+//! termination seen for each container.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use kube::Client;
 
-use super::{BuildError, Check, Failure, Reason, RunContext, RunResult, Sample};
+use super::{BuildError, Check, Failure, Reason, RunContext, RunResult};
 
 mod client;
 mod fold;
 mod metrics;
-mod oom;
+mod pods;
 mod spec;
+mod terminations;
+mod usage;
 
-use client::{list, lock, Connection, DropOnCancel, NamespaceLists, Source};
-use fold::{
-    container_key, container_statuses, deployment_samples, endpoint_samples, event_samples,
-    node_samples, pod_name, pod_totals,
-};
+use client::{list, list_pages, lock, Connection, DropOnCancel, Note, Source};
+use fold::{deployment_samples, endpoint_samples, event_samples, node_samples, DeploymentRow};
 pub use metrics::*;
-use oom::OomState;
+use pods::{per_pod_samples, NamespacePods};
 pub use spec::KubernetesSpec;
+use terminations::Terminations;
+use usage::NamespaceUsage;
+
+/// The results of the lists of one namespace (`None`: not asked for).
+struct NamespaceLists {
+    namespace: String,
+    services: Vec<String>,
+    pods: Result<NamespacePods, Failure>,
+    usage: Option<Result<NamespaceUsage, Note>>,
+    /// The deployments kept (the first `max_deployments` by name) and how
+    /// many matched.
+    deployments: Option<Result<(Vec<DeploymentRow>, usize), Failure>>,
+    events: Option<Result<Vec<Event>, Failure>>,
+    slices: Option<Result<Vec<EndpointSlice>, Failure>>,
+}
 
 /// A built `kubernetes` check.
 pub struct KubernetesCheck {
@@ -58,13 +76,16 @@ pub struct KubernetesCheck {
     node_selector: Option<String>,
     events: bool,
     events_window: Duration,
+    resource_usage: bool,
     max_pods: usize,
     max_deployments: usize,
     secrets: Vec<String>,
     /// The client, built on the first run and dropped after a TLS failure
     /// or a run that did not finish.
     connection: Mutex<Option<Connection>>,
-    oom: Mutex<OomState>,
+    terminations: Mutex<Terminations>,
+    /// What the last run could not measure though it passed.
+    notes: Mutex<Vec<String>>,
 }
 
 impl KubernetesCheck {
@@ -91,11 +112,13 @@ impl KubernetesCheck {
             node_selector: spec.node_selector.clone(),
             events: spec.events,
             events_window: spec.events_window,
+            resource_usage: spec.resource_usage,
             max_pods: spec.max_pods,
             max_deployments: spec.max_deployments,
             secrets,
             connection: Mutex::new(None),
-            oom: Mutex::new(OomState::default()),
+            terminations: Mutex::new(Terminations::default()),
+            notes: Mutex::new(Vec::new()),
         })
     }
 
@@ -130,7 +153,8 @@ impl KubernetesCheck {
         let (per_namespace, nodes) = futures::join!(per_namespace, nodes);
         guard.disarm();
 
-        let result = self.fold(per_namespace, nodes, crate::clock::unix_now());
+        let (result, notes) = self.fold(per_namespace, nodes, crate::clock::unix_now());
+        *lock(&self.notes) = notes;
         // The connection pool replaces broken connections by itself; a TLS
         // failure may come from a rotated CA, which a new client reloads.
         if result.as_ref().is_err_and(|f| f.reason == Reason::Tls) {
@@ -153,18 +177,19 @@ impl KubernetesCheck {
             .filter(|(sns, _)| sns.as_deref().unwrap_or(first_namespace) == ns)
             .map(|(_, name)| name.clone())
             .collect();
-        let pods = list(
-            Api::<Pod>::namespaced(client.clone(), ns),
-            PODS_RESOURCE,
-            Some(ns),
-            self.pod_params(),
-        );
-        let deployments = async {
-            if !self.deployments {
+        let pods = async {
+            let pods = self.list_pods(client, ns).await;
+            let deployments = match (&pods, self.deployments) {
+                (Ok(p), true) => Some(self.list_deployments(client, ns, &p.owners).await),
+                _ => None,
+            };
+            (pods, deployments)
+        };
+        let usage = async {
+            if !self.resource_usage {
                 return None;
             }
-            let api = Api::<Deployment>::namespaced(client.clone(), ns);
-            Some(list(api, DEPLOYMENTS_RESOURCE, Some(ns), self.pod_params()).await)
+            Some(usage::list_usage(client, ns, self.selector.as_deref()).await)
         };
         let events = async {
             if !self.events {
@@ -189,15 +214,98 @@ impl KubernetesCheck {
                 .await,
             )
         };
-        let (pods, deployments, events, slices) = futures::join!(pods, deployments, events, slices);
+        let ((pods, deployments), usage, events, slices) =
+            futures::join!(pods, usage, events, slices);
         NamespaceLists {
             namespace: ns.to_string(),
             services,
             pods,
+            usage,
             deployments,
             events,
             slices,
         }
+    }
+
+    /// The pods of `ns` matching the selector, page by page, counting
+    /// their new terminations as they arrive.
+    async fn list_pods(&self, client: &Client, ns: &str) -> Result<NamespacePods, Failure> {
+        let api = Api::<Pod>::namespaced(client.clone(), ns);
+        let mut listing = lock(&self.terminations).begin(ns);
+        let mut pods = NamespacePods::new(ns, self.max_pods);
+        list_pages(&api, PODS_RESOURCE, Some(ns), self.pod_params(), |page| {
+            let mut terminations = lock(&self.terminations);
+            for pod in &page {
+                let kills = terminations.observe(&mut listing, ns, pod);
+                pods.add(pod, &kills);
+            }
+        })
+        .await?;
+        lock(&self.terminations).finish(ns, listing);
+        Ok(pods)
+    }
+
+    /// The deployments of `ns` owning the selected pods through their
+    /// ReplicaSets (`owners`), or every deployment without a selector: the
+    /// first `max_deployments` by name, and how many there are.
+    async fn list_deployments(
+        &self,
+        client: &Client,
+        ns: &str,
+        owners: &BTreeSet<String>,
+    ) -> Result<(Vec<DeploymentRow>, usize), Failure> {
+        let wanted = match &self.selector {
+            None => None,
+            Some(_) if owners.is_empty() => return Ok((Vec::new(), 0)),
+            Some(_) => {
+                let mut names = BTreeSet::new();
+                let api = Api::<ReplicaSet>::namespaced(client.clone(), ns);
+                let params = ListParams::default();
+                list_pages(&api, REPLICA_SETS_RESOURCE, Some(ns), params, |page| {
+                    for rs in page {
+                        if !rs
+                            .metadata
+                            .name
+                            .as_ref()
+                            .is_some_and(|n| owners.contains(n))
+                        {
+                            continue;
+                        }
+                        for owner in rs.metadata.owner_references.iter().flatten() {
+                            if owner.kind == "Deployment" {
+                                names.insert(owner.name.clone());
+                            }
+                        }
+                    }
+                })
+                .await?;
+                Some(names)
+            }
+        };
+        let mut rows: Vec<DeploymentRow> = Vec::new();
+        let mut total = 0;
+        let api = Api::<Deployment>::namespaced(client.clone(), ns);
+        list_pages(
+            &api,
+            DEPLOYMENTS_RESOURCE,
+            Some(ns),
+            ListParams::default(),
+            |page| {
+                for d in &page {
+                    let name = d.metadata.name.as_deref().unwrap_or("");
+                    if wanted.as_ref().is_some_and(|w| !w.contains(name)) {
+                        continue;
+                    }
+                    total += 1;
+                    rows.push(DeploymentRow::of(d));
+                }
+                // Keep the first max_deployments by name only.
+                rows.sort_by(|a, b| a.name.cmp(&b.name));
+                rows.truncate(self.max_deployments);
+            },
+        )
+        .await?;
+        Ok((rows, total))
     }
 
     /// The nodes matching `node_selector`; `None` when `nodes` is false.
@@ -221,28 +329,40 @@ impl KubernetesCheck {
     }
 
     /// Turn the lists of one run into samples, or a failure carrying the
-    /// samples of the lists that succeeded.
+    /// samples of the lists that succeeded. Notes say what a passing run
+    /// could not measure.
     fn fold(
         &self,
         per_namespace: Vec<NamespaceLists>,
         nodes: Option<Result<Vec<Node>, Failure>>,
         now: f64,
-    ) -> RunResult {
+    ) -> (RunResult, Vec<String>) {
         let mut samples = Vec::new();
         let mut failures: Vec<Failure> = Vec::new();
-        let mut pods_by_ns: Vec<(String, Vec<Pod>)> = Vec::new();
-        let mut deployments: Vec<(String, Deployment)> = Vec::new();
+        let mut notes = Vec::new();
+        let mut pods: Vec<NamespacePods> = Vec::new();
+        let mut usage: HashMap<String, NamespaceUsage> = HashMap::new();
+        let mut deployments: Vec<(String, DeploymentRow)> = Vec::new();
+        let mut deployments_total = 0;
         let mut deployments_listed = false;
         for lists in per_namespace {
             let ns = lists.namespace;
             match lists.pods {
-                Ok(pods) => pods_by_ns.push((ns.clone(), pods)),
+                Ok(p) => pods.push(p),
                 Err(f) => failures.push(f),
             }
+            match lists.usage {
+                Some(Ok(u)) => {
+                    usage.insert(ns.clone(), u);
+                }
+                Some(Err(Note(note))) => notes.push(note),
+                None => {}
+            }
             match lists.deployments {
-                Some(Ok(list)) => {
+                Some(Ok((rows, total))) => {
                     deployments_listed = true;
-                    deployments.extend(list.into_iter().map(|d| (ns.clone(), d)));
+                    deployments_total += total;
+                    deployments.extend(rows.into_iter().map(|d| (ns.clone(), d)));
                 }
                 Some(Err(f)) => failures.push(f),
                 None => {}
@@ -262,11 +382,21 @@ impl KubernetesCheck {
                 None => {}
             }
         }
-        if !pods_by_ns.is_empty() {
-            samples.extend(self.pod_samples(&pods_by_ns));
+        if !pods.is_empty() {
+            let terminations = lock(&self.terminations);
+            for p in &pods {
+                samples.extend(p.samples(&terminations.counts(&p.namespace)));
+            }
+            drop(terminations);
+            let all: Vec<&NamespacePods> = pods.iter().collect();
+            samples.extend(per_pod_samples(&all, &usage, self.max_pods));
         }
         if deployments_listed {
-            samples.extend(deployment_samples(deployments, self.max_deployments));
+            samples.extend(deployment_samples(
+                deployments,
+                deployments_total,
+                self.max_deployments,
+            ));
         }
         match nodes {
             Some(Ok(nodes)) => samples.extend(node_samples(&nodes)),
@@ -274,7 +404,7 @@ impl KubernetesCheck {
             None => {}
         }
         let mut failures = failures.into_iter();
-        match failures.next() {
+        let result = match failures.next() {
             None => Ok(samples),
             Some(first) => {
                 let others = failures.count();
@@ -284,7 +414,8 @@ impl KubernetesCheck {
                 };
                 Err(Failure::new(first.reason, message).with_samples(samples))
             }
-        }
+        };
+        (result, notes)
     }
 
     fn pod_params(&self) -> ListParams {
@@ -293,43 +424,6 @@ impl KubernetesCheck {
             Some(selector) => params.labels(selector),
             None => params,
         }
-    }
-
-    /// Pod totals per namespace, then per-container series for the first
-    /// `max_pods` pods, and the OOM-kill bookkeeping.
-    fn pod_samples(&self, pods_by_ns: &[(String, Vec<Pod>)]) -> Vec<Sample> {
-        let mut samples = Vec::new();
-        for (ns, pods) in pods_by_ns {
-            samples.extend(pod_totals(ns, pods));
-        }
-        let oom = lock(&self.oom).track(pods_by_ns);
-        let mut all: Vec<(&str, &Pod)> = pods_by_ns
-            .iter()
-            .flat_map(|(ns, pods)| pods.iter().map(move |p| (ns.as_str(), p)))
-            .collect();
-        all.sort_by(|a, b| (a.0, pod_name(a.1)).cmp(&(b.0, pod_name(b.1))));
-        let over = all.len().saturating_sub(self.max_pods);
-        for (ns, pod) in all.into_iter().take(self.max_pods) {
-            for status in container_statuses(pod) {
-                let labels = |sample: Sample| {
-                    sample
-                        .with_label("k8s_namespace", ns)
-                        .with_label("k8s_pod", pod_name(pod))
-                        .with_label("k8s_container", status.name.as_str())
-                };
-                samples.push(labels(Sample::new(
-                    &CONTAINER_RESTARTS,
-                    f64::from(status.restart_count.max(0)),
-                )));
-                let kills = oom
-                    .get(&container_key(ns, pod, &status.name))
-                    .copied()
-                    .unwrap_or(0);
-                samples.push(labels(Sample::new(&CONTAINER_OOM_KILLS, kills as f64)));
-            }
-        }
-        samples.push(Sample::new(&OVER_LIMIT, over as f64).with_label("object", "pod"));
-        samples
     }
 }
 
@@ -340,6 +434,10 @@ impl Check for KubernetesCheck {
 
     fn secrets(&self) -> Vec<String> {
         self.secrets.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        lock(&self.notes).clone()
     }
 }
 

@@ -73,9 +73,16 @@ pub struct KubernetesSpec {
     )]
     pub events_window: Duration,
 
+    /// Report each container's CPU and working-set memory from
+    /// metrics.k8s.io (`kubectl top pod --containers`) next to its limits.
+    /// Without metrics-server the usage is absent and the run passes with a
+    /// note saying why. Default: true.
+    #[serde(default = "default_true")]
+    pub resource_usage: bool,
+
     /// At most this many pods (the first by namespace and name) get
-    /// per-pod series (restarts, OOM kills); the rest are still counted in
-    /// every total. Default: 50.
+    /// per-container series (restarts, OOM kills, resource use and limits);
+    /// the rest are still counted in every namespace total. Default: 50.
     #[serde(default = "default_max_pods")]
     pub max_pods: usize,
 

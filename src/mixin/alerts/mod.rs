@@ -15,7 +15,9 @@
 mod application;
 mod checks;
 mod exporter;
+mod jwt;
 mod kafka;
+mod kube_resources;
 mod kubernetes;
 mod postgres;
 mod redis;
@@ -142,7 +144,9 @@ const TABLES: &[&[Alert]] = &[
     redis::ALERTS,
     kafka::ALERTS,
     kubernetes::ALERTS,
+    kube_resources::ALERTS,
     tls::ALERTS,
+    jwt::ALERTS,
     exporter::ALERTS,
     application::ALERTS,
 ];
