@@ -234,7 +234,8 @@ impl Admin {
         self.produce_at(topic, partition, n, now_millis())
     }
 
-    fn coordinator(&self, group: &str) -> String {
+    /// The address of the coordinator of `group`.
+    pub fn coordinator(&self, group: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let request = FindCoordinatorRequest::default()
