@@ -46,18 +46,23 @@ fn rss_kib() -> u64 {
 /// Create the topics, fill each partition, and commit every group's
 /// offsets, unless an earlier run did.
 fn setup(admin: &Admin) {
+    // Topics are created and filled in order: the last one existing means
+    // an earlier run finished the setup.
+    if admin
+        .leader(&format!("bench-scale-v2-{}", TOPICS - 1), 0)
+        .is_some()
+    {
+        return;
+    }
     for t in 0..TOPICS {
-        let topic = format!("bench-scale-{t}");
-        if admin.leader(&topic, 0).is_some() {
-            continue;
-        }
+        let topic = format!("bench-scale-v2-{t}");
         admin.create_topic(&topic, PARTITIONS, 1);
         for p in 0..PARTITIONS {
             admin.produce(&topic, p, MESSAGES_PER_PARTITION as usize);
         }
     }
     for g in 0..GROUPS {
-        let topic = format!("bench-scale-{}", g % TOPICS);
+        let topic = format!("bench-scale-v2-{}", g % TOPICS);
         admin.commit_all(&format!("bench-group-{g}"), &topic, PARTITIONS, COMMITTED);
     }
 }
@@ -70,7 +75,7 @@ async fn main() {
         .unwrap();
     let rss_before = rss_kib();
     let spec: CheckSpec = serde_saphyr::from_str(&format!(
-        "kind: kafka\nbrokers: [{}]\ntopics_regex: '^bench-scale-'\ngroups_regex: '^bench-group-'\nmax_groups: {GROUPS}\nmax_partition_series: 20000\nmax_time_lag_fetches: 1000",
+        "kind: kafka\nbrokers: [{}]\ntopics_regex: '^bench-scale-v2-'\ngroups_regex: '^bench-group-'\nmax_groups: {GROUPS}\nmax_partition_series: 20000\nmax_time_lag_fetches: 1000",
         brokers().replace(',', ", ")
     ))
     .unwrap();

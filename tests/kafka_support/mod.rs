@@ -170,17 +170,27 @@ impl Admin {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
                     .with_records(Some(buf.freeze()))])]);
-        let (leader, _) = self
-            .leader(topic, partition)
-            .unwrap_or_else(|| panic!("{topic}/{partition} has no leader to produce to"));
-        let answer = send(&leader, &request, 8);
-        let p = &answer.responses[0].partition_responses[0];
-        assert_eq!(
-            p.error_code, 0,
-            "produce to {topic}/{partition}: {:?} {:?}",
-            p.error_message, p.record_errors
-        );
-        p.base_offset
+        // A new topic's leader may not know it yet: retry retriable
+        // errors (unknown partition, not the leader) for up to 30 s.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (leader, _) = self
+                .leader(topic, partition)
+                .unwrap_or_else(|| panic!("{topic}/{partition} has no leader to produce to"));
+            let answer = send(&leader, &request, 8);
+            let p = &answer.responses[0].partition_responses[0];
+            if p.error_code == 0 {
+                return p.base_offset;
+            }
+            assert!(
+                [3, 6].contains(&p.error_code) && Instant::now() < deadline,
+                "produce to {topic}/{partition}: error {} {:?} {:?}",
+                p.error_code,
+                p.error_message,
+                p.record_errors
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Every partition's leader address.

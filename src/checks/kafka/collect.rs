@@ -253,8 +253,9 @@ async fn read_groups_and_offsets(
     out.ends = ends;
     out.starts = starts;
 
-    // The next message of each lagging partition, largest lag first.
-    let mut lagging: Vec<(i64, String, Tp, i64)> = Vec::new();
+    // The next message of each lagging partition; groups that wait at the
+    // same offset share one fetch; the cap keeps the largest lags.
+    let mut waits: BTreeMap<(Tp, i64), (i64, Vec<String>)> = BTreeMap::new();
     for g in &out.groups {
         let Ok(offsets) = &g.committed else { continue };
         for (tp, off) in offsets {
@@ -263,23 +264,22 @@ async fn read_groups_and_offsets(
             };
             if end > off {
                 let next = (*off).max(out.starts.get(tp).copied().unwrap_or(0));
-                lagging.push((end - off, g.name.clone(), tp.clone(), next));
+                let w = waits.entry((tp.clone(), next)).or_default();
+                w.0 = w.0.max(end - off);
+                w.1.push(g.name.clone());
             }
         }
     }
-    lagging.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2))));
+    let mut lagging: Vec<((Tp, i64), (i64, Vec<String>))> = waits.into_iter().collect();
+    lagging.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
     out.time_lag_capped = lagging.len().saturating_sub(sel.max_time_lag_fetches);
     lagging.truncate(sel.max_time_lag_fetches);
-    // Groups that wait at the same offset share one fetch.
     let mut by_leader: BTreeMap<i32, BTreeMap<(Tp, i64), Vec<String>>> = BTreeMap::new();
-    for (_, group, tp, next) in lagging {
-        let l = leader(&tp);
+    for (key, (_, groups)) in lagging {
         by_leader
-            .entry(l)
+            .entry(leader(&key.0))
             .or_default()
-            .entry((tp, next))
-            .or_default()
-            .push(group);
+            .insert(key, groups);
     }
     let times = requests::fetch_timestamps(c, by_leader, plan.at(1.0)).await;
     out.next_timestamps = times;
