@@ -129,6 +129,10 @@ pub(super) struct Collected {
     pub(super) requests: usize,
 }
 
+/// The largest lag of the groups waiting at one `(partition, offset)`, and
+/// those groups.
+type Waiting = (i64, Vec<String>);
+
 /// Budget shares: when each step must be done.
 struct Plan {
     start: Instant,
@@ -255,7 +259,7 @@ async fn read_groups_and_offsets(
 
     // The next message of each lagging partition; groups that wait at the
     // same offset share one fetch; the cap keeps the largest lags.
-    let mut waits: BTreeMap<(Tp, i64), (i64, Vec<String>)> = BTreeMap::new();
+    let mut waits: BTreeMap<(Tp, i64), Waiting> = BTreeMap::new();
     for g in &out.groups {
         let Ok(offsets) = &g.committed else { continue };
         for (tp, off) in offsets {
@@ -270,7 +274,7 @@ async fn read_groups_and_offsets(
             }
         }
     }
-    let mut lagging: Vec<((Tp, i64), (i64, Vec<String>))> = waits.into_iter().collect();
+    let mut lagging: Vec<((Tp, i64), Waiting)> = waits.into_iter().collect();
     lagging.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
     out.time_lag_capped = lagging.len().saturating_sub(sel.max_time_lag_fetches);
     lagging.truncate(sel.max_time_lag_fetches);
