@@ -3,7 +3,7 @@
 //! check goes on, reports that broker down within one run, keeps the lag of
 //! every partition with a live leader, counts the leaderless ones as
 //! unreadable, and sees the broker up again after its restart), and
-//! SCRAM-SHA-512. The killed broker is started again even when the test
+//! SCRAM-SHA-512, and TLS. The killed broker is started again even when the test
 //! panics.
 
 mod common;
@@ -218,4 +218,32 @@ async fn scram_sha_512_works_and_a_wrong_password_fails_with_auth() {
     let failure = check.run(&ctx).await.expect_err("a wrong password fails");
     assert_eq!(failure.reason, Reason::Auth, "{}", failure.message);
     assert!(!failure.message.contains(wrong));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_the_cluster_ca_works_and_an_unknown_ca_fails_with_tls() {
+    let brokers = env("RUNBOOK_TEST_KAFKA_CLUSTER_TLS_BROKERS").replace(',', ", ");
+    let ca = env("RUNBOOK_TEST_KAFKA_CLUSTER_CA");
+    let check = common::build(&format!(
+        "kind: kafka\nbrokers: [{brokers}]\ntopics: [none]\ntls: true\ntls_config:\n  ca_file: {ca}"
+    ));
+    let (ok, samples) = run(check.as_ref()).await;
+    assert!(ok, "TLS run: {samples:?}");
+    assert_eq!(value(&samples, "kafka_brokers", &[]), Some(3.0));
+    for b in ["1", "2", "3"] {
+        assert_eq!(
+            value(&samples, "kafka_broker_up", &[("broker", b)]),
+            Some(1.0)
+        );
+    }
+
+    // The system roots do not know the test CA.
+    let check = common::build(&format!(
+        "kind: kafka\nbrokers: [{brokers}]\ntopics: [none]\ntls: true"
+    ));
+    let ctx = RunContext {
+        timeout: Duration::from_secs(5),
+    };
+    let failure = check.run(&ctx).await.expect_err("an unknown CA fails");
+    assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
 }
