@@ -467,3 +467,37 @@ async fn a_configured_group_without_offsets_is_unknown_without_lag() {
     // ApiVersions, FindCoordinator, DescribeGroups and OffsetFetch.
     assert_eq!(value(&samples, "kafka_requests", &[]), Some(5.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_cancelled_at_any_point_leave_the_check_working() {
+    let topic = unique("cancel");
+    let group = unique("cancel-group");
+    create_topic(&topic, 2).await;
+    produce(&topic, 0, 5);
+    consume_and_commit(&group, &topic, 0, 2);
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{group}]\ntopics: [{topic}]",
+        brokers()
+    ));
+    let ctx = RunContext {
+        timeout: Duration::from_secs(15),
+    };
+    // Cut runs short at growing points: mid-connect, mid-request, mid-answer.
+    let mut cut = 0;
+    for ms in 0..40u64 {
+        let r = tokio::time::timeout(Duration::from_millis(ms), check.run(&ctx)).await;
+        cut += usize::from(r.is_err());
+    }
+    assert!(cut > 0, "no run was cancelled");
+    // The next whole run reads the same numbers as a fresh check.
+    let samples = run(check.as_ref())
+        .await
+        .expect("check passes after cancelled runs");
+    let g = ("group", group.as_str());
+    let lag = value(
+        &samples,
+        "kafka_consumergroup_lag",
+        &[g, ("topic", topic.as_str()), ("partition", "0")],
+    );
+    assert_eq!(lag, Some(3.0));
+}

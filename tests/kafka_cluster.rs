@@ -26,6 +26,10 @@ fn brokers() -> String {
     env("RUNBOOK_TEST_KAFKA_CLUSTER_BROKERS")
 }
 
+/// The tests of this file take turns: one of them kills a broker, which
+/// the others must not see (nextest runs each alone anyway).
+static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One run within its 5 s timeout; the samples whether it passed or not.
 async fn run(check: &dyn Check) -> (bool, Vec<Sample>) {
     let ctx = RunContext {
@@ -90,6 +94,7 @@ impl Drop for NodeDown {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_broker_is_down_and_the_rest_keeps_its_numbers() {
+    let _turn = TURNS.lock().await;
     let admin = Admin::new(&brokers());
     let single = unique("rf1");
     let replicated = unique("rf3");
@@ -136,8 +141,13 @@ async fn a_killed_broker_is_down_and_the_rest_keeps_its_numbers() {
     );
 
     {
-        let _down = NodeDown::kill(victim);
-        // Within one run: the dead broker is down, the process goes on.
+        // Killed while a run is in flight: that run ends within its bound.
+        let (_, _down) = tokio::join!(run(check.as_ref()), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            NodeDown::kill(victim)
+        });
+        // Within one run after that: the dead broker is down, the process
+        // goes on.
         let (ok, first) = run(check.as_ref()).await;
         assert!(!ok, "a run with a dead broker fails by the documented rule");
         assert_eq!(
@@ -196,6 +206,7 @@ async fn a_killed_broker_is_down_and_the_rest_keeps_its_numbers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scram_sha_512_works_and_a_wrong_password_fails_with_auth() {
+    let _turn = TURNS.lock().await;
     let brokers = env("RUNBOOK_TEST_KAFKA_CLUSTER_SCRAM_BROKERS");
     let user = env("RUNBOOK_TEST_KAFKA_CLUSTER_SCRAM_USER");
     let password = env("RUNBOOK_TEST_KAFKA_CLUSTER_SCRAM_PASSWORD");
@@ -222,6 +233,7 @@ async fn scram_sha_512_works_and_a_wrong_password_fails_with_auth() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_with_the_cluster_ca_works_and_an_unknown_ca_fails_with_tls() {
+    let _turn = TURNS.lock().await;
     let brokers = env("RUNBOOK_TEST_KAFKA_CLUSTER_TLS_BROKERS").replace(',', ", ");
     let ca = env("RUNBOOK_TEST_KAFKA_CLUSTER_CA");
     let check = common::build(&format!(
