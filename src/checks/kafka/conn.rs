@@ -20,8 +20,9 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::sasl::{Sasl, SaslStep};
-use crate::checks::shared::{dial, tls::TlsClient};
+use crate::checks::shared::dial;
 use crate::checks::{Failure, Reason};
+use rustls::pki_types::ServerName;
 
 /// Largest answer accepted; anything bigger is a protocol error rather
 /// than an allocation the broker chose. Fetches ask for far less.
@@ -72,16 +73,11 @@ impl Dialer {
         let stream: Box<dyn Stream> = match &self.tls {
             None => Box::new(tcp),
             Some((connector, name)) => {
-                let tls = TlsClient {
-                    connector: connector.clone(),
-                    server_name: rustls::pki_types::ServerName::try_from(
-                        name.as_deref().unwrap_or(host).to_string(),
-                    )
-                    .map_err(|_| {
-                        Failure::new(Reason::Tls, format!("invalid TLS server name for {host}"))
-                    })?,
-                };
-                let (stream, _) = dial::handshake(&tls.connector, tls.server_name, tcp).await?;
+                let name = name.as_deref().unwrap_or(host);
+                let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
+                    Failure::new(Reason::Tls, format!("invalid TLS server name {name:?}"))
+                })?;
+                let (stream, _) = dial::handshake(connector, server_name, tcp).await?;
                 Box::new(stream)
             }
         };
