@@ -501,3 +501,36 @@ async fn runs_cancelled_at_any_point_leave_the_check_working() {
     );
     assert_eq!(lag, Some(3.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_waiting_far_apart_on_one_partition_both_get_their_time_lag() {
+    let topic = unique("apart");
+    let (near, far) = (unique("apart-a"), unique("apart-b"));
+    create_topic(&topic, 1).await;
+    // 5 messages 60 s old, 4,000 that are 30 s old (far more than one
+    // fetch's 16 KiB), then 5 that are 10 s old.
+    produce_aged(&topic, 0, 5, 60_000);
+    for _ in 0..4 {
+        produce_aged(&topic, 0, 1000, 30_000);
+    }
+    produce_aged(&topic, 0, 5, 10_000);
+    consume_and_commit(&near, &topic, 0, 2);
+    consume_and_commit(&far, &topic, 0, 4005);
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{near}, {far}]\ntopics: [{topic}]",
+        brokers()
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    for (group, want) in [(&near, 60.0), (&far, 10.0)] {
+        let got = value(
+            &samples,
+            "kafka_consumergroup_time_lag",
+            &[("group", group), ("topic", &topic), ("partition", "0")],
+        )
+        .expect("time lag present while lag > 0");
+        assert!(
+            (got - want).abs() <= 2.0,
+            "{group}: {got} s, want {want} s ± 2"
+        );
+    }
+}

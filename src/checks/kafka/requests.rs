@@ -43,6 +43,9 @@ pub(super) async fn metadata(c: &Counted<'_>, deadline: Instant) -> Result<Metad
         let request = &request;
         Box::pin(async move { call(c, t, request, (12, 1), deadline).await })
     });
+    if targets.is_empty() {
+        return Err(Failure::new(Reason::Internal, "no broker address to ask"));
+    }
     let answer = match futures::future::select_ok(asks).await {
         Ok((answer, _)) => answer,
         Err(f) => return Err(f),
@@ -459,29 +462,38 @@ pub(super) async fn fetch_timestamps(
     by_leader: BTreeMap<i32, BTreeMap<(Tp, i64), Vec<String>>>,
     deadline: Instant,
 ) -> HashMap<(String, Tp), i64> {
-    let answers = each(by_leader.into_iter().collect(), |(id, wanted)| async move {
-        let mut out = Vec::new();
-        if id < 0 {
-            return out;
-        }
-        // One partition may be wanted at several offsets; a request names
-        // each partition once, so the lowest goes first and the rest wait.
-        let mut first: BTreeMap<Tp, i64> = BTreeMap::new();
-        for (tp, off) in wanted.keys() {
-            first.entry(tp.clone()).or_insert(*off);
-        }
-        let data = fetch(c, id, &first, deadline).await;
-        for ((tp, off), groups) in &wanted {
-            if let Some(records) = data.get(tp) {
-                if let Some(ts) = records::timestamp_at(records, *off) {
-                    for g in groups {
-                        out.push(((g.clone(), tp.clone()), ts));
-                    }
-                }
+    let answers = each(
+        by_leader.into_iter().collect(),
+        |(id, mut wanted)| async move {
+            let mut out = Vec::new();
+            if id < 0 {
+                return out;
             }
-        }
-        out
-    })
+            // A request names each partition once: groups waiting at several
+            // offsets of one partition take rounds, lowest offset first, and an
+            // answer also serves every higher offset it reaches. Each round
+            // settles at least the offsets it fetched from.
+            while !wanted.is_empty() && Instant::now() < deadline {
+                let mut first: BTreeMap<Tp, i64> = BTreeMap::new();
+                for (tp, off) in wanted.keys() {
+                    first.entry(tp.clone()).or_insert(*off);
+                }
+                let data = fetch(c, id, &first, deadline).await;
+                wanted.retain(|(tp, off), groups| {
+                    let ts = data
+                        .get(tp)
+                        .and_then(|records| records::timestamp_at(records, *off));
+                    if let Some(ts) = ts {
+                        for g in groups.iter() {
+                            out.push(((g.clone(), tp.clone()), ts));
+                        }
+                    }
+                    ts.is_none() && first.get(tp) != Some(off)
+                });
+            }
+            out
+        },
+    )
     .await;
     answers.into_iter().flatten().collect()
 }
