@@ -241,3 +241,56 @@ impl Conn {
         Ok(answer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// A listener that answers the first request with `reply`, then closes.
+    async fn fake_broker(reply: Vec<u8>) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut len = [0u8; 4];
+            let _ = s.read_exact(&mut len).await;
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            let _ = s.read_exact(&mut body).await;
+            let _ = s.write_all(&reply).await;
+        });
+        port
+    }
+
+    async fn open(reply: Vec<u8>) -> Failure {
+        let port = fake_broker(reply).await;
+        let dialer = Dialer {
+            tls: None,
+            sasl: None,
+        };
+        match dialer.open("127.0.0.1", port).await {
+            Ok(_) => panic!("a hostile broker was accepted"),
+            Err(f) => f,
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_answers_fail_cleanly() {
+        // A frame far larger than any answer: refused before allocating.
+        let f = open(vec![0xff, 0xff, 0xff, 0xff]).await;
+        assert_eq!(f.reason, Reason::Protocol, "{}", f.message);
+        // A frame cut short inside the answer: not decodable.
+        let mut short = 7u32.to_be_bytes().to_vec();
+        short.extend([0, 0, 0, 1, 0, 0, 0]);
+        let f = open(short).await;
+        assert_eq!(f.reason, Reason::Protocol, "{}", f.message);
+        // The wrong correlation id.
+        let mut wrong = 4u32.to_be_bytes().to_vec();
+        wrong.extend(99i32.to_be_bytes());
+        let f = open(wrong).await;
+        assert_eq!(f.reason, Reason::Protocol, "{}", f.message);
+        // Closed mid-answer.
+        let f = open(vec![0, 0, 0, 50, 1, 2]).await;
+        assert_eq!(f.reason, Reason::Network, "{}", f.message);
+    }
+}
