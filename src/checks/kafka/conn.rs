@@ -245,7 +245,6 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt as _;
 
     /// A listener that answers the first request with `reply`, then closes.
     async fn fake_broker(reply: Vec<u8>) -> u16 {
