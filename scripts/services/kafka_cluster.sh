@@ -83,6 +83,7 @@ kcl_start() {
 kafka_cluster_up() {
   # The jars (and Java) come with the single-broker service.
   if [ ! -f "$kafka_libs/.complete" ]; then kafka_up; fi
+  apt_install openssl
   mkdir -p "$kcl_dir"
   [ -f "$kcl_dir/cluster.id" ] || kafka_java kafka.tools.StorageTool random-uuid >"$kcl_dir/cluster.id"
   cat >"$kcl_dir/log4j.properties" <<LOG4J
