@@ -40,9 +40,12 @@ impl Slot {
     }
 }
 
-/// A broker the check knows: its slot and when a metadata answer last named it.
+/// A broker the check knows: its slot, a second one for the reachability
+/// probe (so a probe never waits behind a slow data request), and when a
+/// metadata answer last named it.
 struct Known {
     slot: Arc<Slot>,
+    probe: Arc<Slot>,
     last_seen: Instant,
 }
 
@@ -62,6 +65,8 @@ pub(super) struct Cluster {
 #[derive(Clone)]
 pub(super) enum Target {
     Broker(i32),
+    /// The broker's own connection for the reachability probe.
+    Probe(i32),
     Slot(Arc<Slot>),
 }
 
@@ -94,6 +99,7 @@ impl Cluster {
                         *id,
                         Known {
                             slot: Slot::new(host.clone(), *port),
+                            probe: Slot::new(host.clone(), *port),
                             last_seen: now,
                         },
                     );
@@ -130,12 +136,19 @@ impl Cluster {
     fn slot(&self, target: &Target) -> Result<Arc<Slot>, Failure> {
         match target {
             Target::Slot(s) => Ok(s.clone()),
-            Target::Broker(id) => self.known().get(id).map(|k| k.slot.clone()).ok_or_else(|| {
-                Failure::new(
-                    Reason::UnexpectedResponse,
-                    format!("broker {id} is not in the metadata"),
-                )
-            }),
+            Target::Broker(id) | Target::Probe(id) => self
+                .known()
+                .get(id)
+                .map(|k| match target {
+                    Target::Probe(_) => k.probe.clone(),
+                    _ => k.slot.clone(),
+                })
+                .ok_or_else(|| {
+                    Failure::new(
+                        Reason::UnexpectedResponse,
+                        format!("broker {id} is not in the metadata"),
+                    )
+                }),
         }
     }
 
@@ -151,7 +164,9 @@ impl Cluster {
     ) -> Result<R::Response, Failure> {
         let slot = self.slot(target)?;
         let name = match target {
-            Target::Broker(id) => format!("broker {id} ({}:{})", slot.host, slot.port),
+            Target::Broker(id) | Target::Probe(id) => {
+                format!("broker {id} ({}:{})", slot.host, slot.port)
+            }
             Target::Slot(s) => format!("{}:{}", s.host, s.port),
         };
         let exchange = async {

@@ -98,7 +98,7 @@ pub(super) async fn brokers_up(
 ) -> BTreeMap<i32, Result<(), Failure>> {
     let answers = each(ids.to_vec(), |id| async move {
         let request = ApiVersionsRequest::default();
-        let r = call(c, &Target::Broker(id), &request, (3, 0), deadline).await;
+        let r = call(c, &Target::Probe(id), &request, (3, 0), deadline).await;
         (id, r.map(|_| ()))
     })
     .await;
