@@ -19,6 +19,7 @@
 #   clickhouse     58123 (http), 59000 (native)
 #   s3             59100
 #   kafka          59092 (broker), 59093 (SASL/PLAIN), 59095 (controller)
+#   kafka_cluster  59291-59293 (brokers), 59301-59303 (SCRAM-SHA-512), 59311-59313 (controllers), 59321-59323 (TLS)
 #   prometheus     59090, alertmanager 59094
 #   proxy          58888 (tinyproxy, Basic auth)
 set -euo pipefail

@@ -7,16 +7,13 @@
 mod common;
 
 use common::build;
+use std::time::Duration;
 
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use kafka_support::{kafka_tool_lag, unique, Admin};
 use runbook_exporter::checks::{Check, CheckSpec, Failure, RunContext, Sample};
+
+#[path = "kafka_support/mod.rs"]
+mod kafka_support;
 
 fn env(var: &str) -> String {
     common::service_env(var, "kafka")
@@ -26,13 +23,8 @@ fn brokers() -> String {
     env("RUNBOOK_TEST_KAFKA_BROKERS")
 }
 
-/// A name no earlier test run used.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+fn admin() -> Admin {
+    Admin::new(&brokers())
 }
 
 async fn run(check: &dyn Check) -> Result<Vec<Sample>, Failure> {
@@ -58,104 +50,21 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &opts,
-        )
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || admin().create_topic(&name, partitions, 1))
         .await
-        .expect("create topic");
-    results[0].as_ref().expect("topic created");
+        .unwrap();
 }
 
-/// Produce `n` messages to one partition and wait until all are acknowledged.
+/// Produce `n` messages to one partition, acknowledged by the broker.
 fn produce(topic: &str, partition: i32, n: usize) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    for i in 0..n {
-        let payload = format!("message {i}");
-        producer
-            .send(
-                BaseRecord::to(topic)
-                    .partition(partition)
-                    .key("k")
-                    .payload(&payload),
-            )
-            .expect("enqueue");
-    }
-    producer.flush(Duration::from_secs(20)).expect("flush");
+    admin().produce(topic, partition, n);
 }
 
-/// Consume `n` messages of one partition as `group` (reading them for real),
-/// then commit the position and leave. The group never joins as a member
-/// (partitions are assigned by hand), so it is empty afterwards.
+/// Commit offset `n` on one partition as `group`, which never joins as a
+/// member, so it is empty afterwards.
 fn consume_and_commit(group: &str, topic: &str, partition: i32, n: usize) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut read = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read < n {
-        assert!(Instant::now() < deadline, "consumed only {read} of {n}");
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            m.expect("message");
-            read += 1;
-        }
-    }
-    let mut commit = TopicPartitionList::new();
-    commit
-        .add_partition_offset(topic, partition, Offset::Offset(n as i64))
-        .unwrap();
-    consumer.commit(&commit, CommitMode::Sync).expect("commit");
-}
-
-/// LAG per partition as Kafka's own kafka-consumer-groups tool reports it.
-fn kafka_tool_lag(group: &str) -> Vec<(i32, i64)> {
-    let libs = env("RUNBOOK_TEST_KAFKA_LIBS");
-    let out = Command::new("java")
-        .args(["-Xmx256m", "-cp", &format!("{libs}/*")])
-        .arg("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand")
-        .args([
-            "--bootstrap-server",
-            &brokers(),
-            "--describe",
-            "--group",
-            group,
-        ])
-        .output()
-        .expect("run kafka-consumer-groups");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "kafka-consumer-groups failed: {text}");
-    let mut header: Vec<&str> = Vec::new();
-    let mut rows = Vec::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.first() == Some(&"GROUP") {
-            header = cols;
-        } else if !header.is_empty() && cols.len() >= header.len() {
-            let col = |name| cols[header.iter().position(|h| *h == name).unwrap()];
-            rows.push((
-                col("PARTITION").parse().unwrap(),
-                col("LAG").parse().unwrap(),
-            ));
-        }
-    }
-    rows.sort_unstable();
-    rows
+    admin().commit(group, topic, partition, n as i64);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,9 +156,15 @@ async fn lag_is_exact_for_a_group_without_members_and_matches_kafka_tool() {
         .all(|s| s.value >= 0.0 && s.value.is_finite()));
 
     // Kafka's own tool agrees on every committed partition.
-    let tool = kafka_tool_lag(&group);
-    assert!(tool.contains(&(0, 6)), "kafka-consumer-groups: {tool:?}");
-    assert!(tool.contains(&(1, 0)), "kafka-consumer-groups: {tool:?}");
+    let tool = kafka_tool_lag(&env("RUNBOOK_TEST_KAFKA_LIBS"), &brokers(), &group);
+    assert!(
+        tool.contains(&(topic.clone(), 0, 6)),
+        "kafka-consumer-groups: {tool:?}"
+    );
+    assert!(
+        tool.contains(&(topic.clone(), 1, 0)),
+        "kafka-consumer-groups: {tool:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -367,4 +282,255 @@ async fn sasl_plain_works_and_a_wrong_password_fails_with_auth() {
     assert_eq!(check.secrets(), [wrong.to_string()]);
     let spec: CheckSpec = serde_saphyr::from_str(&yaml).unwrap();
     assert!(!format!("{spec:?}").contains(wrong));
+}
+
+/// Produce `n` messages stamped `age_ms` ago.
+fn produce_aged(topic: &str, partition: i32, n: usize, age_ms: i64) {
+    admin().produce_at(topic, partition, n, kafka_support::now_millis() - age_ms);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_lag_is_the_age_of_the_next_message_even_with_producers_paused() {
+    let topic = unique("timelag");
+    let other = unique("timelag-other");
+    let group = unique("timelag-group");
+    create_topic(&topic, 3).await;
+    create_topic(&other, 2).await;
+    // Partition 0: 5 messages 60 s old, then 15 that are 25 s old; the
+    // group committed 5, so its next message is 25 s old.
+    produce_aged(&topic, 0, 5, 60_000);
+    produce_aged(&topic, 0, 15, 25_000);
+    consume_and_commit(&group, &topic, 0, 5);
+    // Partition 1: 5 at 90 s, 5 at 80 s, 10 at 40 s; committed 5, then the
+    // log is truncated to offset 10: the next message is at the log start,
+    // 40 s old, and lag is still 15 as kafka-consumer-groups counts it.
+    produce_aged(&topic, 1, 5, 90_000);
+    produce_aged(&topic, 1, 5, 80_000);
+    produce_aged(&topic, 1, 10, 40_000);
+    consume_and_commit(&group, &topic, 1, 5);
+    admin().delete_records(&topic, 1, 10);
+    // Partition 2: produced to, never committed. Second topic, uneven:
+    // 7 and 3 messages, committed 7 (caught up) and 1.
+    produce_aged(&topic, 2, 4, 1_000);
+    produce_aged(&other, 0, 7, 5_000);
+    produce_aged(&other, 1, 3, 5_000);
+    consume_and_commit(&group, &other, 0, 7);
+    consume_and_commit(&group, &other, 1, 1);
+
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{group}]",
+        brokers()
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    let g = ("group", group.as_str());
+    let t = ("topic", topic.as_str());
+    let o = ("topic", other.as_str());
+    let secs = |topic: (&str, &str), p: &str| {
+        value(
+            &samples,
+            "kafka_consumergroup_time_lag",
+            &[g, topic, ("partition", p)],
+        )
+    };
+    let near = |got: Option<f64>, want: f64| {
+        let got = got.expect("time lag present while lag > 0");
+        assert!(
+            (got - want).abs() <= 2.0,
+            "time lag {got} s, want {want} s ± 2"
+        );
+    };
+    near(secs(t, "0"), 25.0);
+    near(secs(t, "1"), 40.0);
+    near(secs(o, "1"), 5.0);
+    assert_eq!(secs(o, "0"), Some(0.0));
+    near(
+        value(&samples, "kafka_consumergroup_topic_time_lag", &[g, t]),
+        40.0,
+    );
+    // Per-partition lag equals kafka-consumer-groups on every committed
+    // partition of both topics.
+    let tool = kafka_tool_lag(&env("RUNBOOK_TEST_KAFKA_LIBS"), &brokers(), &group);
+    let mut ours = Vec::new();
+    for (topic, parts) in [(&topic, 3), (&other, 2)] {
+        for p in 0..parts {
+            let lag = value(
+                &samples,
+                "kafka_consumergroup_lag",
+                &[g, ("topic", topic), ("partition", &p.to_string())],
+            );
+            if let Some(lag) = lag {
+                ours.push((topic.clone(), p, lag as i64));
+            }
+        }
+    }
+    ours.sort();
+    assert_eq!(ours.len(), 4, "committed partitions: {ours:?}");
+    for row in &ours {
+        assert!(
+            tool.contains(row),
+            "ours {row:?}, kafka-consumer-groups {tool:?}"
+        );
+    }
+    assert!(ours.contains(&(topic.clone(), 1, 15)), "{ours:?}");
+    assert_eq!(
+        value(
+            &samples,
+            "kafka_consumergroup_topic_uncommitted_partitions",
+            &[g, t]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_stuck_partition_makes_the_group_stalled() {
+    let topic = unique("stuck");
+    let group = unique("stuck-group");
+    create_topic(&topic, 3).await;
+    for p in 0..3 {
+        produce(&topic, p, 2);
+        consume_and_commit(&group, &topic, p, 1);
+    }
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{group}]\nstatus_window: 3",
+        brokers()
+    ));
+    let g = ("group", group.as_str());
+    let mut last = Vec::new();
+    // Partitions 1 and 2 keep consuming what is produced; 0 is stuck on its
+    // message at offset 1.
+    for round in 0..3usize {
+        for p in 0..3 {
+            produce(&topic, p, 3);
+            if p > 0 {
+                consume_and_commit(&group, &topic, p, 5 + 3 * round);
+            }
+        }
+        last = run(check.as_ref()).await.expect("check passes");
+    }
+    let status = |labels: &[(&str, &str)]| {
+        [
+            "ok",
+            "lagging",
+            "rewinding",
+            "stalled",
+            "stopped",
+            "unknown",
+        ]
+        .into_iter()
+        .filter(|s| {
+            let mut l = labels.to_vec();
+            l.push(("status", s));
+            let name = if labels.len() == 1 {
+                "kafka_consumergroup_status"
+            } else {
+                "kafka_consumergroup_partition_status"
+            };
+            value(&last, name, &l) == Some(1.0)
+        })
+        .collect::<Vec<_>>()
+    };
+    let t = ("topic", topic.as_str());
+    assert_eq!(status(&[g]), ["stalled"]);
+    assert_eq!(status(&[g, t, ("partition", "0")]), ["stalled"]);
+    assert_eq!(status(&[g, t, ("partition", "1")]), ["ok"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_group_without_offsets_is_unknown_without_lag() {
+    let group = unique("ghost-group");
+    // No topic of that name: no end offsets to read.
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{group}]\ntopics: [{group}]",
+        brokers()
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    let g = ("group", group.as_str());
+    assert_eq!(
+        value(
+            &samples,
+            "kafka_consumergroup_status",
+            &[g, ("status", "unknown")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kafka_consumergroup_status",
+            &[g, ("status", "ok")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(value(&samples, "kafka_consumergroup_total_lag", &[g]), None);
+    // Only the configured group was asked about: one broker, so metadata,
+    // ApiVersions, FindCoordinator, DescribeGroups and OffsetFetch.
+    assert_eq!(value(&samples, "kafka_requests", &[]), Some(5.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_cancelled_at_any_point_leave_the_check_working() {
+    let topic = unique("cancel");
+    let group = unique("cancel-group");
+    create_topic(&topic, 2).await;
+    produce(&topic, 0, 5);
+    consume_and_commit(&group, &topic, 0, 2);
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{group}]\ntopics: [{topic}]",
+        brokers()
+    ));
+    let ctx = RunContext {
+        timeout: Duration::from_secs(15),
+    };
+    // Cut runs short at growing points: mid-connect, mid-request, mid-answer.
+    let mut cut = 0;
+    for ms in 0..40u64 {
+        let r = tokio::time::timeout(Duration::from_millis(ms), check.run(&ctx)).await;
+        cut += usize::from(r.is_err());
+    }
+    assert!(cut > 0, "no run was cancelled");
+    // The next whole run reads the same numbers as a fresh check.
+    let samples = run(check.as_ref())
+        .await
+        .expect("check passes after cancelled runs");
+    let g = ("group", group.as_str());
+    let lag = value(
+        &samples,
+        "kafka_consumergroup_lag",
+        &[g, ("topic", topic.as_str()), ("partition", "0")],
+    );
+    assert_eq!(lag, Some(3.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_waiting_far_apart_on_one_partition_both_get_their_time_lag() {
+    let topic = unique("apart");
+    let (near, far) = (unique("apart-a"), unique("apart-b"));
+    create_topic(&topic, 1).await;
+    // 5 messages 60 s old, 4,000 that are 30 s old (far more than one
+    // fetch's 16 KiB), then 5 that are 10 s old.
+    produce_aged(&topic, 0, 5, 60_000);
+    for _ in 0..4 {
+        produce_aged(&topic, 0, 1000, 30_000);
+    }
+    produce_aged(&topic, 0, 5, 10_000);
+    consume_and_commit(&near, &topic, 0, 2);
+    consume_and_commit(&far, &topic, 0, 4005);
+    let check = build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{near}, {far}]\ntopics: [{topic}]",
+        brokers()
+    ));
+    let samples = run(check.as_ref()).await.expect("check passes");
+    for (group, want) in [(&near, 60.0), (&far, 10.0)] {
+        let got = value(
+            &samples,
+            "kafka_consumergroup_time_lag",
+            &[("group", group), ("topic", &topic), ("partition", "0")],
+        )
+        .expect("time lag present while lag > 0");
+        assert!(
+            (got - want).abs() <= 2.0,
+            "{group}: {got} s, want {want} s ± 2"
+        );
+    }
 }

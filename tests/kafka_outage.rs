@@ -75,7 +75,7 @@ async fn broker_down_fails_with_a_connection_reason_and_recovers() {
         );
     }
 
-    // librdkafka reconnects by itself (backoff at most 5 s).
+    // The next run dials again: a connection that failed is never reused.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match run(check.as_ref(), &ctx).await {

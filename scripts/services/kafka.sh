@@ -3,8 +3,7 @@
 # 127.0.0.1:59095 (controller), for
 # tests/kafka.rs. The jars come from Maven Central (scripts/services/kafka/pom.xml)
 # and are cached under ~/.cache/runbook-exporter/kafka; Java 17 runs them.
-# Also installs what building the rdkafka crate (bundled librdkafka) needs: a
-# C toolchain with make, pkg-config, OpenSSL headers (TLS, SASL/SCRAM), zlib.
+# Also installs Java 17 and Maven, and a C toolchain (ring, under rustls).
 # Sourced by scripts/services.sh.
 
 kafka_version=3.9.1
@@ -24,8 +23,7 @@ kafka_java() {
 }
 
 kafka_up() {
-  # Build dependencies of the rdkafka crate (bundled librdkafka with OpenSSL).
-  apt_install build-essential pkg-config libssl-dev zlib1g-dev openjdk-17-jre-headless maven
+  apt_install build-essential openjdk-17-jre-headless maven
   if [ ! -f "$kafka_libs/.complete" ]; then
     log "kafka: fetching Apache Kafka $kafka_version jars from Maven Central"
     mkdir -p "$kafka_libs"

@@ -1,60 +1,68 @@
-//! What the `kafka` check remembers between runs: each topic's end offsets
-//! (to estimate how fast it is produced to, for lag in seconds) and each
-//! group's lag and committed offsets over the last runs (for the
-//! Burrow-style status).
+//! What the `kafka` check remembers between runs: each partition's
+//! committed offset and lag over the last runs of each group, for the
+//! Burrow-style status per partition (the group's status is its worst
+//! partition's). Bounded by the partitions of the last run's groups.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-/// A consumer group's status over the last runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A partition's (or a group's) status over the last runs, from best to
+/// worst; `Unknown` is a group without committed offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
-    /// No lag, or lag that is not growing while commits move.
+    /// No lag, or lag the consumer keeps up with.
     Ok,
-    /// Lag grew at every run of the window.
+    /// The committed offset moves but the lag grew at every run of the window.
     Lagging,
-    /// Lag above zero at every run of the window, and the committed offsets
-    /// did not move.
+    /// The committed offset went back within the window.
+    Rewinding,
+    /// Lag at every run of the window and the committed offset did not move.
     Stalled,
-    /// Lag above zero and no committed offset moved for `stopped_after`.
+    /// Lag, and the committed offset did not move for `stopped_after`.
     Stopped,
+    /// The group has no committed offsets (it does not exist, or they expired).
+    Unknown,
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [
+    pub const ALL: [Status; 6] = [
         Status::Ok,
         Status::Lagging,
+        Status::Rewinding,
         Status::Stalled,
         Status::Stopped,
+        Status::Unknown,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Lagging => "lagging",
+            Status::Rewinding => "rewinding",
             Status::Stalled => "stalled",
             Status::Stopped => "stopped",
+            Status::Unknown => "unknown",
         }
     }
 }
 
 #[derive(Debug)]
-struct GroupRuns {
-    /// `(total lag, sum of committed offsets)` of the last runs, oldest first.
+struct PartitionRuns {
+    /// `(committed offset, lag)` of the last runs, oldest first.
     runs: VecDeque<(i64, i64)>,
-    /// When the sum of committed offsets last changed (or was first seen).
-    last_commit_move: Instant,
+    /// When the committed offset last changed (or was first seen).
+    last_move: Instant,
 }
 
-/// Per-check memory of earlier runs; bounded by the groups and topics of
-/// the last run.
+/// `(group, topic, partition)`.
+type Key = (String, String, i32);
+
+/// Per-check memory of earlier runs.
 #[derive(Debug)]
 pub struct History {
     window: usize,
     stopped_after: Duration,
-    groups: HashMap<String, GroupRuns>,
-    /// Sum of a topic's end offsets at each of the last runs, oldest first.
-    topics: HashMap<String, VecDeque<(Instant, i64)>>,
+    partitions: HashMap<Key, PartitionRuns>,
 }
 
 impl History {
@@ -63,80 +71,59 @@ impl History {
         Self {
             window: window.max(2),
             stopped_after,
-            groups: HashMap::new(),
-            topics: HashMap::new(),
+            partitions: HashMap::new(),
         }
     }
 
-    /// Record the sum of `topic`'s end offsets at `now`, and return the rate
-    /// at which it grew over the window, in messages per second, once two
-    /// runs are known. A shrinking sum (the topic was recreated) restarts
-    /// the window.
-    pub fn topic_rate(&mut self, topic: &str, now: Instant, end_sum: i64) -> Option<f64> {
-        let runs = self.topics.entry(topic.to_string()).or_default();
-        if runs.back().is_some_and(|(_, last)| *last > end_sum) {
-            runs.clear();
-        }
-        runs.push_back((now, end_sum));
-        while runs.len() > self.window {
-            runs.pop_front();
-        }
-        let (first_at, first) = *runs.front()?;
-        let seconds = now.saturating_duration_since(first_at).as_secs_f64();
-        (runs.len() >= 2 && seconds > 0.0).then(|| (end_sum - first) as f64 / seconds)
-    }
-
-    /// Record a group's total lag and sum of committed offsets at `now`, and
-    /// return its status.
-    pub fn group_status(&mut self, group: &str, now: Instant, lag: i64, committed: i64) -> Status {
+    /// Record a partition's committed offset and lag at `now`, and return
+    /// its status by Burrow's rules over the window.
+    pub fn partition_status(
+        &mut self,
+        key: (&str, &str, i32),
+        now: Instant,
+        committed: i64,
+        lag: i64,
+    ) -> Status {
         let entry = self
-            .groups
-            .entry(group.to_string())
-            .or_insert_with(|| GroupRuns {
+            .partitions
+            .entry((key.0.to_string(), key.1.to_string(), key.2))
+            .or_insert_with(|| PartitionRuns {
                 runs: VecDeque::new(),
-                last_commit_move: now,
+                last_move: now,
             });
-        if entry.runs.back().is_some_and(|(_, c)| *c != committed) {
-            entry.last_commit_move = now;
+        if entry.runs.back().is_some_and(|(c, _)| *c != committed) {
+            entry.last_move = now;
         }
-        entry.runs.push_back((lag, committed));
+        entry.runs.push_back((committed, lag));
         while entry.runs.len() > self.window {
             entry.runs.pop_front();
+        }
+        let runs: Vec<(i64, i64)> = entry.runs.iter().copied().collect();
+        if runs.windows(2).any(|w| w[1].0 < w[0].0) {
+            return Status::Rewinding;
         }
         if lag == 0 {
             return Status::Ok;
         }
-        if now.saturating_duration_since(entry.last_commit_move) >= self.stopped_after {
+        if now.saturating_duration_since(entry.last_move) >= self.stopped_after {
             return Status::Stopped;
         }
-        if entry.runs.len() < self.window {
+        if runs.len() < self.window {
             return Status::Ok;
         }
-        let lags: Vec<i64> = entry.runs.iter().map(|(l, _)| *l).collect();
-        if lags.iter().all(|l| *l > 0) && entry.runs.iter().all(|(_, c)| *c == committed) {
+        if runs.iter().all(|(c, l)| *l > 0 && *c == committed) {
             return Status::Stalled;
         }
-        if lags.windows(2).all(|w| w[1] > w[0]) {
+        if runs.windows(2).all(|w| w[1].1 > w[0].1) {
             return Status::Lagging;
         }
         Status::Ok
     }
 
-    /// Forget groups and topics the last run did not see.
-    pub fn retain(&mut self, groups: &HashSet<&str>, topics: &HashSet<&str>) {
-        self.groups.retain(|g, _| groups.contains(g.as_str()));
-        self.topics.retain(|t, _| topics.contains(t.as_str()));
+    /// Forget partitions of groups the last run did not see.
+    pub fn retain(&mut self, seen: &HashSet<Key>) {
+        self.partitions.retain(|k, _| seen.contains(k));
     }
-}
-
-/// How many seconds of production a group is behind on a topic: its lag
-/// divided by the rate at which the topic's end offsets advanced. Zero lag is
-/// zero seconds; with lag but no measurable production the value is unknown.
-pub fn lag_seconds(lag: i64, rate: Option<f64>) -> Option<f64> {
-    if lag <= 0 {
-        return Some(0.0);
-    }
-    rate.filter(|r| *r > 0.0).map(|r| lag as f64 / r)
 }
 
 #[cfg(test)]
@@ -144,62 +131,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rate_needs_two_runs_and_restarts_when_offsets_shrink() {
-        let mut h = History::new(3, Duration::from_secs(600));
-        let t0 = Instant::now();
-        assert_eq!(h.topic_rate("t", t0, 100), None);
-        assert_eq!(
-            h.topic_rate("t", t0 + Duration::from_secs(10), 200),
-            Some(10.0)
-        );
-        // Window of 3: the oldest run drops out.
-        assert_eq!(
-            h.topic_rate("t", t0 + Duration::from_secs(20), 200),
-            Some(5.0)
-        );
-        assert_eq!(
-            h.topic_rate("t", t0 + Duration::from_secs(30), 200),
-            Some(0.0)
-        );
-        assert_eq!(h.topic_rate("t", t0 + Duration::from_secs(40), 5), None);
-    }
-
-    #[test]
-    fn lag_seconds_is_lag_over_rate() {
-        assert_eq!(lag_seconds(0, None), Some(0.0));
-        assert_eq!(lag_seconds(50, Some(10.0)), Some(5.0));
-        assert_eq!(lag_seconds(50, Some(0.0)), None);
-        assert_eq!(lag_seconds(50, None), None);
-    }
-
-    #[test]
-    fn status_follows_lag_and_commits() {
+    fn status_follows_lag_and_commits_per_partition() {
         let t0 = Instant::now();
         let s = |secs| t0 + Duration::from_secs(secs);
         let mut h = History::new(3, Duration::from_secs(100));
-        // Consuming and keeping up.
-        assert_eq!(h.group_status("g", s(0), 0, 10), Status::Ok);
+        let k = ("g", "t", 0);
+        assert_eq!(h.partition_status(k, s(0), 10, 0), Status::Ok);
         // Lag grows while commits move: lagging once the window is full.
-        assert_eq!(h.group_status("g", s(10), 5, 20), Status::Ok);
-        assert_eq!(h.group_status("g", s(20), 8, 30), Status::Lagging);
-        // Commits stop with lag: stalled once the window saw no commit.
-        assert_eq!(h.group_status("g", s(30), 9, 30), Status::Lagging);
-        assert_eq!(h.group_status("g", s(40), 9, 30), Status::Stalled);
-        // No commit for stopped_after (since s(20)).
-        assert_eq!(h.group_status("g", s(120), 9, 30), Status::Stopped);
+        assert_eq!(h.partition_status(k, s(10), 20, 5), Status::Ok);
+        assert_eq!(h.partition_status(k, s(20), 30, 8), Status::Lagging);
+        // Commits stop with lag: stalled once the window saw no move.
+        assert_eq!(h.partition_status(k, s(30), 30, 9), Status::Lagging);
+        assert_eq!(h.partition_status(k, s(40), 30, 9), Status::Stalled);
+        // No move for stopped_after (since s(20)).
+        assert_eq!(h.partition_status(k, s(120), 30, 9), Status::Stopped);
         // Caught up.
-        assert_eq!(h.group_status("g", s(130), 0, 39), Status::Ok);
+        assert_eq!(h.partition_status(k, s(130), 39, 0), Status::Ok);
+        // Reset to an earlier offset.
+        assert_eq!(h.partition_status(k, s(140), 5, 34), Status::Rewinding);
+    }
+
+    #[test]
+    fn the_worst_status_orders_last() {
+        assert!(Status::Ok < Status::Lagging);
+        assert!(Status::Lagging < Status::Rewinding);
+        assert!(Status::Rewinding < Status::Stalled);
+        assert!(Status::Stalled < Status::Stopped);
     }
 
     #[test]
     fn retain_forgets_what_was_not_seen() {
         let mut h = History::new(3, Duration::from_secs(100));
         let now = Instant::now();
-        h.group_status("a", now, 1, 1);
-        h.group_status("b", now, 1, 1);
-        h.topic_rate("t", now, 1);
-        h.retain(&HashSet::from(["a"]), &HashSet::new());
-        assert_eq!(h.groups.len(), 1);
-        assert!(h.topics.is_empty());
+        h.partition_status(("a", "t", 0), now, 1, 1);
+        h.partition_status(("b", "t", 0), now, 1, 1);
+        h.retain(&HashSet::from([("a".to_string(), "t".to_string(), 0)]));
+        assert_eq!(h.partitions.len(), 1);
     }
 }

@@ -17,7 +17,7 @@ pub static BROKERS: MetricDesc = MetricDesc::gauge(
 pub static BROKER_UP: MetricDesc = MetricDesc::gauge(
     "kafka_broker_up",
     None,
-    "1 if the broker (label broker: node id) answered a request in the last scheduled run, else 0.",
+    "1 if the broker (label broker: node id) answered a request within its own budget in the last scheduled run, else 0; a broker the metadata stopped naming is kept for an hour.",
 );
 pub static TOPICS_MATCHED: MetricDesc = MetricDesc::gauge(
     "kafka_topics_matched",
@@ -77,16 +77,56 @@ pub static GROUP_LAG: MetricDesc = MetricDesc::gauge(
 pub static TOPIC_LAG_SECONDS: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_topic_time_lag",
     Some(Unit::Seconds),
-    "Estimated time the group is behind on the topic in the last scheduled run: lag divided by the rate at which the topic's end offsets grew over the status window."
+    "Largest age, over the topic's lagging partitions, of the next message the group will consume (now minus its timestamp), in the last scheduled run; 0 without lag."
+);
+pub static PARTITION_LAG_SECONDS: MetricDesc = MetricDesc::gauge(
+    "kafka_consumergroup_time_lag",
+    Some(Unit::Seconds),
+    "Age of the next message the group will consume on the partition (now minus its timestamp) in the last scheduled run; 0 without lag."
+);
+pub static PARTITION_STATUS: MetricDesc = MetricDesc::gauge(
+    "kafka_consumergroup_partition_status",
+    None,
+    "1 for the partition's status (label status: ok, lagging, rewinding, stalled, stopped) as of the last scheduled run; one series per partition."
+);
+pub static TOPIC_UNREADABLE: MetricDesc = MetricDesc::gauge(
+    "kafka_consumergroup_topic_unreadable_partitions",
+    None,
+    "Committed partitions of the topic whose end offset could not be read (no leader, or the leader did not answer) in the last scheduled run; their lag is left out."
+);
+pub static TOPIC_NO_LEADER: MetricDesc = MetricDesc::gauge(
+    "kafka_topic_partitions_without_leader",
+    None,
+    "Partitions of the topic without a leader (offline) in the last scheduled run's metadata.",
+);
+pub static TOPIC_UNDER_REPLICATED: MetricDesc = MetricDesc::gauge(
+    "kafka_topic_under_replicated_partitions",
+    None,
+    "Partitions of the topic with fewer in-sync replicas than replicas in the last scheduled run's metadata.",
+);
+pub static TOPIC_MIN_ISR: MetricDesc = MetricDesc::gauge(
+    "kafka_topic_min_in_sync_replicas",
+    None,
+    "Fewest in-sync replicas of any partition of the topic in the last scheduled run's metadata.",
+);
+pub static REQUESTS: MetricDesc = MetricDesc::gauge(
+    "kafka_requests",
+    None,
+    "Kafka requests the last scheduled run sent (connection set-up not counted).",
+);
+pub static CAP_DROPPED: MetricDesc = MetricDesc::counter(
+    "kafka_cap_dropped",
+    None,
+    "Items a cap left out since the exporter started, by cap (groups, topics, partition_series, time_lag_fetches), as of the last scheduled run."
 );
 pub static GROUP_STATUS: MetricDesc = MetricDesc::gauge(
     "kafka_consumergroup_status",
     None,
-    "1 for the group's status as of the last scheduled run, judged over the recent runs (ok, lagging, stalled, stopped), 0 for the others."
+    "1 for the group's status as of the last scheduled run: the worst of its partitions' (ok, lagging, rewinding, stalled, stopped), or unknown without committed offsets; 0 for the others."
 );
 
 /// Every metric this kind can report.
-pub static METRICS: [&MetricDesc; 16] = [
+pub static METRICS: [&MetricDesc; 24] = [
     &METADATA_DURATION,
     &BROKERS,
     &BROKER_UP,
@@ -103,6 +143,14 @@ pub static METRICS: [&MetricDesc; 16] = [
     &GROUP_LAG,
     &TOPIC_LAG_SECONDS,
     &GROUP_STATUS,
+    &PARTITION_LAG_SECONDS,
+    &PARTITION_STATUS,
+    &TOPIC_UNREADABLE,
+    &TOPIC_NO_LEADER,
+    &TOPIC_UNDER_REPLICATED,
+    &TOPIC_MIN_ISR,
+    &REQUESTS,
+    &CAP_DROPPED,
 ];
 
 /// Group states as Kafka names them, and their label values.

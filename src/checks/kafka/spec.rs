@@ -31,9 +31,8 @@ pub struct KafkaSpec {
     pub tls: bool,
 
     /// TLS settings used when `tls` is true: `ca_file`, `cert_file` and
-    /// `key_file` (client certificate), `insecure_skip_verify`.
-    /// `server_name` is not supported: librdkafka verifies the broker's
-    /// advertised host name.
+    /// `key_file` (client certificate), `insecure_skip_verify`, and
+    /// `server_name` (default: each broker's advertised host).
     pub tls_config: Option<TlsSpec>,
 
     /// SASL authentication: `mechanism` (`PLAIN`, `SCRAM-SHA-256` or
@@ -64,6 +63,18 @@ pub struct KafkaSpec {
     /// Most groups reported, in name order. Default: 100.
     #[serde(default = "default_max_groups")]
     pub max_groups: usize,
+
+    /// Most per-partition series (end offset; committed offset, lag, lag in
+    /// seconds and status per group) reported per run, in name order; the
+    /// per-topic and per-group series always cover every partition.
+    /// Default: 2000.
+    #[serde(default = "default_max_partition_series")]
+    pub max_partition_series: usize,
+
+    /// Most lagging partitions whose next message is fetched per run for
+    /// lag in seconds, largest lag first. Default: 500.
+    #[serde(default = "default_max_time_lag_fetches")]
+    pub max_time_lag_fetches: usize,
 
     /// Number of runs the group status looks at (lagging: lag grew at each
     /// of them; stalled: lag at each of them and no commit). Default: 5.
@@ -100,6 +111,12 @@ fn default_max_topics() -> usize {
 }
 fn default_max_groups() -> usize {
     100
+}
+fn default_max_partition_series() -> usize {
+    2000
+}
+fn default_max_time_lag_fetches() -> usize {
+    500
 }
 fn default_status_window() -> usize {
     5
@@ -159,17 +176,6 @@ impl KafkaSpec {
                 "is set but tls is false; add `tls: true` to use TLS".into(),
             );
         }
-        if self
-            .tls_config
-            .as_ref()
-            .is_some_and(|t| t.server_name.is_some())
-        {
-            problem(
-                "tls_config.server_name",
-                "is not supported by the kafka kind: the broker's advertised host name is verified"
-                    .into(),
-            );
-        }
         if let Some(sasl) = &self.sasl {
             if !SASL_MECHANISMS.contains(&sasl.mechanism.as_str()) {
                 problem(
@@ -199,6 +205,8 @@ impl KafkaSpec {
         for (field, n) in [
             ("max_topics", self.max_topics),
             ("max_groups", self.max_groups),
+            ("max_partition_series", self.max_partition_series),
+            ("max_time_lag_fetches", self.max_time_lag_fetches),
         ] {
             if n == 0 {
                 problem(field, "must be at least 1".into());

@@ -1,0 +1,261 @@
+//! The `kafka` kind against the three-node KRaft cluster of
+//! `scripts/services.sh up kafka_cluster`: one broker killed mid-run (the
+//! check goes on, reports that broker down within one run, keeps the lag of
+//! every partition with a live leader, counts the leaderless ones as
+//! unreadable, and sees the broker up again after its restart), and
+//! SCRAM-SHA-512, and TLS. The killed broker is started again even when the test
+//! panics.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kafka_support::{unique, Admin};
+use runbook_exporter::checks::{Check, Reason, RunContext, Sample};
+
+#[path = "kafka_support/mod.rs"]
+mod kafka_support;
+
+fn env(var: &str) -> String {
+    common::service_env(var, "kafka_cluster")
+}
+
+fn brokers() -> String {
+    env("RUNBOOK_TEST_KAFKA_CLUSTER_BROKERS")
+}
+
+/// The tests of this file take turns: one of them kills a broker, which
+/// the others must not see (nextest runs each alone anyway).
+static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One run within its 5 s timeout; the samples whether it passed or not.
+async fn run(check: &dyn Check) -> (bool, Vec<Sample>) {
+    let ctx = RunContext {
+        timeout: Duration::from_secs(5),
+    };
+    match tokio::time::timeout(Duration::from_secs(10), check.run(&ctx))
+        .await
+        .expect("a kafka run ended within 10 s")
+    {
+        Ok(s) => (true, s),
+        Err(f) => (false, f.samples),
+    }
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.desc.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|s| s.value)
+}
+
+/// Node `n` of the cluster killed (SIGKILL) until this is dropped; then it
+/// is started again, even when the test panics.
+struct NodeDown;
+
+impl NodeDown {
+    fn kill(n: i32) -> Self {
+        let pid_file = format!(
+            "{}/node{n}/kafka.pid",
+            env("RUNBOOK_TEST_KAFKA_CLUSTER_STATE")
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{pid_file}: {e}"));
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -9 node {n}");
+        NodeDown
+    }
+}
+
+impl Drop for NodeDown {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
+        let status = Command::new("timeout")
+            .arg("240")
+            .arg(script)
+            .args(["up", "kafka_cluster"])
+            .status()
+            .expect("run scripts/services.sh");
+        assert!(
+            status.success(),
+            "scripts/services.sh up kafka_cluster failed or took over 240 s"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_broker_is_down_and_the_rest_keeps_its_numbers() {
+    let _turn = TURNS.lock().await;
+    let admin = Admin::new(&brokers());
+    let single = unique("rf1");
+    let replicated = unique("rf3");
+    let group = unique("cluster-group");
+    admin.create_topic(&single, 6, 1);
+    admin.create_topic(&replicated, 3, 3);
+    for (topic, parts) in [(&single, 6), (&replicated, 3)] {
+        for p in 0..parts {
+            admin.produce(topic, p, 5);
+            admin.commit(&group, topic, p, 1);
+        }
+    }
+    // The victim leads some RF1 partitions and is not the group's coordinator.
+    let coordinator = admin.coordinator(&group);
+    let leaders = admin.leaders(&single);
+    let victim_addr = leaders
+        .values()
+        .find(|a| **a != coordinator)
+        .expect("an RF1 partition led by a broker other than the coordinator")
+        .clone();
+    let victim: i32 = victim_addr
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<i32>()
+        .unwrap()
+        - 59290;
+    let dead_partitions: Vec<i32> = leaders
+        .iter()
+        .filter(|(_, a)| **a == victim_addr)
+        .map(|(p, _)| *p)
+        .collect();
+    let check = common::build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{group}]\ntopics: [{single}, {replicated}]",
+        brokers().replace(',', ", ")
+    ));
+    let (ok, before) = run(check.as_ref()).await;
+    assert!(ok, "healthy cluster: {before:?}");
+    let g = ("group", group.as_str());
+    let v = victim.to_string();
+    assert_eq!(
+        value(&before, "kafka_broker_up", &[("broker", &v)]),
+        Some(1.0)
+    );
+
+    {
+        // Killed while a run is in flight: that run ends within its bound.
+        let (_, _down) = tokio::join!(run(check.as_ref()), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            NodeDown::kill(victim)
+        });
+        // Within one run after that: the dead broker is down, the process
+        // goes on.
+        let (ok, first) = run(check.as_ref()).await;
+        assert!(!ok, "a run with a dead broker fails by the documented rule");
+        assert_eq!(
+            value(&first, "kafka_broker_up", &[("broker", &v)]),
+            Some(0.0)
+        );
+        // Poll (bounded) until the cluster re-elected the RF3 leaders: the
+        // lag of every partition with a live leader is there, the RF1
+        // partitions of the dead broker are counted unreadable.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, s) = run(check.as_ref()).await;
+            let lag = |t: &str, p: i32| {
+                value(
+                    &s,
+                    "kafka_consumergroup_lag",
+                    &[g, ("topic", t), ("partition", &p.to_string())],
+                )
+            };
+            let live_ok = (0..6)
+                .filter(|p| !dead_partitions.contains(p))
+                .all(|p| lag(&single, p) == Some(4.0))
+                && (0..3).all(|p| lag(&replicated, p) == Some(4.0));
+            let unreadable = value(
+                &s,
+                "kafka_consumergroup_topic_unreadable_partitions",
+                &[g, ("topic", single.as_str())],
+            );
+            if live_ok && unreadable == Some(dead_partitions.len() as f64) {
+                assert!(dead_partitions.iter().all(|p| lag(&single, *p).is_none()));
+                assert_eq!(value(&s, "kafka_broker_up", &[("broker", &v)]), Some(0.0));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "within 60 s, no run had the lag of every live partition and {} unreadable: {s:?}",
+                dead_partitions.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // Restarted: up again.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, s) = run(check.as_ref()).await;
+        if value(&s, "kafka_broker_up", &[("broker", &v)]) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {victim} not up 90 s after its restart"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_sha_512_works_and_a_wrong_password_fails_with_auth() {
+    let _turn = TURNS.lock().await;
+    let brokers = env("RUNBOOK_TEST_KAFKA_CLUSTER_SCRAM_BROKERS");
+    let user = env("RUNBOOK_TEST_KAFKA_CLUSTER_SCRAM_USER");
+    let password = env("RUNBOOK_TEST_KAFKA_CLUSTER_SCRAM_PASSWORD");
+    let yaml = |pw: &str| {
+        format!(
+            "kind: kafka\nbrokers: [{}]\ntopics: [none]\nsasl:\n  mechanism: SCRAM-SHA-512\n  username: {user}\n  password: {pw}",
+            brokers.replace(',', ", ")
+        )
+    };
+    let check = common::build(&yaml(&password));
+    let (ok, samples) = run(check.as_ref()).await;
+    assert!(ok, "SCRAM-SHA-512 run: {samples:?}");
+    assert_eq!(value(&samples, "kafka_brokers", &[]), Some(3.0));
+
+    let wrong = "wrong-scram-password-4b1c";
+    let check = common::build(&yaml(wrong));
+    let ctx = RunContext {
+        timeout: Duration::from_secs(5),
+    };
+    let failure = check.run(&ctx).await.expect_err("a wrong password fails");
+    assert_eq!(failure.reason, Reason::Auth, "{}", failure.message);
+    assert!(!failure.message.contains(wrong));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_the_cluster_ca_works_and_an_unknown_ca_fails_with_tls() {
+    let _turn = TURNS.lock().await;
+    let brokers = env("RUNBOOK_TEST_KAFKA_CLUSTER_TLS_BROKERS").replace(',', ", ");
+    let ca = env("RUNBOOK_TEST_KAFKA_CLUSTER_CA");
+    let check = common::build(&format!(
+        "kind: kafka\nbrokers: [{brokers}]\ntopics: [none]\ntls: true\ntls_config:\n  ca_file: {ca}"
+    ));
+    let (ok, samples) = run(check.as_ref()).await;
+    assert!(ok, "TLS run: {samples:?}");
+    assert_eq!(value(&samples, "kafka_brokers", &[]), Some(3.0));
+    for b in ["1", "2", "3"] {
+        assert_eq!(
+            value(&samples, "kafka_broker_up", &[("broker", b)]),
+            Some(1.0)
+        );
+    }
+
+    // The system roots do not know the test CA.
+    let check = common::build(&format!(
+        "kind: kafka\nbrokers: [{brokers}]\ntopics: [none]\ntls: true"
+    ));
+    let ctx = RunContext {
+        timeout: Duration::from_secs(5),
+    };
+    let failure = check.run(&ctx).await.expect_err("an unknown CA fails");
+    assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
+}
