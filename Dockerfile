@@ -4,10 +4,10 @@
 # with a read-only root filesystem.
 
 FROM rust:1.95-bookworm AS build
-# The bundled librdkafka needs OpenSSL (TLS, SASL SCRAM) and zlib; aws-lc-sys
-# (the S3 client's crypto) builds with cmake.
+# aws-lc-sys (the crypto of the S3 client and of JWT verification) builds
+# with cmake and perl; nothing links OpenSSL or zlib.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake perl pkg-config libssl-dev zlib1g-dev \
+ && apt-get install -y --no-install-recommends cmake perl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
