@@ -15,6 +15,7 @@
 #
 #   service        ports
 #   postgres       55432 (primary), 55433 (standby)
+#   pgbouncer      55442 (transaction pooling), 55443 (session pooling)
 #   redis          56379 (primary), 56380 (replica), 56381 (primary, TLS)
 #   clickhouse     58123 (http), 59000 (native)
 #   s3             59100
