@@ -17,7 +17,7 @@
 #   postgres       55432 (primary), 55433 (standby)
 #   pgbouncer      55442 (transaction pooling), 55443 (session pooling)
 #   redis          56379 (primary), 56380 (replica), 56381 (primary, TLS)
-#   clickhouse     58123 (http), 59000 (native)
+#   clickhouse     58123 (http), 58443 (https), 59000 (native)
 #   s3             59100
 #   kafka          59092 (broker), 59093 (SASL/PLAIN), 59095 (controller)
 #   prometheus     59090, alertmanager 59094

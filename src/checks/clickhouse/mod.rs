@@ -6,10 +6,18 @@
 //! would pass a ping-only probe. Every run therefore does both: `GET /ping`,
 //! then `SELECT 1` (or the configured query) as the configured user, then
 //! reads the server's version and uptime, and optionally the worst replica
-//! delay. The HTTP client, and its pool of keep-alive connections, lives as
-//! long as the check.
+//! delay, and with `replicas:`/`mutations:` the table health of
+//! [`tables`]. The HTTP client, and its pool of keep-alive connections,
+//! lives as long as the check.
+//!
+//! Each query carries `max_execution_time` on its URL, so the server stops
+//! it at the run's timeout, except for a `readonly = 1` user: ClickHouse
+//! refuses any setting from such a user (Code 164). The first such refusal
+//! turns the setting off for the check's lifetime and the query is sent
+//! again without it; the user's profile then bounds it.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -23,6 +31,8 @@ use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResul
 use crate::checks::shared::errors;
 use crate::checks::shared::secret::{self, Secret};
 use crate::clock::unix_now;
+
+mod tables;
 
 const USER_AGENT: &str = concat!("runbook-exporter/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of a query result read; the rest is not fetched.
@@ -38,6 +48,8 @@ const SERVER_NAME_UNSUPPORTED: &str =
     "is not supported by the clickhouse kind: use the name in the certificate as the URL's host";
 /// ClickHouse error codes about missing privileges (READONLY, ACCESS_DENIED).
 const PERMISSION_ERROR_CODES: [u32; 2] = [164, 497];
+/// READONLY: a `readonly = 1` user may not change a setting.
+const READONLY_ERROR_CODE: u32 = 164;
 
 /// Config of a `clickhouse` check.
 ///
@@ -73,12 +85,39 @@ pub struct ClickhouseSpec {
     /// as `runbook_clickhouse_replica_max_delay_seconds`. Default: false.
     #[serde(default)]
     pub replica_delay: bool,
+    /// Read replication depth from `system.replicas`: queue size and
+    /// absolute delay of the `max_tables` most delayed replicated tables,
+    /// and how many are read-only. Default: false.
+    #[serde(default)]
+    pub replicas: bool,
+    /// Read stuck mutations from `system.mutations`: unfinished ones older
+    /// than `mutation_stuck_after`, per table and in total. Default: false.
+    #[serde(default)]
+    pub mutations: bool,
+    /// Most tables exported per table-level part (`replicas`, `mutations`).
+    /// Default: 20.
+    #[serde(default = "default_max_tables")]
+    pub max_tables: u32,
+    /// An unfinished mutation older than this counts as stuck. Default: 15m.
+    #[serde(
+        default = "default_mutation_stuck_after",
+        with = "crate::checks::shared::duration"
+    )]
+    pub mutation_stuck_after: Duration,
     /// TLS options for `https://` URLs.
     pub tls: Option<TlsSpec>,
 }
 
 fn default_user() -> String {
     "default".to_string()
+}
+
+fn default_max_tables() -> u32 {
+    20
+}
+
+fn default_mutation_stuck_after() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_query() -> String {
@@ -131,6 +170,9 @@ impl ClickhouseSpec {
         }
         if self.query.trim().is_empty() {
             problems.push(("query".to_string(), "must not be empty".to_string()));
+        }
+        if self.max_tables == 0 {
+            problems.push(("max_tables".to_string(), "must be at least 1".to_string()));
         }
         problems
     }
@@ -192,12 +234,20 @@ pub static REPLICA_MAX_DELAY: MetricDesc = MetricDesc::gauge(
 );
 
 /// Every metric this kind can report, besides the TLS certificate expiry.
-pub static METRICS: [&MetricDesc; 5] = [
+pub static METRICS: [&MetricDesc; 13] = [
     &PING_DURATION,
     &QUERY_DURATION,
     &VERSION_INFO,
     &START_TIME,
     &REPLICA_MAX_DELAY,
+    &tables::REPLICA_QUEUE,
+    &tables::REPLICA_DELAY,
+    &tables::REPLICAS,
+    &tables::REPLICAS_READONLY,
+    &tables::TABLE_STUCK_MUTATIONS,
+    &tables::STUCK_MUTATIONS,
+    &tables::OLDEST_STUCK_MUTATION,
+    &tables::DROPPED,
 ];
 
 /// A built `clickhouse` check.
@@ -211,6 +261,9 @@ pub struct ClickhouseCheck {
     password: Option<Secret>,
     query: String,
     replica_delay: bool,
+    tables: tables::Tables,
+    /// False once the server refused `max_execution_time` (a readonly user).
+    send_settings: AtomicBool,
 }
 
 impl ClickhouseCheck {
@@ -256,6 +309,13 @@ impl ClickhouseCheck {
             password,
             query: spec.query.clone(),
             replica_delay: spec.replica_delay,
+            tables: tables::Tables {
+                replicas: spec.replicas,
+                mutations: spec.mutations,
+                max_tables: spec.max_tables,
+                stuck_after: spec.mutation_stuck_after,
+            },
+            send_settings: AtomicBool::new(true),
         })
     }
 
@@ -332,15 +392,42 @@ impl ClickhouseCheck {
                 }
             }
         }
+        if let Err(failure) = self.tables.collect(self, timeout, &mut samples).await {
+            return Err(failure.with_samples(samples));
+        }
         Ok(samples)
     }
 
-    /// Run `sql` as the check's user and return its result (at most
-    /// [`MAX_RESULT_BYTES`]). The server stops the query after `timeout`.
+    /// Run `sql` as the check's user, with `max_execution_time` unless the
+    /// server refused it before; once refused (a readonly user), again
+    /// without it.
     async fn query(&self, sql: &str, timeout: Duration) -> Result<String, Failure> {
+        if !self.send_settings.load(Ordering::Relaxed) {
+            return self.query_once(sql, None).await.map_err(|(f, _)| f);
+        }
+        match self.query_once(sql, Some(timeout)).await {
+            Err((_, Some(READONLY_ERROR_CODE))) => {
+                self.send_settings.store(false, Ordering::Relaxed);
+                tracing::info!(server = %self.display, user = %self.user, "clickhouse: the user is readonly; queries go without max_execution_time, bounded by the user's profile");
+                self.query_once(sql, None).await.map_err(|(f, _)| f)
+            }
+            other => other.map_err(|(f, _)| f),
+        }
+    }
+
+    /// Run `sql` as the check's user and return its result (at most
+    /// [`MAX_RESULT_BYTES`]). With `timeout`, the server stops the query
+    /// after it. A failure comes with the server's error code, if any.
+    async fn query_once(
+        &self,
+        sql: &str,
+        timeout: Option<Duration>,
+    ) -> Result<String, (Failure, Option<u32>)> {
         let mut url = self.query_url.clone();
-        url.query_pairs_mut()
-            .append_pair("max_execution_time", &timeout.as_secs().max(1).to_string());
+        if let Some(timeout) = timeout {
+            url.query_pairs_mut()
+                .append_pair("max_execution_time", &timeout.as_secs().max(1).to_string());
+        }
         let response = self
             .client
             .post(url)
@@ -348,11 +435,11 @@ impl ClickhouseCheck {
             .body(sql.to_string())
             .send()
             .await
-            .map_err(|e| self.transport_failure("query", &e))?;
+            .map_err(|e| (self.transport_failure("query", &e), None))?;
         let status = response.status();
         let body = read_limited(response)
             .await
-            .map_err(|e| self.transport_failure("query", &e))?;
+            .map_err(|e| (self.transport_failure("query", &e), None))?;
         if status == StatusCode::OK {
             return Ok(body);
         }
@@ -366,14 +453,17 @@ impl ClickhouseCheck {
         } else {
             Reason::UnexpectedResponse
         };
-        Err(Failure::new(
-            reason,
-            format!(
-                "query as user {:?} on {} failed with {status}: {}",
-                self.user,
-                self.display,
-                snippet(&body)
+        Err((
+            Failure::new(
+                reason,
+                format!(
+                    "query as user {:?} on {} failed with {status}: {}",
+                    self.user,
+                    self.display,
+                    snippet(&body)
+                ),
             ),
+            code,
         ))
     }
 
