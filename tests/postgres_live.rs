@@ -329,3 +329,86 @@ async fn a_standby_whose_wal_receiver_is_disconnected_reports_a_growing_replay_l
     })
     .await;
 }
+
+/// The `queries:` block of docs/checks/postgres.md's API-key example.
+fn documented_api_keys_example() -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/checks/postgres.md"
+    ))
+    .expect("docs/checks/postgres.md is readable");
+    let after = doc
+        .split_once("<!-- api-keys-example")
+        .expect("the docs mark the API-key example")
+        .1;
+    let block = after
+        .split_once("```yaml\n")
+        .expect("a yaml block follows the marker")
+        .1
+        .split_once("```")
+        .expect("the yaml block ends")
+        .0;
+    // The block is indented as under a check; unindent it by its first line.
+    let indent = block.len() - block.trim_start().len();
+    block
+        .lines()
+        .map(|l| l.get(indent..).unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn the_documented_api_key_expiry_query_reports_each_active_key_for_the_alert() {
+    let db = Scratch::new("api_keys", "").await;
+    let owner = db.session("api-keys-setup").await;
+    owner
+        .batch_execute(
+            "CREATE TABLE api_keys (key_name text, secret text, expires_at timestamptz, is_active bool);
+             INSERT INTO api_keys VALUES
+               ('deploy-bot', 'sk-live-0001', now() + interval '2 days', true),
+               ('ci', 'sk-live-0002', now() + interval '30 days', true),
+               ('retired', 'sk-live-0003', now() - interval '1 day', false),
+               ('never-expires', 'sk-live-0004', NULL, true);",
+        )
+        .await
+        .unwrap();
+    let c = check(
+        &db.dsn(),
+        &format!("statements_top: 0\n{}", documented_api_keys_example()),
+    );
+    let samples = run_ok(c.as_ref()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expiry = |key: &str| {
+        values(
+            &samples,
+            "postgres_query_value",
+            &[
+                ("query", "api_keys"),
+                ("column", "expiry_timestamp_seconds"),
+                ("key_name", key),
+            ],
+        )
+    };
+    let deploy = expiry("deploy-bot");
+    let ci = expiry("ci");
+    assert_eq!(deploy.len(), 1, "{samples:#?}");
+    assert!(
+        (deploy[0] - (now + 2.0 * 86400.0)).abs() < 120.0,
+        "{deploy:?}"
+    );
+    assert!((ci[0] - (now + 30.0 * 86400.0)).abs() < 120.0, "{ci:?}");
+    // Inactive and never-expiring keys are not watched.
+    assert!(expiry("retired").is_empty() && expiry("never-expires").is_empty());
+    assert_eq!(
+        values(&samples, "postgres_query_value", &[("query", "api_keys")]).len(),
+        2
+    );
+    // The alert's condition (value < time() + 7 days) holds for deploy-bot
+    // only; and no key's secret reached a sample.
+    let week = 7.0 * 86400.0;
+    assert!(deploy[0] < now + week && ci[0] >= now + week);
+    assert!(!format!("{samples:?}").contains("sk-live"));
+}

@@ -251,4 +251,27 @@ pub(super) const ALERTS: &[Alert] = &[
             quiet: &[("runbook_postgres_standby_wal_receiver_streaming{%L%,check=\"standby\"}", "1x30")],
         },
     },
+    Alert {
+        name: "RunbookPostgresRowExpiringSoon",
+        group: Group::Postgres,
+        severity: Severity::Warning,
+        expr: "runbook_postgres_query_value{%E%,column=\"expiry_timestamp_seconds\"} < time() + %T%",
+        summary: "A row a custom query watches (an API key, a token, a certificate) expires soon.",
+        description: "{{ $labels.query }} on {{ $labels.check }} has a row that expires at {{ $value | humanizeTimestamp }}.",
+        explain: "a custom query's `expiry_timestamp_seconds` column (Unix time) less than the threshold from now, or already past",
+        runbook: Runbook {
+            meaning: "A custom postgres query (see docs/checks/postgres.md, \"Expiry of API keys\") returns a row whose expiry is near or past: an API key, token or credential kept in the database.",
+            impact: "When it expires, the client using it gets authentication errors.",
+            diagnose: "The series' labels name the row (for the guide's example, `key_name`). In the database:\n\n```sql\nSELECT key_name, expires_at, is_active FROM api_keys\n WHERE is_active AND expires_at < now() + interval '7 days' ORDER BY expires_at;\n```",
+            fix: "Issue a new key, hand it to its client, then deactivate the old one (`UPDATE api_keys SET is_active = false WHERE key_name = '...'`); inactive keys are not watched.",
+            escalate: "Escalate to the key's owner; page if it expires within a day and the owner cannot be reached.",
+        },
+        test: Fixture {
+            firing: &[("runbook_postgres_query_value{%L%,check=\"pg\",query=\"api_keys\",column=\"expiry_timestamp_seconds\",key_name=\"deploy-bot\"}", "259200x30")],
+            delay: 0,
+            labels: "%L%,check=\"pg\",query=\"api_keys\",column=\"expiry_timestamp_seconds\",key_name=\"deploy-bot\"",
+            value: "1970-01-04 00:00:00 +0000 UTC",
+            quiet: &[("runbook_postgres_query_value{%L%,check=\"pg\",query=\"api_keys\",column=\"expiry_timestamp_seconds\",key_name=\"deploy-bot\"}", "2592000x30")],
+        },
+    },
 ];
