@@ -97,7 +97,7 @@ pub(super) const ALERTS: &[Alert] = &[
         expr: "runbook_postgres_lock_waiting_sessions{%E%} > %T%",
         summary: "PostgreSQL sessions are blocked on locks.",
         description: "{{ $value }} sessions on {{ $labels.check }} wait for a lock held by another session.",
-        explain: "sessions blocked by another session's lock (`pg_blocking_pids`) above the threshold",
+        explain: "client sessions waiting for a lock another session holds (`wait_event_type = 'Lock'`) above the threshold",
         runbook: Runbook {
             meaning: "Sessions wait for locks held by other sessions, persistently.",
             impact: "The blocked requests hang until their timeout; queues and connection pools fill up behind them.",
@@ -212,7 +212,7 @@ pub(super) const ALERTS: &[Alert] = &[
         expr: "runbook_postgres_standby_replay_lag_seconds{%E%} > %T%",
         summary: "A PostgreSQL standby replays WAL with a long delay.",
         description: "Standby {{ $labels.check }} is {{ $value | humanizeDuration }} behind in replay.",
-        explain: "on a standby, age of the last replayed transaction while WAL waits, above the threshold (0 when caught up, so an idle primary is not lag)",
+        explain: "on a standby, age of the last replayed transaction while WAL waits or the WAL receiver is disconnected, above the threshold (0 when caught up, so an idle primary is not lag)",
         runbook: Runbook {
             meaning: "The standby has WAL waiting, and the last transaction it replayed is old.",
             impact: "Reads from this standby are stale by about this much.",
