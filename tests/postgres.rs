@@ -745,6 +745,8 @@ password_file: /nonexistent
 tls: {server_name: db, insecure_skip_verify: true}
 sslmode: disable
 max_databases: 0
+max_clients: 0
+max_wait_events: 0
 queries:
   - {name: q, sql: ' ', values: []}
   - {name: q, sql: SELECT 1, values: [x], labels: [check, x], max_rows: 0}",
@@ -760,6 +762,8 @@ queries:
             "tls.server_name",
             "tls",
             "max_databases",
+            "max_clients",
+            "max_wait_events",
             "queries[0].sql",
             "queries[0].values",
             "queries[1].name",
@@ -781,6 +785,10 @@ queries:
 
     assert!(
         serde_saphyr::from_str::<CheckSpec>("kind: postgres\nhost: db\nport_number: 1").is_err()
+    );
+    assert!(
+        serde_saphyr::from_str::<CheckSpec>("kind: postgres\nhost: db\npooler: statement").is_err(),
+        "only none, session and transaction pooling are known"
     );
 }
 

@@ -537,8 +537,8 @@ mod tests {
             ["password"]
         );
         assert_eq!(
-            fields("url: http://h:8123\nuser: ''\nquery: ' '"),
-            ["user", "query"]
+            fields("url: http://h:8123\nuser: ''\nquery: ' '\nmax_tables: 0"),
+            ["user", "query", "max_tables"]
         );
     }
 }
