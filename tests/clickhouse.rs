@@ -186,6 +186,9 @@ async fn the_native_port_instead_of_the_http_one_fails_the_ping() {
 
 /// Run `sql` as the read-write test user over HTTP, for setting up.
 async fn admin(sql: &str) -> String {
+    // reqwest's rustls needs a process-wide crypto provider (the checks
+    // install theirs when built; this may run first).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::Client::new()
         .post(url())
         .basic_auth(user(), Some(password()))
