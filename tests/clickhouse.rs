@@ -183,3 +183,148 @@ async fn the_native_port_instead_of_the_http_one_fails_the_ping() {
     assert!(failure.message.contains("/ping"), "{}", failure.message);
     assert!(failure.message.contains("400"), "{}", failure.message);
 }
+
+/// Run `sql` as the read-write test user over HTTP, for setting up.
+async fn admin(sql: &str) -> String {
+    // reqwest's rustls needs a process-wide crypto provider (the checks
+    // install theirs when built; this may run first).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(url())
+        .basic_auth(user(), Some(password()))
+        .body(sql.to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert!(status.is_success(), "{sql}: {status} {body}");
+    body
+}
+
+fn readonly_check(extra: &str) -> Box<dyn Check> {
+    build(&format!(
+        "kind: clickhouse\nurl: {}\nuser: {}\npassword: {}\n{extra}",
+        url(),
+        env("RUNBOOK_TEST_CLICKHOUSE_RO_USER"),
+        env("RUNBOOK_TEST_CLICKHOUSE_RO_PASSWORD")
+    ))
+}
+
+fn labelled(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    samples
+        .iter()
+        .filter(|s| s.desc.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|s| s.value)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_readonly_user_works_and_reads_the_replication_views() {
+    // The server refuses any setting from this user (readonly = 1).
+    let check = readonly_check("replica_delay: true\nreplicas: true\nmutations: true");
+    for _ in 0..3 {
+        let samples = match run(check.as_ref()).await {
+            Ok(samples) => samples,
+            Err(f) => panic!("readonly user: {} {}", f.reason, f.message),
+        };
+        must(&samples, "clickhouse_query_duration");
+        // The test server has no replicated tables (a ReplicatedMergeTree
+        // needs ZooKeeper or Keeper, which it does not run): the queries
+        // run on the empty view and report explicit zeros.
+        assert_eq!(must(&samples, "clickhouse_replicas"), 0.0);
+        assert_eq!(must(&samples, "clickhouse_replicas_readonly"), 0.0);
+        assert_eq!(must(&samples, "clickhouse_replica_max_delay"), 0.0);
+        assert_eq!(
+            labelled(&samples, "clickhouse_dropped_rows", &[("part", "replicas")]),
+            [0.0]
+        );
+        assert!(labelled(&samples, "clickhouse_replica_queue_size", &[]).is_empty());
+    }
+    // What the readonly user may not do still fails, as a permission error.
+    let writer = readonly_check("query: CREATE TABLE runbook_ro_probe (x UInt8) ENGINE = Memory");
+    let failure = run(writer.as_ref()).await.expect_err("readonly");
+    assert_eq!(failure.reason, Reason::Auth, "{}", failure.message);
+    assert!(failure.message.contains("164"), "{}", failure.message);
+}
+
+#[tokio::test]
+async fn mutations_that_cannot_finish_are_counted_as_stuck_per_table_with_a_cap() {
+    let db = "runbook_t_ch_stuck";
+    admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
+    admin(&format!("CREATE DATABASE {db}")).await;
+    for t in ["a", "b"] {
+        admin(&format!(
+            "CREATE TABLE {db}.{t} (x UInt32) ENGINE = MergeTree ORDER BY x"
+        ))
+        .await;
+        admin(&format!("INSERT INTO {db}.{t} VALUES (1), (2)")).await;
+        // throwIf fails on the row x = 1: the mutation is retried forever.
+        admin(&format!(
+            "ALTER TABLE {db}.{t} DELETE WHERE throwIf(x = 1) = 0"
+        ))
+        .await;
+    }
+    let check = readonly_check("mutations: true\nmutation_stuck_after: 1s\nmax_tables: 1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let samples = loop {
+        let samples = run(check.as_ref()).await.expect("check passes");
+        let ours: Vec<f64> = ["a", "b"]
+            .iter()
+            .flat_map(|t| {
+                labelled(
+                    &samples,
+                    "clickhouse_table_stuck_mutations",
+                    &[("database", db), ("table", t)],
+                )
+            })
+            .collect();
+        if must(&samples, "clickhouse_stuck_mutations") >= 2.0 && ours == [1.0] {
+            break samples;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 30 s waiting for two stuck mutations: {samples:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        labelled(&samples, "clickhouse_table_stuck_mutations", &[]).len(),
+        1
+    );
+    assert!(
+        labelled(
+            &samples,
+            "clickhouse_dropped_rows",
+            &[("part", "mutations")]
+        )[0] >= 1.0
+    );
+    assert!(must(&samples, "clickhouse_oldest_stuck_mutation_age") >= 1.0);
+    admin(&format!("DROP DATABASE {db}")).await;
+}
+
+#[tokio::test]
+async fn https_with_the_servers_ca_passes_and_without_it_fails_tls() {
+    let https = env("RUNBOOK_TEST_CLICKHOUSE_HTTPS_URL");
+    let check = build(&format!(
+        "kind: clickhouse\nurl: {https}\nuser: {}\npassword: {}\ntls: {{ca_file: {}}}",
+        user(),
+        password(),
+        env("RUNBOOK_TEST_CLICKHOUSE_CA_FILE")
+    ));
+    match run(check.as_ref()).await {
+        Ok(samples) => assert!(must(&samples, "clickhouse_query_duration") > 0.0),
+        Err(f) => panic!("https: {} {}", f.reason, f.message),
+    }
+    let untrusted = build(&format!("kind: clickhouse\nurl: {https}\nuser: {}", user()));
+    let failure = run(untrusted.as_ref())
+        .await
+        .expect_err("the CA is not trusted");
+    assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
+}

@@ -48,7 +48,7 @@ const KIND_CHECKS: &[KindChecks] = &[
         service: "postgres",
         vars: &["RUNBOOK_TEST_PG_PRIMARY_DSN", "RUNBOOK_TEST_PG_STANDBY_DSN"],
         setup: "",
-        checks: "  - {name: pg_primary, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_PRIMARY_DSN}'}\n  - {name: pg_standby, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_STANDBY_DSN}'}\n",
+        checks: "  - {name: pg_primary, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_PRIMARY_DSN}', queries: [{name: api_keys, sql: \"SELECT 'ci' AS key_name, 4102444800::float8 AS expiry_timestamp_seconds\", values: [expiry_timestamp_seconds], labels: [key_name]}]}\n  - {name: pg_standby, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_STANDBY_DSN}'}\n",
     },
     KindChecks {
         // A Redis of the test's own (see `PrivateRedis`): with maxmemory set,

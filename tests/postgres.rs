@@ -2,8 +2,10 @@
 //! standby started by `scripts/services.sh up postgres`.
 
 mod common;
+mod pg_support;
 
 use common::{build, ctx};
+use pg_support::{wait_for, Scratch};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -249,16 +251,30 @@ async fn nothing_listening_is_connection_refused() {
 #[tokio::test]
 async fn a_long_query_is_counted_from_query_start() {
     let _server = SERVER.read().await;
-    let sleeper = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    // A role of the test's own, without pg_monitor: the check sees its
+    // sessions' query times and nobody else's.
+    let db = Scratch::new("long_query", "").await;
+    let su = connect(&env("RUNBOOK_TEST_PG_SUPERUSER_DSN")).await;
+    let sleeper = db.session("long-query-sleeper").await;
     // A transaction that started long before the slow query: the age
     // counts from the query, not from BEGIN.
     sleeper.batch_execute("BEGIN").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_for("the transaction to be 4 s old", 30, || async {
+        su.query_one(
+            "SELECT coalesce(bool_or(now() - xact_start > interval '4 seconds'), false) \
+             FROM pg_stat_activity WHERE application_name = 'long-query-sleeper'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    })
+    .await;
     let query_started = Instant::now();
     let sleeping = tokio::spawn(async move {
         let _ = sleeper.batch_execute("SELECT pg_sleep(6); COMMIT").await;
     });
-    let check = check_for(&primary(), "long_query_threshold: 2s\nstatements_top: 0");
+    let check = check_for(&db.dsn(), "long_query_threshold: 2s\nstatements_top: 0");
     let samples = run_until(check.as_ref(), "a long-running query", |s| {
         values(s, "postgres_long_running_queries", &[]) == [1.0]
     })
@@ -270,18 +286,20 @@ async fn a_long_query_is_counted_from_query_start() {
         longest >= 2.0 && longest <= query_age + 0.5,
         "longest {longest} s, query running for {query_age} s"
     );
+    // The transaction's age is the other figure, from BEGIN.
+    assert!(one(&samples, "postgres_oldest_transaction_age", &[]) >= longest + 4.0);
     sleeping.await.unwrap();
 }
 
 #[tokio::test]
 async fn a_session_waiting_for_a_row_lock_is_reported() {
     let _server = SERVER.read().await;
-    let su = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
-    let holder = connect(&su).await;
+    let db = Scratch::new("row_lock", "").await;
+    let holder = db.session("row-lock-holder").await;
     holder
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS runbook_lock_test (id int PRIMARY KEY, v int);
-             INSERT INTO runbook_lock_test VALUES (1, 0) ON CONFLICT DO NOTHING;",
+            "CREATE TABLE runbook_lock_test (id int PRIMARY KEY, v int);
+             INSERT INTO runbook_lock_test VALUES (1, 0);",
         )
         .await
         .unwrap();
@@ -289,13 +307,14 @@ async fn a_session_waiting_for_a_row_lock_is_reported() {
         .batch_execute("BEGIN; UPDATE runbook_lock_test SET v = v + 1 WHERE id = 1")
         .await
         .unwrap();
-    let waiter = connect(&su).await;
+    let waiter = db.session("row-lock-waiter").await;
     let waiting = tokio::spawn(async move {
         waiter
             .batch_execute("UPDATE runbook_lock_test SET v = v + 1 WHERE id = 1")
             .await
     });
-    let check = check_for(&primary(), "statements_top: 0");
+    // The check's role sees only the test's sessions: exact counts.
+    let check = check_for(&db.dsn(), "statements_top: 0");
     let samples = run_until(check.as_ref(), "a blocked session", |s| {
         values(s, "postgres_lock_waiting_sessions", &[]) == [1.0]
             && values(s, "postgres_longest_lock_wait", &[])
@@ -304,6 +323,14 @@ async fn a_session_waiting_for_a_row_lock_is_reported() {
     })
     .await;
     assert!(one(&samples, "postgres_longest_lock_wait", &[]) < 60.0);
+    assert_eq!(
+        values(
+            &samples,
+            "postgres_active_wait_events",
+            &[("wait_event_type", "Lock"), ("wait_event", "transactionid")]
+        ),
+        [1.0]
+    );
     holder.batch_execute("COMMIT").await.unwrap();
     waiting.await.unwrap().expect("the waiter gets the lock");
     run_until(check.as_ref(), "the lock wait to end", |s| {
@@ -315,22 +342,19 @@ async fn a_session_waiting_for_a_row_lock_is_reported() {
 #[tokio::test]
 async fn a_deadlock_increments_the_counter() {
     let _server = SERVER.read().await;
-    let su = env("RUNBOOK_TEST_PG_SUPERUSER_DSN");
-    let check = check_for(&primary(), "statements_top: 0");
-    let deadlocks = |s: &[Sample]| {
-        one(
-            s,
-            "postgres_database_deadlocks",
-            &[("database", "postgres")],
-        )
-    };
+    // A database of the test's own: its deadlock counter moves by exactly
+    // the test's deadlock.
+    let db = Scratch::new("deadlock", "").await;
+    let check = check_for(&db.dsn(), "statements_top: 0");
+    let name = db.name.clone();
+    let deadlocks = |s: &[Sample]| one(s, "postgres_database_deadlocks", &[("database", &name)]);
     let before = deadlocks(&run_ok(check.as_ref()).await);
 
-    let a = connect(&su).await;
-    let b = connect(&su).await;
+    let a = db.session("deadlock-a").await;
+    let b = db.session("deadlock-b").await;
     a.batch_execute(
-        "CREATE TABLE IF NOT EXISTS runbook_deadlock_test (id int PRIMARY KEY, v int);
-         INSERT INTO runbook_deadlock_test VALUES (1, 0), (2, 0) ON CONFLICT DO NOTHING;",
+        "CREATE TABLE runbook_deadlock_test (id int PRIMARY KEY, v int);
+         INSERT INTO runbook_deadlock_test VALUES (1, 0), (2, 0);",
     )
     .await
     .unwrap();
@@ -347,7 +371,19 @@ async fn a_deadlock_increments_the_counter() {
         let _ = a.batch_execute("ROLLBACK").await;
         r
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // b closes the cycle only once a waits for b's row.
+    wait_for("session a to wait for b's row lock", 30, || async {
+        b.query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'deadlock-a' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+            == 1
+    })
+    .await;
     let b_result = b
         .batch_execute("UPDATE runbook_deadlock_test SET v = v + 1 WHERE id = 1")
         .await;
@@ -372,6 +408,7 @@ async fn a_deadlock_increments_the_counter() {
         deadlocks(s) > before
     })
     .await;
+    assert_eq!(deadlocks(&run_ok(check.as_ref()).await), before + 1.0);
 }
 
 /// Resumes replay on the standby even when the test fails half-way.
@@ -708,6 +745,8 @@ password_file: /nonexistent
 tls: {server_name: db, insecure_skip_verify: true}
 sslmode: disable
 max_databases: 0
+max_clients: 0
+max_wait_events: 0
 queries:
   - {name: q, sql: ' ', values: []}
   - {name: q, sql: SELECT 1, values: [x], labels: [check, x], max_rows: 0}",
@@ -723,6 +762,8 @@ queries:
             "tls.server_name",
             "tls",
             "max_databases",
+            "max_clients",
+            "max_wait_events",
             "queries[0].sql",
             "queries[0].values",
             "queries[1].name",
@@ -744,6 +785,10 @@ queries:
 
     assert!(
         serde_saphyr::from_str::<CheckSpec>("kind: postgres\nhost: db\nport_number: 1").is_err()
+    );
+    assert!(
+        serde_saphyr::from_str::<CheckSpec>("kind: postgres\nhost: db\npooler: statement").is_err(),
+        "only none, session and transaction pooling are known"
     );
 }
 

@@ -1,11 +1,31 @@
 # ClickHouse for the `clickhouse` kind's tests: one server with the HTTP
-# interface on 127.0.0.1:58123 and the native protocol on 127.0.0.1:59000,
-# and a user `runbook` that needs a password. Sourced by scripts/services.sh.
+# interface on 127.0.0.1:58123, HTTPS on 127.0.0.1:58443 (a certificate for
+# 127.0.0.1 from a CA of the script's own) and the native protocol on
+# 127.0.0.1:59000; a user `runbook` that needs a password, and `runbook_ro`,
+# a monitoring user with readonly = 1. Sourced by scripts/services.sh.
 
 clickhouse_dir() { printf '%s/clickhouse' "$RUNBOOK_TEST_STATE"; }
 
 # The test user's password; fixed, the server listens on loopback only.
 CLICKHOUSE_TEST_PASSWORD="runbook-test-clickhouse"
+CLICKHOUSE_RO_PASSWORD="runbook-test-clickhouse-ro"
+clickhouse_https_port=58443
+
+# clickhouse_certs DIR: a CA and a server certificate for 127.0.0.1 signed
+# by it (a leaf: CA:FALSE, which rustls requires), made once.
+clickhouse_certs() {
+  local tls="$1/tls"
+  [ -s "$tls/server.pem" ] && return 0
+  command -v openssl >/dev/null || apt_install openssl
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=runbook-test-clickhouse-ca" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/ext.cnf"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$tls/ext.cnf" -out "$tls/server.pem" 2>/dev/null
+}
 
 clickhouse_write_config() {
   local dir="$1"
@@ -23,6 +43,18 @@ clickhouse_write_config() {
     <listen_host>127.0.0.1</listen_host>
     <http_port>58123</http_port>
     <tcp_port>59000</tcp_port>
+    <https_port>$clickhouse_https_port</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$dir/tls/server.pem</certificateFile>
+            <privateKeyFile>$dir/tls/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <max_connections>256</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>50</max_concurrent_queries>
@@ -45,6 +77,11 @@ XML
         <default>
             <max_memory_usage>1000000000</max_memory_usage>
         </default>
+        <readonly>
+            <max_memory_usage>1000000000</max_memory_usage>
+            <max_execution_time>30</max_execution_time>
+            <readonly>1</readonly>
+        </readonly>
     </profiles>
     <users>
         <default>
@@ -59,6 +96,12 @@ XML
             <profile>default</profile>
             <quota>default</quota>
         </runbook>
+        <runbook_ro>
+            <password>$CLICKHOUSE_RO_PASSWORD</password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>readonly</profile>
+            <quota>default</quota>
+        </runbook_ro>
     </users>
     <quotas>
         <default>
@@ -81,15 +124,25 @@ clickhouse_up() {
   dir="$(clickhouse_dir)"
   [ -x /usr/sbin/clickhouse-server ] || apt_install clickhouse-server
   command -v curl >/dev/null || apt_install curl
+  clickhouse_certs "$dir"
+  # users.xml is re-read by a running server; the HTTPS port needs a
+  # restart of a server started by an older version of this script.
+  clickhouse_write_config "$dir"
+  if port_open 58123 && ! port_open "$clickhouse_https_port" && [ -s "$dir/clickhouse.pid" ]; then
+    log "restarting clickhouse to open its https port"
+    kill "$(cat "$dir/clickhouse.pid")" 2>/dev/null || true
+    local j
+    for ((j = 0; j < 100; j++)); do port_open 58123 || break; sleep 0.1; done
+  fi
   if port_open 58123; then
     log "clickhouse already listens on 127.0.0.1:58123"
   else
-    clickhouse_write_config "$dir"
     # --pid-file writes nothing with this version: keep the PID ourselves.
     /usr/sbin/clickhouse-server --config-file="$dir/config.xml" \
       >>"$RUNBOOK_TEST_STATE/logs/clickhouse.out" 2>&1 </dev/null &
     echo $! >"$dir/clickhouse.pid"
     wait_tcp 58123 60
+    wait_tcp "$clickhouse_https_port" 30
   fi
   local i
   for ((i = 0; i < 100; i++)); do
@@ -101,6 +154,10 @@ export RUNBOOK_TEST_CLICKHOUSE_URL=http://127.0.0.1:58123
 export RUNBOOK_TEST_CLICKHOUSE_NATIVE_ADDR=127.0.0.1:59000
 export RUNBOOK_TEST_CLICKHOUSE_USER=runbook
 export RUNBOOK_TEST_CLICKHOUSE_PASSWORD=$CLICKHOUSE_TEST_PASSWORD
+export RUNBOOK_TEST_CLICKHOUSE_RO_USER=runbook_ro
+export RUNBOOK_TEST_CLICKHOUSE_RO_PASSWORD=$CLICKHOUSE_RO_PASSWORD
+export RUNBOOK_TEST_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$clickhouse_https_port
+export RUNBOOK_TEST_CLICKHOUSE_CA_FILE=$dir/tls/ca.pem
 ENV
 }
 

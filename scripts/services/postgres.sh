@@ -10,6 +10,10 @@
 #   RUNBOOK_TEST_PG_SUPERUSER_DSN  superuser on the primary (to provoke locks)
 #   RUNBOOK_TEST_PG_STANDBY_SUPERUSER_DSN  superuser on the standby (replay pause)
 #   RUNBOOK_TEST_PG_PRIMARY_CLUSTER  "15 NAME", for pg_ctlcluster in tests
+#   RUNBOOK_TEST_PG_CERT_USER      a role that logs in with a client certificate only
+#                                  (`hostssl ... cert` on the primary, CA in ssl_ca_file)
+#   RUNBOOK_TEST_PG_CLIENT_CERT / _KEY                 its certificate, from that CA
+#   RUNBOOK_TEST_PG_FOREIGN_CLIENT_CERT / _KEY         the same name, from another CA
 
 pg_version=15
 pg_primary=runbook_primary
@@ -116,12 +120,58 @@ pg_create_standby() {
   sed -i "s/^port = .*/port = $pg_standby_port/" "/etc/postgresql/$pg_version/$pg_standby/postgresql.conf"
 }
 
+pg_cert_user=runbook_cert
+
+# pg_client_certs: a client CA the primary trusts (ssl_ca_file), a client
+# certificate from it for $pg_cert_user, and one with the same name from a
+# CA nobody trusts; made once.
+pg_client_certs() {
+  local tls="$RUNBOOK_TEST_STATE/postgres/tls" ca
+  [ -s "$tls/foreign-client.pem" ] && return 0
+  command -v openssl >/dev/null || apt_install openssl
+  mkdir -p "$tls"
+  printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n' >"$tls/ext.cnf"
+  for ca in client foreign; do
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=runbook-test-pg-$ca-ca" \
+      -keyout "$tls/$ca-ca.key" -out "$tls/$ca-ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$pg_cert_user" \
+      -keyout "$tls/$ca-client.key" -out "$tls/$ca-client.csr" 2>/dev/null
+    openssl x509 -req -in "$tls/$ca-client.csr" -CA "$tls/$ca-ca.pem" -CAkey "$tls/$ca-ca.key" \
+      -CAcreateserial -days 3650 -extfile "$tls/ext.cnf" -out "$tls/$ca-client.pem" 2>/dev/null
+  done
+  chown -R postgres:postgres "$tls"
+}
+
+# pg_setup_client_certs: the primary verifies client certificates against
+# the client CA, and $pg_cert_user logs in over TLS with one (its own hba
+# line, before the password lines); other roles are unaffected.
+pg_setup_client_certs() {
+  local tls="$RUNBOOK_TEST_STATE/postgres/tls"
+  local conf="/etc/postgresql/$pg_version/$pg_primary"
+  pg_client_certs
+  echo "ssl_ca_file = '$tls/client-ca.pem'" >"$conf/conf.d/runbook-clientcert.conf"
+  if ! grep -q "^hostssl all $pg_cert_user " "$conf/pg_hba.conf"; then
+    sed -i "0,/^host /s//hostssl all $pg_cert_user 127.0.0.1\/32 cert\n&/" "$conf/pg_hba.conf"
+  fi
+  pg_sql "$pg_primary_port" "
+SET client_min_messages = warning;
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$pg_cert_user') THEN
+    CREATE ROLE $pg_cert_user LOGIN;
+  END IF;
+END \$\$;
+GRANT pg_monitor TO $pg_cert_user;
+SELECT pg_reload_conf();
+" >/dev/null
+}
+
 postgres_up() {
   apt_install postgresql postgresql-contrib
   mkdir -p "$RUNBOOK_TEST_STATE/postgres"
   pg_cluster_exists "$pg_primary" primary || pg_create_primary
   pg_start "$pg_primary" "$pg_primary_port"
   pg_setup_roles
+  pg_setup_client_certs
   if ! pg_cluster_exists "$pg_standby" standby || [ ! -f "$(pg_dir standby)/standby.signal" ]; then
     pg_create_standby
   fi
@@ -142,6 +192,11 @@ export RUNBOOK_TEST_PG_STANDBY_DSN='postgres://$pg_monitor_user:$pg_monitor_pass
 export RUNBOOK_TEST_PG_SUPERUSER_DSN='postgres://postgres:$pg_super_password@127.0.0.1:$pg_primary_port/postgres?sslmode=disable'
 export RUNBOOK_TEST_PG_STANDBY_SUPERUSER_DSN='postgres://postgres:$pg_super_password@127.0.0.1:$pg_standby_port/postgres?sslmode=disable'
 export RUNBOOK_TEST_PG_PRIMARY_CLUSTER='$pg_version $pg_primary'
+export RUNBOOK_TEST_PG_CERT_USER='$pg_cert_user'
+export RUNBOOK_TEST_PG_CLIENT_CERT='$RUNBOOK_TEST_STATE/postgres/tls/client-client.pem'
+export RUNBOOK_TEST_PG_CLIENT_KEY='$RUNBOOK_TEST_STATE/postgres/tls/client-client.key'
+export RUNBOOK_TEST_PG_FOREIGN_CLIENT_CERT='$RUNBOOK_TEST_STATE/postgres/tls/foreign-client.pem'
+export RUNBOOK_TEST_PG_FOREIGN_CLIENT_KEY='$RUNBOOK_TEST_STATE/postgres/tls/foreign-client.key'
 EOF
   log "postgres ready: primary 127.0.0.1:$pg_primary_port, standby 127.0.0.1:$pg_standby_port"
 }

@@ -1,13 +1,17 @@
 //! pg_stat_activity: client backends by state, and the summary row read
-//! with it: recovery state, the connection settings, and queries running
-//! longer than `long_query_threshold` (plus the lock columns of
-//! [`super::locks`]).
+//! with it: recovery state, the connection settings, queries running
+//! longer than `long_query_threshold`, the oldest transaction and the
+//! oldest idle-in-transaction session (plus the lock columns of
+//! [`super::locks`]). The summary reads pg_stat_activity once: every
+//! figure is an aggregate over the same rows.
 
 use std::time::Duration;
 
 use prometheus_client::registry::Unit;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::Client;
 
+use super::query::Query;
 use super::{failed, locks, Failed};
 use crate::checks::{MetricDesc, Sample};
 
@@ -43,23 +47,32 @@ pub(super) static LONGEST_QUERY: MetricDesc = MetricDesc::gauge(
     Some(Unit::Seconds),
     "Age of the oldest active query (from query_start) in the last scheduled run; 0 if none.",
 );
+/// Age of the oldest open transaction of another client session (from xact_start) in the last scheduled run; 0 if none.
+pub(super) static OLDEST_TRANSACTION: MetricDesc = MetricDesc::gauge("postgres_oldest_transaction_age", Some(Unit::Seconds), "Age of the oldest open transaction of another client session (from xact_start) in the last scheduled run; 0 if none.");
+/// How long the longest idle-in-transaction session has been idle (from state_change) in the last scheduled run; 0 if none.
+pub(super) static OLDEST_IDLE_IN_TRANSACTION: MetricDesc = MetricDesc::gauge("postgres_oldest_idle_in_transaction", Some(Unit::Seconds), "How long the longest idle-in-transaction session has been idle (from state_change) in the last scheduled run; 0 if none.");
 
 const SQL_STATES: &str = "SELECT coalesce(state, 'unknown'), count(*)::float8 \
      FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1";
 
-/// One row: recovery, settings, long queries, lock waits. `$1` is the
-/// long-query threshold in seconds. `{locks}` is [`locks::columns`].
+/// One row: recovery, settings, long queries, oldest transaction, oldest
+/// idle-in-transaction session, lock waits. `$1` is the long-query
+/// threshold in seconds. `{locks}` is [`locks::columns`].
 const SQL_SUMMARY: &str = "SELECT pg_is_in_recovery(), \
      current_setting('max_connections')::float8, \
      current_setting('superuser_reserved_connections')::float8, \
-     count(*) FILTER (WHERE a.query_start < now() - make_interval(secs => $1))::float8, \
-     coalesce(extract(epoch FROM now() - min(a.query_start)), 0)::float8, \
+     count(*) FILTER (WHERE a.state = 'active' \
+       AND a.query_start < now() - make_interval(secs => $1))::float8, \
+     coalesce(extract(epoch FROM now() - min(a.query_start) FILTER (WHERE a.state = 'active')), 0)::float8, \
+     coalesce(extract(epoch FROM now() - min(a.xact_start)), 0)::float8, \
+     coalesce(extract(epoch FROM now() - min(a.state_change) \
+       FILTER (WHERE a.state IN ('idle in transaction', 'idle in transaction (aborted)'))), 0)::float8, \
      {locks} \
      FROM pg_stat_activity a \
-     WHERE a.state = 'active' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()";
+     WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()";
 
 /// The column of the summary row where the lock columns start.
-const LOCK_COLUMNS: usize = 5;
+const LOCK_COLUMNS: usize = 7;
 
 /// Every known state, reported even at 0, so that alerts see explicit zeros.
 const STATES: [&str; 6] = [
@@ -73,19 +86,20 @@ const STATES: [&str; 6] = [
 
 /// The prepared statements of this collector.
 pub(super) struct Statements {
-    summary: Statement,
-    states: Statement,
+    summary: Query,
+    states: Query,
 }
 
 impl Statements {
     pub(super) async fn prepare(
         client: &Client,
         version_num: i32,
+        named: bool,
     ) -> Result<Self, tokio_postgres::Error> {
         let summary_sql = SQL_SUMMARY.replace("{locks}", &locks::columns(version_num));
         Ok(Self {
-            summary: client.prepare(&summary_sql).await?,
-            states: client.prepare(SQL_STATES).await?,
+            summary: Query::new(client, summary_sql, &[Type::FLOAT8], named).await?,
+            states: Query::new(client, SQL_STATES, &[], named).await?,
         })
     }
 }
@@ -99,27 +113,34 @@ pub(super) async fn collect(
     samples: &mut Vec<Sample>,
 ) -> Result<bool, Failed> {
     let threshold = long_query.as_secs_f64();
-    let row = c
-        .query_one(&s.summary, &[&threshold])
+    let mut in_recovery = false;
+    if let Some(row) = s
+        .summary
+        .first(c, &[&threshold])
         .await
-        .map_err(failed("reading pg_stat_activity"))?;
-    let in_recovery: bool = row.get(0);
-    samples.push(Sample::new(&IN_RECOVERY, f64::from(u8::from(in_recovery))));
-    for (i, desc) in [
-        (1, &MAX_CONNECTIONS),
-        (2, &RESERVED_CONNECTIONS),
-        (3, &LONG_QUERIES),
-        (4, &LONGEST_QUERY),
-    ] {
-        if let Some(v) = row.get::<_, Option<f64>>(i) {
-            samples.push(Sample::new(desc, v));
+        .map_err(failed("reading pg_stat_activity"))?
+    {
+        in_recovery = row.get(0);
+        samples.push(Sample::new(&IN_RECOVERY, f64::from(u8::from(in_recovery))));
+        for (i, desc) in [
+            (1, &MAX_CONNECTIONS),
+            (2, &RESERVED_CONNECTIONS),
+            (3, &LONG_QUERIES),
+            (4, &LONGEST_QUERY),
+            (5, &OLDEST_TRANSACTION),
+            (6, &OLDEST_IDLE_IN_TRANSACTION),
+        ] {
+            if let Some(v) = row.get::<_, Option<f64>>(i) {
+                samples.push(Sample::new(desc, v.max(0.0)));
+            }
         }
+        locks::push_samples(&row, LOCK_COLUMNS, samples);
     }
-    locks::push_samples(&row, LOCK_COLUMNS, samples);
 
     let mut states: Vec<(String, f64)> = STATES.iter().map(|s| (s.to_string(), 0.0)).collect();
-    for row in c
-        .query(&s.states, &[])
+    for row in s
+        .states
+        .rows(c, &[])
         .await
         .map_err(failed("reading pg_stat_activity"))?
     {

@@ -3,8 +3,10 @@
 //! commits).
 
 use prometheus_client::registry::Unit;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::Client;
 
+use super::query::Query;
 use super::{failed, Failed};
 use crate::checks::{MetricDesc, Sample};
 
@@ -49,19 +51,19 @@ const SQL_DATABASES: &str = "SELECT datname::text, numbackends::float8, xact_com
      ORDER BY xact_commit DESC, datname LIMIT $1";
 
 /// The prepared statement of this collector.
-pub(super) async fn prepare(client: &Client) -> Result<Statement, tokio_postgres::Error> {
-    client.prepare(SQL_DATABASES).await
+pub(super) async fn prepare(client: &Client, named: bool) -> Result<Query, tokio_postgres::Error> {
+    Query::new(client, SQL_DATABASES, &[Type::INT8], named).await
 }
 
 /// One sample per column and database.
 pub(super) async fn collect(
     c: &Client,
-    databases: &Statement,
+    databases: &Query,
     max_databases: i64,
     samples: &mut Vec<Sample>,
 ) -> Result<(), Failed> {
-    for row in c
-        .query(databases, &[&max_databases])
+    for row in databases
+        .rows(c, &[&max_databases])
         .await
         .map_err(failed("reading pg_stat_database"))?
     {

@@ -52,6 +52,19 @@ pub(super) fn classify(e: &tokio_postgres::Error) -> Reason {
     }
 }
 
+/// Whether `e` (from `c`) means the server closed the session: the
+/// connection is gone, or the server said it is ending it (an
+/// administrator, `idle_session_timeout`, a shutdown for failover).
+pub(super) fn lost(e: &tokio_postgres::Error, c: &tokio_postgres::Client) -> bool {
+    let ended_by_server = e.as_db_error().is_some_and(|db| {
+        let code = db.code();
+        code == &SqlState::ADMIN_SHUTDOWN
+            || code == &SqlState::IDLE_SESSION_TIMEOUT
+            || code == &SqlState::CRASH_SHUTDOWN
+    });
+    ended_by_server || e.is_closed() || c.is_closed()
+}
+
 /// A one-line description of a tokio-postgres error with its causes; the
 /// server's message for database errors.
 pub(super) fn describe(e: &tokio_postgres::Error) -> String {

@@ -1,7 +1,13 @@
-//! Lock waits: how many client sessions are blocked by another session's
-//! lock (`pg_blocking_pids`) and the longest current wait (`pg_locks.waitstart`,
-//! PostgreSQL 14+). They are two columns of the activity summary row
-//! ([`super::activity`]), so they cost no round trip of their own.
+//! Lock waits: how many client sessions wait for a heavyweight lock
+//! (`wait_event_type = 'Lock'`) and the longest current wait
+//! (`pg_locks.waitstart`, PostgreSQL 14+). They are two columns of the
+//! activity summary row ([`super::activity`]), so they cost no round trip
+//! of their own, and they are computed in one pass over pg_stat_activity
+//! and one over pg_locks: no `pg_blocking_pids()` per waiting session,
+//! which takes every lock-manager partition lock on each call and gets
+//! expensive exactly when many sessions wait. A session waits for a lock
+//! only while another holds it or queues before it, which is what
+//! `pg_blocking_pids()` would have listed.
 //! Deadlocks are counted per database by pg_stat_database ([`super::database`]).
 
 use prometheus_client::registry::Unit;
@@ -9,23 +15,24 @@ use tokio_postgres::Row;
 
 use crate::checks::{MetricDesc, Sample};
 
-/// Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run.
+/// Client sessions waiting for a lock another session holds or queues for (wait_event_type Lock) in the last scheduled run.
 pub(super) static LOCK_WAITING: MetricDesc = MetricDesc::gauge(
     "postgres_lock_waiting_sessions",
     None,
-    "Sessions blocked by another session's lock (pg_blocking_pids) in the last scheduled run.",
+    "Client sessions waiting for a lock another session holds or queues for (wait_event_type Lock) in the last scheduled run.",
 );
 /// Longest current wait for a lock (pg_locks.waitstart, PostgreSQL 14+) in the last scheduled run; 0 if none.
 pub(super) static LONGEST_LOCK_WAIT: MetricDesc = MetricDesc::gauge("postgres_longest_lock_wait", Some(Unit::Seconds), "Longest current wait for a lock (pg_locks.waitstart, PostgreSQL 14+) in the last scheduled run; 0 if none.");
 
-/// The sessions waiting for a lock that another session holds.
-const SQL_WAITING: &str =
-    "(SELECT count(*) FROM pg_stat_activity w WHERE w.wait_event_type = 'Lock' \
-     AND cardinality(pg_blocking_pids(w.pid)) > 0)::float8";
+/// The client sessions (of the summary's rows `a`) waiting for a lock.
+const SQL_WAITING: &str = "count(*) FILTER (WHERE a.wait_event_type = 'Lock')::float8";
 
-/// The longest current lock wait; `waitstart` exists from PostgreSQL 14.
-const SQL_LOCK_WAIT_14: &str = "(SELECT coalesce(extract(epoch FROM now() - min(waitstart)), 0) \
-     FROM pg_locks WHERE NOT granted)::float8";
+/// The longest current lock wait of a session the monitoring role can see
+/// waiting (as [`SQL_WAITING`] counts them); `waitstart` exists from
+/// PostgreSQL 14.
+const SQL_LOCK_WAIT_14: &str = "(SELECT coalesce(extract(epoch FROM now() - min(l.waitstart)), 0) \
+     FROM pg_locks l WHERE NOT l.granted AND l.pid IN \
+       (SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'))::float8";
 
 /// The two columns this collector adds to the summary row, for a server of
 /// `version_num`.

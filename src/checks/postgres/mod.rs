@@ -4,16 +4,22 @@
 //! a standby, pg_stat_statements, and the team's own queries).
 //!
 //! Each check keeps ONE long-lived monitoring session to its target, with
-//! `application_name`, `statement_timeout` and `lock_timeout` set at connect
-//! time, its statements prepared once, and reconnects with a backoff when
-//! the session breaks. A run the scheduler cancelled half-way leaves the
-//! session in an unknown state, so the next run drops it and reconnects.
+//! `application_name` set at connect time and `statement_timeout` and
+//! `lock_timeout` by `SET` after it (or per transaction behind a
+//! transaction pooler, see `session.rs`), and reconnects with a backoff
+//! when the session breaks. A session the server closed while it sat idle
+//! between runs (`idle_session_timeout`, a pooler's idle timeout, a
+//! failover) is replaced within the run that finds it closed: one
+//! reconnect, so `up` does not flap. A run the scheduler cancelled half-way
+//! leaves the session in an unknown state, so the next run drops it and
+//! reconnects.
 //!
 //! The parts: `spec.rs` (the config, its validation, the DSN), `target.rs`
 //! (where the session connects), `session.rs` (opening the session),
-//! `error.rs` (the driver's errors as a `Reason` and a message), and one
-//! collector per PostgreSQL view, each holding its SQL, its metric
-//! descriptors and how its rows become samples: `activity.rs`, `locks.rs`,
+//! `query.rs` (a statement, prepared or sent unnamed), `error.rs` (the
+//! driver's errors as a `Reason` and a message), and one collector per
+//! PostgreSQL view, each holding its SQL, its metric descriptors and how
+//! its rows become samples: `activity.rs`, `locks.rs`, `who.rs`,
 //! `database.rs`, `replication.rs` (required: the first failure fails the
 //! run) and `statements.rs`, `custom.rs` (optional: each reports its own
 //! success as `postgres_feature_available`). This file keeps the session's
@@ -39,17 +45,19 @@ mod custom;
 mod database;
 mod error;
 mod locks;
+mod query;
 mod replication;
 mod session;
 mod spec;
 mod statements;
 mod target;
+mod who;
 
 use custom::CustomQuery;
-use error::{classify, describe, failed, Failed};
+use error::{classify, describe, failed, lost, Failed};
 use session::Session;
 use spec::parse_dsn;
-pub use spec::{PostgresSpec, QuerySpec, TlsMode};
+pub use spec::{Pooler, PostgresSpec, QuerySpec, TlsMode};
 
 /// Time to open the monitoring session (TCP, TLS, authentication), in the last scheduled run that had to connect.
 pub(super) static CONNECT_DURATION: MetricDesc = MetricDesc::gauge("postgres_connect_duration", Some(Unit::Seconds), "Time to open the monitoring session (TCP, TLS, authentication), in the last scheduled run that had to connect.");
@@ -68,8 +76,11 @@ pub(super) static INFO: MetricDesc = MetricDesc::gauge(
 /// 1 if an optional part of the check (pg_stat_statements, a custom query) worked in the last scheduled run, 0 if it is unavailable (see the log).
 pub(super) static FEATURE_AVAILABLE: MetricDesc = MetricDesc::gauge("postgres_feature_available", None, "1 if an optional part of the check (pg_stat_statements, a custom query) worked in the last scheduled run, 0 if it is unavailable (see the log).");
 
+/// Rows a cap left out of a top-N part (part: clients, wait_events, slots) in the last scheduled run.
+pub(super) static DROPPED: MetricDesc = MetricDesc::gauge("postgres_dropped_rows", None, "Rows a cap left out of a top-N part (part: clients, wait_events, slots) in the last scheduled run.");
+
 /// Every metric this kind can report.
-pub static METRICS: [&MetricDesc; 32] = [
+pub static METRICS: [&MetricDesc; 38] = [
     &CONNECT_DURATION,
     &SELECT1_DURATION,
     &INFO,
@@ -79,6 +90,11 @@ pub static METRICS: [&MetricDesc; 32] = [
     &activity::RESERVED_CONNECTIONS,
     &activity::LONG_QUERIES,
     &activity::LONGEST_QUERY,
+    &activity::OLDEST_TRANSACTION,
+    &activity::OLDEST_IDLE_IN_TRANSACTION,
+    &who::CLIENT_CONNECTIONS,
+    &who::ACTIVE_WAIT_EVENTS,
+    &DROPPED,
     &locks::LOCK_WAITING,
     &locks::LONGEST_LOCK_WAIT,
     &database::DB_BACKENDS,
@@ -94,6 +110,7 @@ pub static METRICS: [&MetricDesc; 32] = [
     &replication::REPL_LAG_SECONDS,
     &replication::SLOT_RETAINED,
     &replication::SLOT_ACTIVE,
+    &replication::SLOT_WAL_STATUS,
     &replication::STANDBY_REPLAY_LAG,
     &replication::STANDBY_UNREPLAYED,
     &replication::STANDBY_STREAMING,
@@ -123,10 +140,13 @@ pub struct PostgresCheck {
     target: String,
     tls: Option<MakeRustlsConnect>,
     secrets: Vec<String>,
+    pooler: Pooler,
     long_query: Duration,
     statements_top: i64,
     max_databases: i64,
     max_standbys: i64,
+    max_clients: i64,
+    max_wait_events: i64,
     queries: Vec<CustomQuery>,
     state: Mutex<State>,
 }
@@ -186,10 +206,13 @@ impl PostgresCheck {
             target,
             tls,
             secrets,
+            pooler: spec.pooler,
             long_query: spec.long_query_threshold,
             statements_top: i64::from(spec.statements_top),
             max_databases: i64::from(spec.max_databases),
             max_standbys: i64::from(spec.max_standbys),
+            max_clients: i64::from(spec.max_clients),
+            max_wait_events: i64::from(spec.max_wait_events),
             queries: spec.queries.iter().map(CustomQuery::new).collect(),
             state: Mutex::new(State::default()),
         })
@@ -226,15 +249,47 @@ impl PostgresCheck {
 
     async fn probe_locked(&self, state: &mut State, ctx: &RunContext) -> RunResult {
         let mut samples = Vec::new();
-        if state.session.is_none() {
-            let start = Instant::now();
-            let session = self.connect(state, ctx).await?;
-            samples.push(Sample::new(
-                &CONNECT_DURATION,
-                start.elapsed().as_secs_f64(),
-            ));
-            state.session = Some(session);
+        if state.session.as_ref().is_some_and(|s| s.client.is_closed()) {
+            // The server closed the session while it was idle.
+            tracing::debug!(server = %self.target, "the idle monitoring session was closed; reconnecting");
+            state.session = None;
         }
+        let mut retried = false;
+        let select1 = loop {
+            let reused = state.session.is_some();
+            if !reused {
+                let start = Instant::now();
+                let session = self.connect(state, ctx).await?;
+                samples.push(Sample::new(
+                    &CONNECT_DURATION,
+                    start.elapsed().as_secs_f64(),
+                ));
+                state.session = Some(session);
+            }
+            let session = state.session.as_ref().expect("connected above");
+            let start = Instant::now();
+            match session.client.simple_query("SELECT 1").await {
+                Ok(_) => break start.elapsed().as_secs_f64(),
+                // Closed by the server since the last run, and only now
+                // noticed: reconnect once, within this run.
+                Err(error) if reused && !retried && lost(&error, &session.client) => {
+                    tracing::debug!(server = %self.target, error = %describe(&error), "the monitoring session was closed while idle; reconnecting");
+                    state.session = None;
+                    retried = true;
+                }
+                Err(error) => {
+                    let (reason, message) = self.failure(Failed {
+                        doing: "SELECT 1",
+                        error,
+                    });
+                    if session.client.is_closed() {
+                        state.session = None;
+                    }
+                    return Err(Failure::new(reason, message).with_samples(samples));
+                }
+            }
+        };
+        samples.push(Sample::new(&SELECT1_DURATION, select1));
         let session = state.session.as_ref().expect("connected above");
         let result = self
             .collect(session, &mut state.unavailable, &mut samples)
@@ -316,20 +371,24 @@ impl PostgresCheck {
         self.collect_optional(s, unavailable, samples).await
     }
 
-    /// SELECT 1 and the views every run reads: the first that fails ends
-    /// the run, keeping the samples before it.
+    /// The views every run reads, in one transaction behind a transaction
+    /// pooler: the first that fails ends the run, keeping the samples
+    /// before it.
     async fn collect_required(&self, s: &Session, samples: &mut Vec<Sample>) -> Result<(), Failed> {
-        let c = &s.client;
-        let start = Instant::now();
-        c.simple_query("SELECT 1")
+        s.begin()
             .await
-            .map_err(failed("SELECT 1"))?;
-        samples.push(Sample::new(
-            &SELECT1_DURATION,
-            start.elapsed().as_secs_f64(),
-        ));
+            .map_err(failed("opening the monitoring transaction"))?;
+        let result = self.read_required(s, samples).await;
+        let ended = s.end(result.is_ok()).await;
+        result?;
+        ended.map_err(failed("committing the monitoring transaction"))
+    }
+
+    async fn read_required(&self, s: &Session, samples: &mut Vec<Sample>) -> Result<(), Failed> {
+        let c = &s.client;
         samples.push(Sample::new(&INFO, 1.0).with_label("version", s.version.clone()));
         let in_recovery = activity::collect(c, &s.activity, self.long_query, samples).await?;
+        who::collect(c, &s.who, self.max_clients, self.max_wait_events, samples).await?;
         database::collect(c, &s.databases, self.max_databases, samples).await?;
         if in_recovery {
             replication::standby(c, &s.replication, samples).await
@@ -348,12 +407,16 @@ impl PostgresCheck {
     ) -> Result<(), (Reason, String)> {
         let c = &s.client;
         if self.statements_top > 0 {
-            let outcome = statements::collect(c, &s.statements, self.statements_top).await;
+            let outcome = in_transaction(
+                s,
+                statements::collect(c, &s.statements, self.statements_top),
+            )
+            .await;
             let part = "pg_stat_statements";
             self.optional(c, unavailable, part, part.to_string(), outcome, samples)?;
         }
         for q in &self.queries {
-            let outcome = custom::collect(c, q).await;
+            let outcome = in_transaction(s, custom::collect(c, q)).await;
             let part = format!("query {}", q.name);
             let feature = format!("query:{}", q.name);
             self.optional(c, unavailable, &part, feature, outcome, samples)?;
@@ -387,6 +450,20 @@ impl PostgresCheck {
         samples.extend(outcome.unwrap_or_default());
         Ok(())
     }
+}
+
+/// Run an optional part in a transaction of its own behind a transaction
+/// pooler (so that its failure aborts no other part); as it is otherwise.
+async fn in_transaction(
+    s: &Session,
+    part: impl std::future::Future<Output = Result<Vec<Sample>, String>>,
+) -> Result<Vec<Sample>, String> {
+    s.begin().await.map_err(|e| describe(&e))?;
+    let outcome = part.await;
+    let ended = s.end(outcome.is_ok()).await.map_err(|e| describe(&e));
+    let samples = outcome?;
+    ended?;
+    Ok(samples)
 }
 
 impl Check for PostgresCheck {

@@ -3,11 +3,20 @@
 //! bytes and time) and each replication slot (pg_replication_slots); on a
 //! standby, its own replay (received but unreplayed WAL, replay lag, the
 //! WAL receiver).
+//!
+//! Slots are read largest retained WAL first, so the slot that fills the
+//! disk is never the one `max_standbys` cuts off (slots the server already
+//! invalidated, `wal_status = 'lost'`, come before all of them). While the
+//! standby's WAL receiver is not streaming, its replay lag is the age of
+//! its last replayed transaction: it keeps growing, rather than reading 0
+//! because nothing new arrives to be replayed.
 
 use prometheus_client::registry::Unit;
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Row};
 
-use super::{failed, Failed};
+use super::query::Query;
+use super::{failed, Failed, DROPPED};
 use crate::checks::{MetricDesc, Sample};
 
 /// Always 1 per standby connected to this primary, with its WAL sender state, in the last scheduled run.
@@ -28,8 +37,10 @@ pub(super) static SLOT_ACTIVE: MetricDesc = MetricDesc::gauge(
     None,
     "1 if the replication slot was in use in the last scheduled run, else 0.",
 );
-/// On a standby: age of the last replayed transaction while received WAL waits to be replayed, 0 when everything received is replayed, in the last scheduled run.
-pub(super) static STANDBY_REPLAY_LAG: MetricDesc = MetricDesc::gauge("postgres_standby_replay_lag", Some(Unit::Seconds), "On a standby: age of the last replayed transaction while received WAL waits to be replayed, 0 when everything received is replayed, in the last scheduled run.");
+/// 1 for the wal_status of each replication slot (reserved, extended, unreserved, lost; PostgreSQL 13+), 0 for the others, in the last scheduled run.
+pub(super) static SLOT_WAL_STATUS: MetricDesc = MetricDesc::gauge("postgres_replication_slot_wal_status", None, "1 for the wal_status of each replication slot (reserved, extended, unreserved, lost; PostgreSQL 13+), 0 for the others, in the last scheduled run.");
+/// On a standby: age of the last replayed transaction while received WAL waits to be replayed or while the WAL receiver is not streaming, 0 when everything received is replayed, in the last scheduled run.
+pub(super) static STANDBY_REPLAY_LAG: MetricDesc = MetricDesc::gauge("postgres_standby_replay_lag", Some(Unit::Seconds), "On a standby: age of the last replayed transaction while received WAL waits to be replayed or while the WAL receiver is not streaming, 0 when everything received is replayed, in the last scheduled run.");
 /// On a standby: WAL bytes received but not yet replayed in the last scheduled run.
 pub(super) static STANDBY_UNREPLAYED: MetricDesc = MetricDesc::gauge(
     "postgres_standby_unreplayed",
@@ -49,30 +60,53 @@ const SQL_REPLICATION: &str = "SELECT coalesce(application_name, ''), \
      extract(epoch FROM replay_lag)::float8 \
      FROM pg_stat_replication ORDER BY application_name, client_addr LIMIT $1";
 
+/// Largest retained WAL first (invalidated slots before all); the last
+/// column counts every slot. `{wal_status}` is the column, or NULL before
+/// PostgreSQL 13.
 const SQL_SLOTS: &str = "SELECT slot_name::text, active, \
-     pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 \
-     FROM pg_replication_slots ORDER BY slot_name LIMIT $1";
+     pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS retained, \
+     {wal_status}::text AS wal_status, count(*) OVER ()::float8 \
+     FROM pg_replication_slots \
+     ORDER BY ({wal_status} = 'lost') DESC NULLS LAST, retained DESC NULLS LAST, slot_name LIMIT $1";
 
-const SQL_STANDBY: &str =
-    "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8, \
-     CASE WHEN pg_last_wal_receive_lsn() IS NULL THEN NULL \
-          WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 \
+/// The values of pg_replication_slots.wal_status, each reported per slot.
+const WAL_STATUSES: [&str; 4] = ["reserved", "extended", "unreserved", "lost"];
+
+/// Unreplayed WAL, replay lag (see the module docs) and whether the WAL
+/// receiver streams.
+const SQL_STANDBY: &str = "WITH w AS (SELECT pg_last_wal_receive_lsn() AS received, \
+       pg_last_wal_replay_lsn() AS replayed, \
+       EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming) \
+     SELECT pg_wal_lsn_diff(received, replayed)::float8, \
+     CASE WHEN NOT streaming THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) \
+          WHEN received IS NULL THEN NULL \
+          WHEN received <= replayed THEN 0 \
           ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8, \
-     (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::float8";
+     streaming::int::float8 FROM w";
 
 /// The prepared statements of this collector.
 pub(super) struct Statements {
-    replication: Statement,
-    slots: Statement,
-    standby: Statement,
+    replication: Query,
+    slots: Query,
+    standby: Query,
 }
 
 impl Statements {
-    pub(super) async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+    pub(super) async fn prepare(
+        client: &Client,
+        version_num: i32,
+        named: bool,
+    ) -> Result<Self, tokio_postgres::Error> {
+        let wal_status = if version_num >= 130_000 {
+            "wal_status"
+        } else {
+            "NULL"
+        };
+        let slots = SQL_SLOTS.replace("{wal_status}", wal_status);
         Ok(Self {
-            replication: client.prepare(SQL_REPLICATION).await?,
-            slots: client.prepare(SQL_SLOTS).await?,
-            standby: client.prepare(SQL_STANDBY).await?,
+            replication: Query::new(client, SQL_REPLICATION, &[Type::INT8], named).await?,
+            slots: Query::new(client, slots, &[Type::INT8], named).await?,
+            standby: Query::new(client, SQL_STANDBY, &[], named).await?,
         })
     }
 }
@@ -83,10 +117,14 @@ pub(super) async fn standby(
     s: &Statements,
     samples: &mut Vec<Sample>,
 ) -> Result<(), Failed> {
-    let row = c
-        .query_one(&s.standby, &[])
+    let Some(row) = s
+        .standby
+        .first(c, &[])
         .await
-        .map_err(failed("reading the standby's replay position"))?;
+        .map_err(failed("reading the standby's replay position"))?
+    else {
+        return Ok(());
+    };
     if let Some(v) = row.get::<_, Option<f64>>(0) {
         samples.push(Sample::new(&STANDBY_UNREPLAYED, v.max(0.0)));
     }
@@ -108,28 +146,48 @@ pub(super) async fn primary(
     max_standbys: i64,
     samples: &mut Vec<Sample>,
 ) -> Result<(), Failed> {
-    for row in c
-        .query(&s.replication, &[&max_standbys])
+    for row in s
+        .replication
+        .rows(c, &[&max_standbys])
         .await
         .map_err(failed("reading pg_stat_replication"))?
     {
         push_standby(&row, samples);
     }
-    for row in c
-        .query(&s.slots, &[&max_standbys])
+    let slots = s
+        .slots
+        .rows(c, &[&max_standbys])
         .await
-        .map_err(failed("reading pg_replication_slots"))?
-    {
-        let slot: String = row.get(0);
-        let active: bool = row.get(1);
-        samples.push(
-            Sample::new(&SLOT_ACTIVE, f64::from(u8::from(active))).with_label("slot", slot.clone()),
-        );
-        if let Some(v) = row.get::<_, Option<f64>>(2) {
-            samples.push(Sample::new(&SLOT_RETAINED, v.max(0.0)).with_label("slot", slot));
-        }
+        .map_err(failed("reading pg_replication_slots"))?;
+    let total = slots.first().map_or(0.0, |r| r.get::<_, f64>(4));
+    samples.push(
+        Sample::new(&DROPPED, (total - slots.len() as f64).max(0.0)).with_label("part", "slots"),
+    );
+    for row in slots {
+        push_slot(&row, samples);
     }
     Ok(())
+}
+
+/// The samples of one row of pg_replication_slots.
+fn push_slot(row: &Row, samples: &mut Vec<Sample>) {
+    let slot: String = row.get(0);
+    let active: bool = row.get(1);
+    samples.push(
+        Sample::new(&SLOT_ACTIVE, f64::from(u8::from(active))).with_label("slot", slot.clone()),
+    );
+    if let Some(v) = row.get::<_, Option<f64>>(2) {
+        samples.push(Sample::new(&SLOT_RETAINED, v.max(0.0)).with_label("slot", slot.clone()));
+    }
+    if let Some(status) = row.get::<_, Option<String>>(3) {
+        for known in WAL_STATUSES {
+            samples.push(
+                Sample::new(&SLOT_WAL_STATUS, f64::from(u8::from(status == known)))
+                    .with_label("slot", slot.clone())
+                    .with_label("wal_status", known),
+            );
+        }
+    }
 }
 
 /// The samples of one row of pg_stat_replication.

@@ -32,6 +32,25 @@ pub enum TlsMode {
     VerifyFull,
 }
 
+/// What sits between the check and the server (`pooler:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooler {
+    /// Nothing, or a pooler in session mode: one server connection for the
+    /// whole session. The session settings are `SET` once after connecting
+    /// and the statements are prepared once.
+    #[default]
+    None,
+    /// A pooler in session mode (PgBouncer `pool_mode = session`): the
+    /// same as `none`.
+    Session,
+    /// A pooler in transaction mode (PgBouncer `pool_mode = transaction`,
+    /// most managed poolers): every run's statements go in transactions
+    /// that `SET LOCAL` the session settings, with no named prepared
+    /// statements.
+    Transaction,
+}
+
 /// Config of a `postgres` check.
 ///
 /// ```yaml
@@ -72,6 +91,11 @@ pub struct PostgresSpec {
     /// pg_stat_activity; replaces the DSN's. Default: `runbook-exporter`.
     #[serde(default = "default_application_name")]
     pub application_name: String,
+    /// `none`, `session` or `transaction`: the pooling mode of a pooler
+    /// (PgBouncer, a managed pooler) between the check and the server.
+    /// Default: `none`.
+    #[serde(default)]
+    pub pooler: Pooler,
     /// An active query running longer than this counts as long-running.
     /// Measured from `query_start`, not from the transaction start.
     /// Default: 1s.
@@ -92,6 +116,14 @@ pub struct PostgresSpec {
     /// primary. Default: 10.
     #[serde(default = "default_max_standbys")]
     pub max_standbys: u32,
+    /// Most groups of client connections by user, application and client
+    /// address exported (the largest). Default: 20.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: u32,
+    /// Most wait events of active sessions exported (the most common).
+    /// Default: 10.
+    #[serde(default = "default_max_wait_events")]
+    pub max_wait_events: u32,
     /// The team's own queries, exported as `runbook_postgres_query_value`.
     #[serde(default)]
     pub queries: Vec<QuerySpec>,
@@ -131,6 +163,12 @@ fn default_max_databases() -> u32 {
     20
 }
 fn default_max_standbys() -> u32 {
+    10
+}
+fn default_max_clients() -> u32 {
+    20
+}
+fn default_max_wait_events() -> u32 {
     10
 }
 fn default_max_rows() -> usize {
@@ -252,6 +290,8 @@ impl PostgresSpec {
         for (field, value) in [
             ("max_databases", self.max_databases),
             ("max_standbys", self.max_standbys),
+            ("max_clients", self.max_clients),
+            ("max_wait_events", self.max_wait_events),
         ] {
             if value == 0 {
                 problems.push((field.to_string(), "must be at least 1".to_string()));
@@ -312,23 +352,24 @@ pub(super) fn parse_dsn(dsn: &str) -> Result<(Config, Option<TlsMode>), String> 
     let mut mode = None;
     let cleaned = if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
         let mut url = url::Url::parse(dsn).map_err(|e| format!("not a valid URL: {e}"))?;
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        // The other parameters are kept as written: re-encoding them would
+        // turn a `%20` into a `+`, which libpq-style parsers keep as `+`
+        // (an `options=-c%20x%3D1` would reach the server as `-c+x=1`).
         let mut kept = Vec::new();
-        for (k, v) in pairs {
-            if k == "sslmode" {
-                mode = Some(parse_mode(&v)?);
-            } else {
-                kept.push((k, v));
+        for part in url.query().unwrap_or_default().split('&') {
+            match part.strip_prefix("sslmode=") {
+                Some(v) => {
+                    let v = url::form_urlencoded::parse(format!("v={v}").as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default();
+                    mode = Some(parse_mode(&v)?);
+                }
+                None if part.is_empty() => {}
+                None => kept.push(part.to_string()),
             }
         }
-        if kept.is_empty() {
-            url.set_query(None);
-        } else {
-            url.query_pairs_mut().clear().extend_pairs(kept);
-        }
+        url.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
         url.to_string()
     } else {
         let mut kept = Vec::new();
@@ -374,6 +415,14 @@ mod tests {
         assert!(parse_dsn("postgres://u@db/x?sslmode=bogus")
             .unwrap_err()
             .contains("unknown sslmode"));
+    }
+
+    #[test]
+    fn the_dsns_options_survive_taking_sslmode_out() {
+        let (config, mode) =
+            parse_dsn("postgres://u@db/x?sslmode=require&options=-c%20work_mem%3D7MB").unwrap();
+        assert_eq!(mode, Some(TlsMode::Require));
+        assert_eq!(config.get_options(), Some("-c work_mem=7MB"));
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! pg_stat_statements: calls, time and rows of the `statements_top`
 //! statements by total time, summed over users and databases. Optional: the
 //! extension may be missing, or turned off with `statements_top: 0`; the
-//! check then reports the part unavailable rather than failing.
+//! check then reports the part unavailable rather than failing. It reads
+//! `pg_stat_statements(false)`: without the query texts, which the view
+//! would load from the extension's file on every call (a file that grows to
+//! megabytes on a busy server) only for this check to drop them.
 
 use prometheus_client::registry::Unit;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::Client;
 
 use super::describe;
+use super::query::Query;
 use crate::checks::{MetricDesc, Sample};
 
 /// Calls of each of the top statements by total time (pg_stat_statements, summed over users and databases) as of the last scheduled run.
@@ -24,7 +29,7 @@ fn sql_statements(schema: &str, version: i32) -> String {
     };
     format!(
         "SELECT queryid::text, sum(calls)::float8, (sum({time}) / 1000)::float8, sum(rows)::float8 \
-         FROM {}.pg_stat_statements WHERE queryid IS NOT NULL \
+         FROM {}.pg_stat_statements(false) WHERE queryid IS NOT NULL \
          GROUP BY queryid ORDER BY sum({time}) DESC LIMIT $1",
         quote_ident(schema)
     )
@@ -44,27 +49,32 @@ pub(super) async fn prepare(
     version_num: i32,
     top: i64,
     dbname: &str,
-) -> Result<Statement, String> {
+    named: bool,
+) -> Result<Query, String> {
     match schema {
         _ if top == 0 => Err("turned off (statements_top: 0)".to_string()),
         None => Err(format!(
             "the extension is not installed in database {dbname:?}: run CREATE EXTENSION pg_stat_statements"
         )),
-        Some(schema) => client
-            .prepare(&sql_statements(&schema, version_num))
-            .await
-            .map_err(|e| describe(&e)),
+        Some(schema) => Query::new(
+            client,
+            sql_statements(&schema, version_num),
+            &[Type::INT8],
+            named,
+        )
+        .await
+        .map_err(|e| describe(&e)),
     }
 }
 
 /// The samples of the top `top` statements, or why the part is unavailable.
 pub(super) async fn collect(
     c: &Client,
-    statement: &Result<Statement, String>,
+    statement: &Result<Query, String>,
     top: i64,
 ) -> Result<Vec<Sample>, String> {
     let rows = match statement {
-        Ok(stmt) => c.query(stmt, &[&top]).await.map_err(|e| describe(&e))?,
+        Ok(query) => query.rows(c, &[&top]).await.map_err(|e| describe(&e))?,
         Err(why) => return Err(why.clone()),
     };
     let mut samples = Vec::new();

@@ -97,7 +97,7 @@ pub(super) const ALERTS: &[Alert] = &[
         expr: "runbook_postgres_lock_waiting_sessions{%E%} > %T%",
         summary: "PostgreSQL sessions are blocked on locks.",
         description: "{{ $value }} sessions on {{ $labels.check }} wait for a lock held by another session.",
-        explain: "sessions blocked by another session's lock (`pg_blocking_pids`) above the threshold",
+        explain: "client sessions waiting for a lock another session holds (`wait_event_type = 'Lock'`) above the threshold",
         runbook: Runbook {
             meaning: "Sessions wait for locks held by other sessions, persistently.",
             impact: "The blocked requests hang until their timeout; queues and connection pools fill up behind them.",
@@ -212,7 +212,7 @@ pub(super) const ALERTS: &[Alert] = &[
         expr: "runbook_postgres_standby_replay_lag_seconds{%E%} > %T%",
         summary: "A PostgreSQL standby replays WAL with a long delay.",
         description: "Standby {{ $labels.check }} is {{ $value | humanizeDuration }} behind in replay.",
-        explain: "on a standby, age of the last replayed transaction while WAL waits, above the threshold (0 when caught up, so an idle primary is not lag)",
+        explain: "on a standby, age of the last replayed transaction while WAL waits or the WAL receiver is disconnected, above the threshold (0 when caught up, so an idle primary is not lag)",
         runbook: Runbook {
             meaning: "The standby has WAL waiting, and the last transaction it replayed is old.",
             impact: "Reads from this standby are stale by about this much.",
@@ -249,6 +249,29 @@ pub(super) const ALERTS: &[Alert] = &[
             labels: "%L%,check=\"standby\"",
             value: "0",
             quiet: &[("runbook_postgres_standby_wal_receiver_streaming{%L%,check=\"standby\"}", "1x30")],
+        },
+    },
+    Alert {
+        name: "RunbookPostgresRowExpiringSoon",
+        group: Group::Postgres,
+        severity: Severity::Warning,
+        expr: "runbook_postgres_query_value{%E%,column=\"expiry_timestamp_seconds\"} < time() + %T%",
+        summary: "A row a custom query watches (an API key, a token, a certificate) expires soon.",
+        description: "{{ $labels.query }} on {{ $labels.check }} has a row that expires at {{ $value | humanizeTimestamp }}.",
+        explain: "a custom query's `expiry_timestamp_seconds` column (Unix time) less than the threshold from now, or already past",
+        runbook: Runbook {
+            meaning: "A custom postgres query (see docs/checks/postgres.md, \"Expiry of API keys\") returns a row whose expiry is near or past: an API key, token or credential kept in the database.",
+            impact: "When it expires, the client using it gets authentication errors.",
+            diagnose: "The series' labels name the row (for the guide's example, `key_name`). In the database:\n\n```sql\nSELECT key_name, expires_at, is_active FROM api_keys\n WHERE is_active AND expires_at < now() + interval '7 days' ORDER BY expires_at;\n```",
+            fix: "Issue a new key, hand it to its client, then deactivate the old one (`UPDATE api_keys SET is_active = false WHERE key_name = '...'`); inactive keys are not watched.",
+            escalate: "Escalate to the key's owner; page if it expires within a day and the owner cannot be reached.",
+        },
+        test: Fixture {
+            firing: &[("runbook_postgres_query_value{%L%,check=\"pg\",query=\"api_keys\",column=\"expiry_timestamp_seconds\",key_name=\"deploy-bot\"}", "259200x30")],
+            delay: 0,
+            labels: "%L%,check=\"pg\",query=\"api_keys\",column=\"expiry_timestamp_seconds\",key_name=\"deploy-bot\"",
+            value: "1970-01-04 00:00:00 +0000 UTC",
+            quiet: &[("runbook_postgres_query_value{%L%,check=\"pg\",query=\"api_keys\",column=\"expiry_timestamp_seconds\",key_name=\"deploy-bot\"}", "2592000x30")],
         },
     },
 ];

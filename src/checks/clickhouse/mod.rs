@@ -6,10 +6,18 @@
 //! would pass a ping-only probe. Every run therefore does both: `GET /ping`,
 //! then `SELECT 1` (or the configured query) as the configured user, then
 //! reads the server's version and uptime, and optionally the worst replica
-//! delay. The HTTP client, and its pool of keep-alive connections, lives as
-//! long as the check.
+//! delay, and with `replicas:`/`mutations:` the table health of
+//! [`tables`]. The HTTP client, and its pool of keep-alive connections,
+//! lives as long as the check.
+//!
+//! Each query carries `max_execution_time` on its URL, so the server stops
+//! it at the run's timeout, except for a `readonly = 1` user: ClickHouse
+//! refuses any setting from such a user (Code 164). The first such refusal
+//! turns the setting off for the check's lifetime and the query is sent
+//! again without it; the user's profile then bounds it.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -20,9 +28,13 @@ use url::Url;
 
 use super::shared::tls::TlsSpec;
 use super::{BuildError, Check, Failure, MetricDesc, Reason, RunContext, RunResult, Sample};
-use crate::checks::shared::errors;
 use crate::checks::shared::secret::{self, Secret};
 use crate::clock::unix_now;
+
+mod tables;
+mod wire;
+
+use wire::{classify_transport, error_code, read_limited, snippet};
 
 const USER_AGENT: &str = concat!("runbook-exporter/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of a query result read; the rest is not fetched.
@@ -38,6 +50,8 @@ const SERVER_NAME_UNSUPPORTED: &str =
     "is not supported by the clickhouse kind: use the name in the certificate as the URL's host";
 /// ClickHouse error codes about missing privileges (READONLY, ACCESS_DENIED).
 const PERMISSION_ERROR_CODES: [u32; 2] = [164, 497];
+/// READONLY: a `readonly = 1` user may not change a setting.
+const READONLY_ERROR_CODE: u32 = 164;
 
 /// Config of a `clickhouse` check.
 ///
@@ -73,12 +87,39 @@ pub struct ClickhouseSpec {
     /// as `runbook_clickhouse_replica_max_delay_seconds`. Default: false.
     #[serde(default)]
     pub replica_delay: bool,
+    /// Read replication depth from `system.replicas`: queue size and
+    /// absolute delay of the `max_tables` most delayed replicated tables,
+    /// and how many are read-only. Default: false.
+    #[serde(default)]
+    pub replicas: bool,
+    /// Read stuck mutations from `system.mutations`: unfinished ones older
+    /// than `mutation_stuck_after`, per table and in total. Default: false.
+    #[serde(default)]
+    pub mutations: bool,
+    /// Most tables exported per table-level part (`replicas`, `mutations`).
+    /// Default: 20.
+    #[serde(default = "default_max_tables")]
+    pub max_tables: u32,
+    /// An unfinished mutation older than this counts as stuck. Default: 15m.
+    #[serde(
+        default = "default_mutation_stuck_after",
+        with = "crate::checks::shared::duration"
+    )]
+    pub mutation_stuck_after: Duration,
     /// TLS options for `https://` URLs.
     pub tls: Option<TlsSpec>,
 }
 
 fn default_user() -> String {
     "default".to_string()
+}
+
+fn default_max_tables() -> u32 {
+    20
+}
+
+fn default_mutation_stuck_after() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_query() -> String {
@@ -131,6 +172,9 @@ impl ClickhouseSpec {
         }
         if self.query.trim().is_empty() {
             problems.push(("query".to_string(), "must not be empty".to_string()));
+        }
+        if self.max_tables == 0 {
+            problems.push(("max_tables".to_string(), "must be at least 1".to_string()));
         }
         problems
     }
@@ -192,12 +236,20 @@ pub static REPLICA_MAX_DELAY: MetricDesc = MetricDesc::gauge(
 );
 
 /// Every metric this kind can report, besides the TLS certificate expiry.
-pub static METRICS: [&MetricDesc; 5] = [
+pub static METRICS: [&MetricDesc; 13] = [
     &PING_DURATION,
     &QUERY_DURATION,
     &VERSION_INFO,
     &START_TIME,
     &REPLICA_MAX_DELAY,
+    &tables::REPLICA_QUEUE,
+    &tables::REPLICA_DELAY,
+    &tables::REPLICAS,
+    &tables::REPLICAS_READONLY,
+    &tables::TABLE_STUCK_MUTATIONS,
+    &tables::STUCK_MUTATIONS,
+    &tables::OLDEST_STUCK_MUTATION,
+    &tables::DROPPED,
 ];
 
 /// A built `clickhouse` check.
@@ -211,6 +263,9 @@ pub struct ClickhouseCheck {
     password: Option<Secret>,
     query: String,
     replica_delay: bool,
+    tables: tables::Tables,
+    /// False once the server refused `max_execution_time` (a readonly user).
+    send_settings: AtomicBool,
 }
 
 impl ClickhouseCheck {
@@ -256,6 +311,13 @@ impl ClickhouseCheck {
             password,
             query: spec.query.clone(),
             replica_delay: spec.replica_delay,
+            tables: tables::Tables {
+                replicas: spec.replicas,
+                mutations: spec.mutations,
+                max_tables: spec.max_tables,
+                stuck_after: spec.mutation_stuck_after,
+            },
+            send_settings: AtomicBool::new(true),
         })
     }
 
@@ -332,15 +394,42 @@ impl ClickhouseCheck {
                 }
             }
         }
+        if let Err(failure) = self.tables.collect(self, timeout, &mut samples).await {
+            return Err(failure.with_samples(samples));
+        }
         Ok(samples)
     }
 
-    /// Run `sql` as the check's user and return its result (at most
-    /// [`MAX_RESULT_BYTES`]). The server stops the query after `timeout`.
+    /// Run `sql` as the check's user, with `max_execution_time` unless the
+    /// server refused it before; once refused (a readonly user), again
+    /// without it.
     async fn query(&self, sql: &str, timeout: Duration) -> Result<String, Failure> {
+        if !self.send_settings.load(Ordering::Relaxed) {
+            return self.query_once(sql, None).await.map_err(|(f, _)| f);
+        }
+        match self.query_once(sql, Some(timeout)).await {
+            Err((_, Some(READONLY_ERROR_CODE))) => {
+                self.send_settings.store(false, Ordering::Relaxed);
+                tracing::info!(server = %self.display, user = %self.user, "clickhouse: the user is readonly; queries go without max_execution_time, bounded by the user's profile");
+                self.query_once(sql, None).await.map_err(|(f, _)| f)
+            }
+            other => other.map_err(|(f, _)| f),
+        }
+    }
+
+    /// Run `sql` as the check's user and return its result (at most
+    /// [`MAX_RESULT_BYTES`]). With `timeout`, the server stops the query
+    /// after it. A failure comes with the server's error code, if any.
+    async fn query_once(
+        &self,
+        sql: &str,
+        timeout: Option<Duration>,
+    ) -> Result<String, (Failure, Option<u32>)> {
         let mut url = self.query_url.clone();
-        url.query_pairs_mut()
-            .append_pair("max_execution_time", &timeout.as_secs().max(1).to_string());
+        if let Some(timeout) = timeout {
+            url.query_pairs_mut()
+                .append_pair("max_execution_time", &timeout.as_secs().max(1).to_string());
+        }
         let response = self
             .client
             .post(url)
@@ -348,11 +437,11 @@ impl ClickhouseCheck {
             .body(sql.to_string())
             .send()
             .await
-            .map_err(|e| self.transport_failure("query", &e))?;
+            .map_err(|e| (self.transport_failure("query", &e), None))?;
         let status = response.status();
         let body = read_limited(response)
             .await
-            .map_err(|e| self.transport_failure("query", &e))?;
+            .map_err(|e| (self.transport_failure("query", &e), None))?;
         if status == StatusCode::OK {
             return Ok(body);
         }
@@ -366,14 +455,17 @@ impl ClickhouseCheck {
         } else {
             Reason::UnexpectedResponse
         };
-        Err(Failure::new(
-            reason,
-            format!(
-                "query as user {:?} on {} failed with {status}: {}",
-                self.user,
-                self.display,
-                snippet(&body)
+        Err((
+            Failure::new(
+                reason,
+                format!(
+                    "query as user {:?} on {} failed with {status}: {}",
+                    self.user,
+                    self.display,
+                    snippet(&body)
+                ),
             ),
+            code,
         ))
     }
 
@@ -399,57 +491,6 @@ impl Check for ClickhouseCheck {
     }
 }
 
-/// Read a response body up to [`MAX_RESULT_BYTES`], lossily as UTF-8.
-async fn read_limited(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_RESULT_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_RESULT_BYTES {
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// The `Code: N` of a ClickHouse error body.
-fn error_code(body: &str) -> Option<u32> {
-    let rest = &body[body.find("Code: ")? + "Code: ".len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// A reason and a short description for a failed HTTP exchange.
-fn classify_transport(e: &reqwest::Error) -> (Reason, String) {
-    // hyper-util's connector names a failed name lookup "dns error"; its
-    // error type is private.
-    if let Some(dns) = errors::chain(e).find(|err| err.to_string() == "dns error") {
-        let cause = dns.source().map(|c| c.to_string()).unwrap_or_default();
-        return (Reason::Dns, format!("cannot resolve the host: {cause}"));
-    }
-    if let Some(tls) = errors::first_tls(e) {
-        return (Reason::Tls, format!("TLS handshake failed: {tls}"));
-    }
-    match errors::first_io(e) {
-        Some(io) => (Reason::from_io(io), io.to_string()),
-        None if e.is_timeout() => (Reason::Timeout, e.to_string()),
-        None => (Reason::Network, e.to_string()),
-    }
-}
-
-/// The start of `text` on one line, for a message.
-fn snippet(text: &str) -> String {
-    let one_line: String = text
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match one_line.char_indices().nth(SNIPPET_CHARS) {
-        Some((i, _)) => format!("{:?}…", &one_line[..i]),
-        None => format!("{one_line:?}"),
-    }
-}
-
 crate::checks::kind!(ClickhouseSpec => ClickhouseCheck, "clickhouse", probe "url");
 
 #[cfg(test)]
@@ -466,23 +507,6 @@ mod tests {
         assert!(parse_url("http://x:8123/?user=a")
             .unwrap_err()
             .contains("query string"));
-    }
-
-    #[test]
-    fn error_codes_are_read() {
-        assert_eq!(
-            error_code(
-                "Code: 193, e.displayText() = DB::Exception: Wrong password for user runbook"
-            ),
-            Some(193)
-        );
-        assert_eq!(error_code("Ok."), None);
-    }
-
-    #[test]
-    fn snippets_are_one_short_line() {
-        assert_eq!(snippet("a\nb\n"), "\"a b\"");
-        assert!(snippet(&"x".repeat(500)).ends_with('…'));
     }
 
     fn spec(yaml: &str) -> ClickhouseSpec {
@@ -513,8 +537,8 @@ mod tests {
             ["password"]
         );
         assert_eq!(
-            fields("url: http://h:8123\nuser: ''\nquery: ' '"),
-            ["user", "query"]
+            fields("url: http://h:8123\nuser: ''\nquery: ' '\nmax_tables: 0"),
+            ["user", "query", "max_tables"]
         );
     }
 }
