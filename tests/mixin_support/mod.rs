@@ -46,6 +46,8 @@ pub struct Rule {
     pub expr: String,
     #[serde(rename = "for")]
     pub for_: String,
+    #[serde(default)]
+    pub keep_firing_for: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }

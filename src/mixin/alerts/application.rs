@@ -1,13 +1,15 @@
 //! The alerts on the application's own metrics (the guides' PromQL on
 //! errors, latency, the DB pool, the cache and container memory).
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "AppHighErrorRate",
         group: Group::Application,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Other,
         expr: "sum by (job) (rate(http_requests_total{%A%, status=~\"5..\"}[5m]))\n/\nsum by (job) (rate(http_requests_total{%A%}[5m]))\n> %T%",
         summary: "The application answers many requests with 5xx.",
         description: "{{ $value | humanizePercentage }} of the requests to {{ $labels.job }} failed with a 5xx status over the last 5 minutes.",
@@ -36,7 +38,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "AppHighLatencyP95",
         group: Group::Application,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
         expr: "histogram_quantile(0.95, sum by (job, le) (rate(http_request_duration_seconds_bucket{%A%}[5m]))) > %T%",
         summary: "The application's p95 latency is high.",
         description: "95% of requests to {{ $labels.job }} take up to {{ $value | humanizeDuration }}; the guides call anything above 2 s high latency.",
@@ -67,7 +71,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "AppDatabasePoolNearlyExhausted",
         group: Group::Application,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Other,
         expr: "max by (job, instance) (db_pool_connections_active{%A%})\n/ on (job, instance)\nmax by (job, instance) (db_pool_connections_max{%A%})\n> %T%",
         summary: "The application's database pool is nearly exhausted.",
         description: "{{ $labels.instance }} of {{ $labels.job }} uses {{ $value | humanizePercentage }} of its database connection pool.",
@@ -76,7 +82,7 @@ pub(super) const ALERTS: &[Alert] = &[
             meaning: "Almost every connection in the application's pool is checked out.",
             impact: "Requests wait for a connection, then time out.",
             diagnose: "Look for slow queries holding connections (PostgreSQL dashboard: long queries, lock waits) and at `pg_stat_activity` grouped by `application_name`.",
-            fix: "Fix the slow queries or leaks; raise the pool size only if PostgreSQL has connections to spare (see RunbookPostgresConnectionsHigh).",
+            fix: "Fix the slow queries or leaks; raise the pool size only if PostgreSQL has connections to spare (see RunbookPostgresConnections).",
             escalate: "Escalate to the application's owners.",
         },
         test: Fixture {
@@ -96,7 +102,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "AppCacheHitRatioLow",
         group: Group::Application,
-        severity: Severity::Info,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
         expr: "sum by (job) (rate(cache_hits_total{%A%}[10m]))\n/\n(sum by (job) (rate(cache_hits_total{%A%}[10m])) + sum by (job) (rate(cache_misses_total{%A%}[10m])))\n< %T%",
         summary: "The application's cache hit ratio is low.",
         description: "Only {{ $value | humanizePercentage }} of cache lookups in {{ $labels.job }} were hits over the last 10 minutes.",
@@ -125,7 +133,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "AppPodMemoryNearLimit",
         group: Group::Application,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
         expr: "max by (namespace, pod, container) (container_memory_working_set_bytes{%C%})\n/ on (namespace, pod, container)\nmax by (namespace, pod, container) (kube_pod_container_resource_limits{%C%, resource=\"memory\"})\n> %T%",
         summary: "An application container is close to its memory limit.",
         description: "Container {{ $labels.container }} of pod {{ $labels.namespace }}/{{ $labels.pod }} uses {{ $value | humanizePercentage }} of its memory limit.",

@@ -1,12 +1,14 @@
 //! The Kafka alerts: consumer-group lag and status.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerLagHigh",
         group: Group::Kafka,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kafka_consumergroup_total_lag{%E%} > %T%",
         summary: "A Kafka consumer group is far behind.",
         description: "Group {{ $labels.group }} ({{ $labels.check }}) is {{ $value | humanize }} messages behind.",
@@ -29,7 +31,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerLagGrowing",
         group: Group::Kafka,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "deriv(runbook_kafka_consumergroup_total_lag{%E%}[15m]) > %T%\nand on (job, instance, check, group)\nrunbook_kafka_consumergroup_total_lag{%E%} > 0",
         summary: "A Kafka consumer group's lag keeps growing.",
         description: "The lag of group {{ $labels.group }} ({{ $labels.check }}) grows by {{ $value | humanize }} messages per second.",
@@ -52,7 +56,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerGroupStalled",
         group: Group::Kafka,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kafka_consumergroup_status{%E%, status=\"stalled\"} == 1",
         summary: "A Kafka consumer group is stalled.",
         description: "Group {{ $labels.group }} ({{ $labels.check }}) has members but its committed offsets do not move while it has lag (status stalled = {{ $value }}).",
@@ -75,7 +81,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerGroupStopped",
         group: Group::Kafka,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kafka_consumergroup_status{%E%, status=\"stopped\"} == 1",
         summary: "A Kafka consumer group has stopped consuming.",
         description: "Group {{ $labels.group }} ({{ $labels.check }}) has no members while messages wait (status stopped = {{ $value }}).",

@@ -1,13 +1,15 @@
 //! The PostgreSQL alerts: connections, long queries, blocked sessions,
 //! deadlocks and replication.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook, Team};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
-        name: "RunbookPostgresConnectionsHigh",
+        name: "RunbookPostgresConnections",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "sum by (job, instance, check) (runbook_postgres_connections{%E%})\n/ on (job, instance, check)\n(runbook_postgres_max_connections{%E%} - on (job, instance, check) runbook_postgres_superuser_reserved_connections{%E%})\n> %T%",
         summary: "PostgreSQL is running out of connections.",
         description: "{{ $labels.check }} uses {{ $value | humanizePercentage }} of the connections usable by applications (max_connections minus superuser_reserved_connections).",
@@ -37,9 +39,11 @@ pub(super) const ALERTS: &[Alert] = &[
         },
     },
     Alert {
-        name: "RunbookPostgresConnectionsCritical",
+        name: "RunbookPostgresConnections",
         group: Group::Postgres,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "sum by (job, instance, check) (runbook_postgres_connections{%E%})\n/ on (job, instance, check)\n(runbook_postgres_max_connections{%E%} - on (job, instance, check) runbook_postgres_superuser_reserved_connections{%E%})\n> %T%",
         summary: "PostgreSQL has almost no connections left.",
         description: "{{ $labels.check }} uses {{ $value | humanizePercentage }} of the connections usable by applications; new connections will soon be refused.",
@@ -47,7 +51,7 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "Almost every connection applications may open is in use.",
             impact: "New connections fail (`too many clients already`): requests that need a fresh connection error out now or within minutes.",
-            diagnose: "Same as RunbookPostgresConnectionsHigh:\n\n```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\n```",
+            diagnose: "Same as RunbookPostgresConnections:\n\n```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\n```",
             fix: "- Terminate `idle in transaction` sessions older than a few minutes (`pg_terminate_backend`).\n- Scale the offending application down, or lower its pool size and restart it.\n- Superusers can still connect through the reserved slots to do this.",
             escalate: "P0: page the database owners if users see errors.",
         },
@@ -61,7 +65,7 @@ pub(super) const ALERTS: &[Alert] = &[
             labels: "%L%,check=\"pg\"",
             value: "98%",
             quiet: &[
-                ("runbook_postgres_connections{%L%,check=\"pg\",state=\"active\"}", "90x30"),
+                ("runbook_postgres_connections{%L%,check=\"pg\",state=\"active\"}", "70x30"),
                 ("runbook_postgres_max_connections{%L%,check=\"pg\"}", "103x30"),
                 ("runbook_postgres_superuser_reserved_connections{%L%,check=\"pg\"}", "3x30"),
             ],
@@ -70,7 +74,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresLongRunningQuery",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_longest_query_duration_seconds{%E%} > %T%",
         summary: "A PostgreSQL query has been running for a long time.",
         description: "The oldest active query on {{ $labels.check }} has been running for {{ $value | humanizeDuration }}.",
@@ -93,7 +99,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresSessionsBlocked",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_lock_waiting_sessions{%E%} > %T%",
         summary: "PostgreSQL sessions are blocked on locks.",
         description: "{{ $value }} sessions on {{ $labels.check }} wait for a lock held by another session.",
@@ -116,7 +124,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresDeadlocks",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "increase(runbook_postgres_database_deadlocks_total{%E%}[10m]) > %T%",
         summary: "PostgreSQL detected deadlocks.",
         description: "Database {{ $labels.database }} on {{ $labels.check }} had {{ $value | humanize }} deadlocks in the last 10 minutes.",
@@ -139,7 +149,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresReplicationLagBytes",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_replication_lag_bytes{%E%, position=\"replay\"} > %T%",
         summary: "A PostgreSQL standby is far behind the primary (bytes).",
         description: "Standby {{ $labels.application_name }} of {{ $labels.check }} has {{ $value | humanize1024 }}B of WAL not yet replayed.",
@@ -162,7 +174,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresReplicationLagSeconds",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_replication_lag_time_seconds{%E%, position=\"replay\"} > %T%",
         summary: "A PostgreSQL standby is far behind the primary (time).",
         description: "Standby {{ $labels.application_name }} of {{ $labels.check }} replays {{ $value | humanizeDuration }} behind the primary.",
@@ -185,7 +199,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresStandbyLagBytes",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_standby_unreplayed_bytes{%E%} > %T%",
         summary: "A PostgreSQL standby has received WAL it has not replayed.",
         description: "Standby {{ $labels.check }} has {{ $value | humanize1024 }}B of received WAL waiting to be replayed.",
@@ -208,7 +224,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresStandbyLagSeconds",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_standby_replay_lag_seconds{%E%} > %T%",
         summary: "A PostgreSQL standby replays WAL with a long delay.",
         description: "Standby {{ $labels.check }} is {{ $value | humanizeDuration }} behind in replay.",
@@ -231,7 +249,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresStandbyNotStreaming",
         group: Group::Postgres,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_standby_wal_receiver_streaming{%E%} == 0",
         summary: "A PostgreSQL standby is not streaming from its primary.",
         description: "Standby {{ $labels.check }} has no streaming WAL receiver (value {{ $value }}); it falls further behind every second.",
