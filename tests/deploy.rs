@@ -105,6 +105,7 @@ const OPT_IN: &[&str] = &[
     "podmonitor.yaml",
     "secret.example.yaml",
     "probe.yaml",
+    "alertmanager-secret.yaml",
 ];
 
 #[test]

@@ -317,7 +317,10 @@ fn lint_expr(place: &str, raw: &str, dashboard: bool, problems: &mut Vec<String>
                     problems.push(format!("{place}: range of {name} is not $__rate_interval"));
                 }
             }
-            for label in ["job", "instance"] {
+            // cAdvisor and kube-state-metrics run under jobs of their own;
+            // those series are selected by app_container_selector.
+            let foreign = name.starts_with("container_") || name.starts_with("kube_");
+            for label in ["job", "instance"].into_iter().filter(|_| !foreign) {
                 let ok = u
                     .selector
                     .matchers

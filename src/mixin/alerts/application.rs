@@ -17,21 +17,21 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "A large share of requests fail on the server side.",
             impact: "Users see errors: an outage for the affected endpoints.",
-            diagnose: "Which endpoints fail:\n\n```promql\nsum by (endpoint, status) (rate(http_requests_total{status=~\"5..\"}[5m]))\n```\nThen the exporter's overview dashboard: a red dependency (PostgreSQL, Redis, Kafka) usually explains it.\n\n```sh\nkubectl -n NAMESPACE logs deploy/api --since=10m | grep -i error | tail -50\nkubectl -n NAMESPACE rollout history deploy/api\n```",
+            diagnose: "Which paths fail:\n\n```promql\nsum by (path, status) (rate(http_requests_total{status=~\"5..\"}[5m]))\n```\nThen the exporter's overview dashboard: a red dependency (PostgreSQL, Redis, Kafka) usually explains it.\n\n```sh\nkubectl -n NAMESPACE logs deploy/api --since=10m | grep -i error | tail -50\nkubectl -n NAMESPACE rollout history deploy/api\n```",
             fix: "Roll back a release that started it (`kubectl rollout undo deploy/api`); fix or fail over the dependency that is down.",
             escalate: "P0: page the application's owners and open an incident.",
         },
         test: Fixture {
             firing: &[
-                ("http_requests_total{%APP%,endpoint=\"/orders\",status=\"500\"}", "0+12x30"),
-                ("http_requests_total{%APP%,endpoint=\"/orders\",status=\"200\"}", "0+48x30"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"500\"}", "0+12x30"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"200\"}", "0+48x30"),
             ],
             delay: 1,
             labels: "job=\"api\"",
             value: "20%",
             quiet: &[
-                ("http_requests_total{%APP%,endpoint=\"/orders\",status=\"500\"}", "0+1x30"),
-                ("http_requests_total{%APP%,endpoint=\"/orders\",status=\"200\"}", "0+99x30"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"500\"}", "0+1x30"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"200\"}", "0+99x30"),
             ],
         },
     },
@@ -48,7 +48,7 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "The slowest 5% of requests take longer than the threshold.",
             impact: "Users wait; clients with short timeouts fail.",
-            diagnose: "Which endpoints are slow:\n\n```promql\nhistogram_quantile(0.95, sum by (endpoint, le) (rate(http_request_duration_seconds_bucket[5m])))\n```\nThen the dependencies: PostgreSQL long queries and lock waits, Redis hit ratio, DB pool usage (the application dashboard), CPU throttling (`kubectl top pods`).",
+            diagnose: "Which paths are slow:\n\n```promql\nhistogram_quantile(0.95, sum by (path, le) (rate(http_request_duration_seconds_bucket[5m])))\n```\nThen the dependencies: PostgreSQL long queries and lock waits, Redis hit ratio, DB pool usage (the application dashboard), CPU throttling (`kubectl top pods`).",
             fix: "Scale out if CPU-bound; fix the slow query or the missing cache; roll back a release that introduced it.",
             escalate: "Escalate to the owning team if it lasts; P0 if requests time out.",
         },

@@ -127,7 +127,7 @@ pub(super) const ALERTS: &[Alert] = &[
         "S3 bucket",
         Checks,
         None,
-        "2. Run the guide's checks by hand:\n\n   ```sh\n   aws s3 ls \"s3://$S3_BUCKET\" --endpoint-url \"$S3_ENDPOINT\"\n   aws s3api head-bucket --bucket \"$S3_BUCKET\"\n   ```\n3. `auth` usually means expired or rotated keys; `dns`/`network` an endpoint or VPC endpoint problem.",
+        "2. Run the guide's checks by hand:\n\n   ```sh\n   aws s3 ls \"s3://$S3_BUCKET\" --endpoint-url \"$S3_ENDPOINT\"\n   aws s3api head-bucket --bucket \"$S3_BUCKET\"\n   ```\n3. `auth` usually means expired or rotated keys, or a policy change. Check who the keys are and what they may do:\n\n   ```sh\n   aws sts get-caller-identity\n   aws iam simulate-principal-policy --policy-source-arn \"$(aws sts get-caller-identity --query Arn --output text)\" \\\n     --action-names s3:ListBucket s3:GetObject s3:PutObject --resource-arns \"arn:aws:s3:::$S3_BUCKET\" \"arn:aws:s3:::$S3_BUCKET/*\"\n   ```\n4. `dns`/`network` mean an endpoint or VPC endpoint problem.",
         "- Rotate or restore the access keys the check and the application use.\n- Check the bucket policy and the endpoint's status page for a provider outage."
     ),
     check_down!(

@@ -17,7 +17,7 @@ pub(super) const ALERTS: &[Alert] = &[
             meaning: "The consumer group has many messages it has not processed yet.",
             impact: "Whatever the consumers produce (emails, projections, indexes) is late by that backlog.",
             diagnose: "```sh\nkafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --describe --group GROUP\nkubectl get pods -l app=CONSUMER\n```\nLook at `runbook_kafka_consumergroup_topic_time_lag_seconds` for the delay in time, and at the group's status (RunbookKafkaConsumerGroupStalled).",
-            fix: "Scale the consumers up (up to the partition count), fix the slow step they wait on, or restart stuck consumers.",
+            fix: "- Scale the consumers up, up to the partition count; beyond it, add partitions first: `kafka-topics.sh --bootstrap-server \"$KAFKA_BROKERS\" --alter --topic TOPIC --partitions N` (this changes which partition a key goes to).\n- Fix the slow step they wait on, or restart stuck consumers.\n- If the backlog is worthless (stale events), and only with the owners' agreement, skip it: stop the group, then `kafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --group GROUP --topic TOPIC --reset-offsets --to-latest --execute` (use `--dry-run` first).",
             escalate: "Escalate to the consumer's owners if the backlog keeps growing (RunbookKafkaConsumerLagGrowing).",
         },
         test: Fixture {

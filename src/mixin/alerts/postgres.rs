@@ -17,8 +17,8 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "Most connections that applications may open are in use. When none are left, new connections fail with `FATAL: sorry, too many clients already`.",
             impact: "None yet; at 100% new requests that need a connection fail.",
-            diagnose: "```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\nSHOW max_connections;\n```\nMany `idle` sessions from one application point at an oversized pool; many `idle in transaction` at a leak; many `active` at slow queries (see RunbookPostgresLongRunningQuery).",
-            fix: "- Lower the application's pool size or put PgBouncer in front.\n- Terminate leaked sessions: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '10 minutes';`\n- Raise `max_connections` only with memory to spare (it needs a restart).",
+            diagnose: "```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\nSHOW max_connections;\n-- who holds them, by client host (one pod or one service opening too many):\nSELECT client_addr, application_name, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20;\n```\nMany `idle` sessions from one application point at an oversized pool; many `idle in transaction` at a leak; many `active` at slow queries (see RunbookPostgresLongRunningQuery).",
+            fix: "- Lower the application's pool size (pool size × replicas must stay below `max_connections` minus the reserve; e.g. `DB_POOL_SIZE=10` with 8 replicas uses 80) and roll it out, or put PgBouncer in front.\n- Terminate leaked sessions: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '10 minutes';`\n- Raise `max_connections` only with memory to spare (it needs a restart).",
             escalate: "Escalate to the database owners if usage keeps rising after the pool is fixed.",
         },
         test: Fixture {
@@ -84,7 +84,7 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "An active query started long ago and has not finished.",
             impact: "It holds locks and a snapshot: it can block writers, stop vacuum from cleaning up, and use a connection and CPU.",
-            diagnose: "```sql\nSELECT pid, usename, application_name, now() - query_start AS runtime, wait_event_type, left(query, 200)\n  FROM pg_stat_activity\n WHERE state = 'active' AND query_start < now() - interval '5 minutes'\n ORDER BY query_start;\n```",
+            diagnose: "```sql\nSELECT pid, usename, application_name, now() - query_start AS runtime, wait_event_type, left(query, 200)\n  FROM pg_stat_activity\n WHERE state = 'active' AND query_start < now() - interval '5 minutes'\n ORDER BY query_start;\n```\nWhich statements cost most overall (`pg_stat_statements`; PostgreSQL 13 and later name the columns `total_exec_time` and `mean_exec_time`, 12 and earlier `total_time` and `mean_time`):\n\n```sql\nSELECT queryid, calls, total_exec_time, mean_exec_time, left(query, 120)\n  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10;\n```",
             fix: "- Cancel it if it is safe: `SELECT pg_cancel_backend(PID);` (terminate with `pg_terminate_backend` if cancel does not work).\n- Ask the owner to add an index or a `statement_timeout` for that role.",
             escalate: "Escalate to the owning team if the query is part of a batch job that must finish; to the database owners if it blocks others (RunbookPostgresSessionsBlocked).",
         },
@@ -160,7 +160,7 @@ pub(super) const ALERTS: &[Alert] = &[
             meaning: "Seen from the primary, a standby has not replayed a large amount of WAL.",
             impact: "Reads from that standby are stale; a failover now would lose or delay that much data; the primary keeps the WAL (disk grows if a slot is used).",
             diagnose: "On the primary:\n\n```sql\nSELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS replay_bytes, replay_lag\n  FROM pg_stat_replication;\n```\nOn the standby: `SELECT pg_is_wal_replay_paused();` and look for long queries that conflict with replay.",
-            fix: "- Resume a paused replay: `SELECT pg_wal_replay_resume();`\n- Cancel long standby queries or lower `max_standby_streaming_delay`.\n- Check the standby's disk and network throughput.",
+            fix: "- Resume a paused replay: `SELECT pg_wal_replay_resume();`\n- Cancel long standby queries or lower `max_standby_streaming_delay`.\n- Check the standby's disk and network throughput; if the replica is simply too small for the write load, resize it (CPU, IOPS) to match the primary.\n- Meanwhile, send reads that must see their own writes to the primary: split the application's read and write URLs (`DATABASE_URL` for writes, `DATABASE_READ_URL` for the replica) and point the read URL at the primary until the lag is gone.",
             escalate: "Escalate to the database owners if the lag keeps growing for 30 minutes or the primary's disk fills.",
         },
         test: Fixture {
