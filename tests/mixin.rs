@@ -338,8 +338,9 @@ fn lint_expr(place: &str, raw: &str, dashboard: bool, problems: &mut Vec<String>
 #[test]
 fn rule_expressions_apply_rate_only_to_counters() {
     let mut problems = Vec::new();
-    for rule in rules() {
-        lint_expr(&rule.alert, &rule.expr, false, &mut problems);
+    for rule in all_rules() {
+        let place = rule.record.clone().unwrap_or(rule.alert.clone());
+        lint_expr(&place, &rule.expr, false, &mut problems);
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }
@@ -682,4 +683,85 @@ fn every_kind_has_an_alert_for_its_checks_failing() {
             "no alert on runbook_check_up{{{selector}}}: add one to src/mixin/alerts/checks.rs"
         );
     }
+}
+
+#[test]
+fn the_mixin_subcommand_renders_the_shipped_files_from_the_shipped_config() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+        .args(["mixin", "--config"])
+        .arg(root().join("alerts/config.yaml"))
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = render(&config());
+    assert!(files.len() > 50, "{} files", files.len());
+    for (path, _) in files {
+        let rendered = std::fs::read_to_string(out_dir.path().join(&path)).unwrap();
+        assert_eq!(
+            rendered,
+            read(&path),
+            "{path}: the shipped file is not the subcommand's output"
+        );
+    }
+    // A user's config with another runbook URL and a selector changes them.
+    let mine = out_dir.path().join("mine.yaml");
+    std::fs::write(
+        &mine,
+        read("alerts/config.yaml")
+            .replace(
+                "https://example.invalid/runbook-exporter/blob/main/docs/runbooks/",
+                "https://wiki.example.com/runbooks/",
+            )
+            .replace(
+                "exporter_selector: ''",
+                "exporter_selector: 'namespace=\"monitoring\"'",
+            ),
+    )
+    .unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+        .args(["mixin", "--config"])
+        .arg(&mine)
+        .arg("--out")
+        .arg(out_dir.path().join("mine"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rules = std::fs::read_to_string(
+        out_dir
+            .path()
+            .join("mine/alerts/runbook-exporter.rules.yaml"),
+    )
+    .unwrap();
+    assert!(rules.contains("https://wiki.example.com/runbooks/RunbookRedisDown.md"));
+    assert!(rules.contains("runbook_check_up{namespace=\"monitoring\", kind=\"redis\"}"));
+    // A bad config: exit 2, the file and the field named, nothing written.
+    std::fs::write(
+        &mine,
+        read("alerts/config.yaml").replace(
+            "RunbookRedisDown: {for: 1m}",
+            "RunbookRedisDown: {for: 1m, treshold: 3}",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+        .args(["mixin", "--config"])
+        .arg(&mine)
+        .arg("--out")
+        .arg(out_dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mine.yaml") && err.contains("treshold"),
+        "{err}"
+    );
+    assert!(!out_dir.path().join("bad").exists());
 }

@@ -171,16 +171,19 @@ fn notified(got: &Received, alertname: &str, status: &str) -> Vec<String> {
 
 // --- A stoppable TCP proxy --------------------------------------------------
 
+/// A running proxy: its stop flag, accept thread and open connections.
+type Running = (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+    Arc<Mutex<Vec<TcpStream>>>,
+);
+
 /// A TCP proxy on a fixed loopback port in front of a real server. Stopped,
 /// it refuses new connections and cuts the open ones.
 struct Proxy {
     port: u16,
     upstream: SocketAddr,
-    running: Option<(
-        Arc<AtomicBool>,
-        std::thread::JoinHandle<()>,
-        Arc<Mutex<Vec<TcpStream>>>,
-    )>,
+    running: Option<Running>,
 }
 
 impl Proxy {

@@ -562,7 +562,9 @@ fn prometheus_scrapes_dashboards_show_data_and_a_stopped_dependency_alerts() {
 
     // Both targets up, and enough samples for rates over 10s.
     wait_until("both scrape targets up", Duration::from_secs(60), || {
-        TcpStream::connect(prom_addr).is_ok() && query(&prom, "up == 1").len() == 2
+        TcpStream::connect(prom_addr).is_ok()
+            && get(prom_addr, "/-/ready").status == 200
+            && query(&prom, "up == 1").len() == 2
     });
     wait_until(
         "the db_port check to succeed in Prometheus",

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::alerts::{config_key, Alert, Class, Group, ALERTS};
+use super::alerts::{config_key, Alert, Class, Group, ALERTS, RECORDS};
 use super::{alertmanager, dashboards, docs, format_number, parse_minutes, MixinConfig};
 
 /// The rules files, relative to the repository root, with the groups each
@@ -38,6 +38,15 @@ fn q(s: &str) -> String {
 /// `text` (an expression or a description) with the config's selectors,
 /// threshold and check-down parameters in place of the placeholders.
 pub fn fill(text: &str, alert: &Alert, config: &MixinConfig) -> String {
+    let e = fill_selectors(text, config);
+    match config.tuning(alert).threshold {
+        Some(t) => e.replace("%T%", &format_number(t)),
+        None => e,
+    }
+}
+
+/// `text` with the config's selectors and check-down parameters in place.
+pub fn fill_selectors(text: &str, config: &MixinConfig) -> String {
     let sel = config.exporter_selector.trim();
     let (bare, first) = if sel.is_empty() {
         (String::new(), "{".to_string())
@@ -45,8 +54,7 @@ pub fn fill(text: &str, alert: &Alert, config: &MixinConfig) -> String {
         (format!("{{{sel}}}"), format!("{{{sel}, "))
     };
     let cd = &config.check_down;
-    let mut e = text
-        .replace("{%E%}", &bare)
+    text.replace("{%E%}", &bare)
         .replace("{%E%, ", &first)
         .replace("%A%", &config.app_selector)
         .replace("%C%", &config.app_container_selector)
@@ -54,11 +62,7 @@ pub fn fill(text: &str, alert: &Alert, config: &MixinConfig) -> String {
         .replace("%R%", &format_number(cd.failure_ratio))
         .replace("%N%", &cd.min_runs.to_string())
         .replace("%K%", &cd.remember)
-        .replace("%CHECK_DOWN%", &check_down_regex());
-    if let Some(t) = config.tuning(alert).threshold {
-        e = e.replace("%T%", &format_number(t));
-    }
-    e
+        .replace("%CHECK_DOWN%", &check_down_regex())
 }
 
 /// The expression of `alert` under `config`.
@@ -99,6 +103,15 @@ fn groups_yaml(config: &MixinConfig, groups: &[Group], indent: &str) -> String {
     for group in groups {
         let _ = writeln!(out, "{indent}  - name: {}", group.name());
         let _ = writeln!(out, "{indent}    rules:");
+        for (_, records) in RECORDS.iter().filter(|(g, _)| g == group) {
+            for (name, e) in records.iter() {
+                let _ = writeln!(out, "{indent}      - record: {name}");
+                let _ = writeln!(out, "{indent}        expr: |-");
+                for line in fill_selectors(e, config).lines() {
+                    let _ = writeln!(out, "{indent}          {line}");
+                }
+            }
+        }
         for alert in ALERTS.iter().filter(|a| a.group == *group) {
             let p = format!("{indent}      ");
             let _ = writeln!(out, "{p}- alert: {}", alert.name);

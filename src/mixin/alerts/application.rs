@@ -1,5 +1,7 @@
 //! The alerts on the application's own metrics (the guides' PromQL on
-//! errors, latency, the DB pool, the cache and container memory).
+//! errors, latency, the DB pool, the cache and container memory), and the
+//! guides' error-ratio and latency PromQL as recording rules with
+//! multi-window burn-rate alerts on them.
 
 use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
@@ -161,4 +163,168 @@ pub(super) const ALERTS: &[Alert] = &[
             ],
         },
     },
+    Alert {
+        name: "AppErrorBudgetBurn",
+        group: Group::Application,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Other,
+        expr: "job:http_requests:error_ratio_rate1h > (14.4 * (1 - %T%))\nand\njob:http_requests:error_ratio_rate5m > (14.4 * (1 - %T%))",
+        summary: "The application burns its error budget fast.",
+        description: "{{ $value | humanizePercentage }} of the requests to {{ $labels.job }} failed over the last 1h (and the last 5m): 14.4 times the budget of an SLO of %T%.",
+        explain: "job:http_requests:error_ratio_rate1h and job:http_requests:error_ratio_rate5m above 14.4 × (1 − SLO)",
+        runbook: Runbook {
+            meaning: "The share of failing requests eats the error budget of the SLO (`threshold`, e.g. 99.9%) many times faster than it lasts: at 14.4 times, a 30-day budget is gone in 2 days (critical); at 6 times, in 5 days (warning). Both a long and a short window must agree, so the alert neither fires on a blip nor lingers after the fix.",
+            impact: "Users see errors; at the critical rate, the month's budget is gone within days.",
+            diagnose: "```promql\nsum by (path, status) (rate(http_requests_total{status=~\"5..\"}[5m]))\njob:http_requests:error_ratio_rate5m\n```\nThen as for AppHighErrorRate: the overview dashboard for a failing dependency, the logs and the rollout history.",
+            fix: "Roll back the release that started it, or fix or fail over the dependency that is down.",
+            escalate: "Critical is P1: the application's owners within 30 minutes. Warning is P2: a ticket.",
+        },
+        test: Fixture {
+            firing: &[
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"500\"}", "0+12x40"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"200\"}", "0+48x40"),
+            ],
+            delay: 1,
+            labels: "job=\"api\"",
+            value: "20%",
+            quiet: &[
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"500\"}", "0+0x40"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"200\"}", "0+100x40"),
+            ],
+        },
+    },
+    Alert {
+        name: "AppErrorBudgetBurn",
+        group: Group::Application,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
+        expr: "job:http_requests:error_ratio_rate6h > (6 * (1 - %T%))\nand\njob:http_requests:error_ratio_rate30m > (6 * (1 - %T%))",
+        summary: "The application burns its error budget steadily.",
+        description: "{{ $value | humanizePercentage }} of the requests to {{ $labels.job }} failed over the last 6h (and the last 30m): 6 times the budget of an SLO of %T%.",
+        explain: "job:http_requests:error_ratio_rate6h and job:http_requests:error_ratio_rate30m above 6 × (1 − SLO)",
+        runbook: Runbook {
+            meaning: "The share of failing requests eats the error budget of the SLO (`threshold`, e.g. 99.9%) many times faster than it lasts: at 14.4 times, a 30-day budget is gone in 2 days (critical); at 6 times, in 5 days (warning). Both a long and a short window must agree, so the alert neither fires on a blip nor lingers after the fix.",
+            impact: "Users see errors; at the critical rate, the month's budget is gone within days.",
+            diagnose: "```promql\nsum by (path, status) (rate(http_requests_total{status=~\"5..\"}[5m]))\njob:http_requests:error_ratio_rate5m\n```\nThen as for AppHighErrorRate: the overview dashboard for a failing dependency, the logs and the rollout history.",
+            fix: "Roll back the release that started it, or fix or fail over the dependency that is down.",
+            escalate: "Critical is P1: the application's owners within 30 minutes. Warning is P2: a ticket.",
+        },
+        test: Fixture {
+            firing: &[
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"500\"}", "0+1x40"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"200\"}", "0+99x40"),
+            ],
+            delay: 1,
+            labels: "job=\"api\"",
+            value: "1%",
+            quiet: &[
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"500\"}", "0+0x40"),
+                ("http_requests_total{%APP%,path=\"/orders\",status=\"200\"}", "0+100x40"),
+            ],
+        },
+    },
+    Alert {
+        name: "AppLatencyBudgetBurn",
+        group: Group::Application,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Other,
+        expr: "job:http_requests:slow_ratio_rate1h > (14.4 * (1 - %T%))\nand\njob:http_requests:slow_ratio_rate5m > (14.4 * (1 - %T%))",
+        summary: "The application burns its latency budget fast.",
+        description: "{{ $value | humanizePercentage }} of the requests to {{ $labels.job }} took longer than 2 s over the last 1h (and the last 5m): 14.4 times the budget of an SLO of %T%.",
+        explain: "job:http_requests:slow_ratio_rate1h and job:http_requests:slow_ratio_rate5m above 14.4 × (1 − SLO)",
+        runbook: Runbook {
+            meaning: "The share of requests slower than the guides' 2 s (bucket `le=\"2\"`) eats the latency budget of the SLO (`threshold`, e.g. 99% under 2 s) 14.4 times (critical) or 6 times (warning) faster than it lasts, over a long and a short window both.",
+            impact: "Users wait; clients with short timeouts fail.",
+            diagnose: "```promql\nhistogram_quantile(0.95, sum by (path, le) (rate(http_request_duration_seconds_bucket[5m])))\njob:http_requests:slow_ratio_rate5m\n```\nThen as for AppHighLatencyP95: slow queries, cache hit ratio, DB pool, CPU throttling.",
+            fix: "Scale out if CPU-bound, fix the slow query or the cold cache, or roll back.",
+            escalate: "Critical is P1: the application's owners within 30 minutes. Warning is P2: a ticket.",
+        },
+        test: Fixture {
+            firing: &[
+                ("http_request_duration_seconds_bucket{%APP%,le=\"2\"}", "0+50x40"),
+                ("http_request_duration_seconds_bucket{%APP%,le=\"+Inf\"}", "0+100x40"),
+            ],
+            delay: 1,
+            labels: "job=\"api\"",
+            value: "50%",
+            quiet: &[
+                ("http_request_duration_seconds_bucket{%APP%,le=\"2\"}", "0+100x40"),
+                ("http_request_duration_seconds_bucket{%APP%,le=\"+Inf\"}", "0+100x40"),
+            ],
+        },
+    },
+    Alert {
+        name: "AppLatencyBudgetBurn",
+        group: Group::Application,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
+        expr: "job:http_requests:slow_ratio_rate6h > (6 * (1 - %T%))\nand\njob:http_requests:slow_ratio_rate30m > (6 * (1 - %T%))",
+        summary: "The application burns its latency budget steadily.",
+        description: "{{ $value | humanizePercentage }} of the requests to {{ $labels.job }} took longer than 2 s over the last 6h (and the last 30m): 6 times the budget of an SLO of %T%.",
+        explain: "job:http_requests:slow_ratio_rate6h and job:http_requests:slow_ratio_rate30m above 6 × (1 − SLO)",
+        runbook: Runbook {
+            meaning: "The share of requests slower than the guides' 2 s (bucket `le=\"2\"`) eats the latency budget of the SLO (`threshold`, e.g. 99% under 2 s) 14.4 times (critical) or 6 times (warning) faster than it lasts, over a long and a short window both.",
+            impact: "Users wait; clients with short timeouts fail.",
+            diagnose: "```promql\nhistogram_quantile(0.95, sum by (path, le) (rate(http_request_duration_seconds_bucket[5m])))\njob:http_requests:slow_ratio_rate5m\n```\nThen as for AppHighLatencyP95: slow queries, cache hit ratio, DB pool, CPU throttling.",
+            fix: "Scale out if CPU-bound, fix the slow query or the cold cache, or roll back.",
+            escalate: "Critical is P1: the application's owners within 30 minutes. Warning is P2: a ticket.",
+        },
+        test: Fixture {
+            firing: &[
+                ("http_request_duration_seconds_bucket{%APP%,le=\"2\"}", "0+90x40"),
+                ("http_request_duration_seconds_bucket{%APP%,le=\"+Inf\"}", "0+100x40"),
+            ],
+            delay: 1,
+            labels: "job=\"api\"",
+            value: "10%",
+            quiet: &[
+                ("http_request_duration_seconds_bucket{%APP%,le=\"2\"}", "0+100x40"),
+                ("http_request_duration_seconds_bucket{%APP%,le=\"+Inf\"}", "0+100x40"),
+            ],
+        },
+    },
+];
+
+/// Recording rules, evaluated before the alerts of the group: the guides'
+/// error ratio (5xx share) and the share of requests slower than the guides'
+/// 2 s, over the windows the burn-rate alerts need. `le="2"` must be a real
+/// bucket boundary of `http_request_duration_seconds` (it is the guides'
+/// threshold, so instrument with it).
+pub(super) const RECORDS: &[(&str, &str)] = &[
+    (
+        "job:http_requests:error_ratio_rate5m",
+        "sum by (job) (rate(http_requests_total{%A%, status=~\"5..\"}[5m]))\n/\nsum by (job) (rate(http_requests_total{%A%}[5m]))",
+    ),
+    (
+        "job:http_requests:slow_ratio_rate5m",
+        "1 - (\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"2\"}[5m]))\n  /\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"+Inf\"}[5m]))\n)",
+    ),
+    (
+        "job:http_requests:error_ratio_rate30m",
+        "sum by (job) (rate(http_requests_total{%A%, status=~\"5..\"}[30m]))\n/\nsum by (job) (rate(http_requests_total{%A%}[30m]))",
+    ),
+    (
+        "job:http_requests:slow_ratio_rate30m",
+        "1 - (\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"2\"}[30m]))\n  /\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"+Inf\"}[30m]))\n)",
+    ),
+    (
+        "job:http_requests:error_ratio_rate1h",
+        "sum by (job) (rate(http_requests_total{%A%, status=~\"5..\"}[1h]))\n/\nsum by (job) (rate(http_requests_total{%A%}[1h]))",
+    ),
+    (
+        "job:http_requests:slow_ratio_rate1h",
+        "1 - (\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"2\"}[1h]))\n  /\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"+Inf\"}[1h]))\n)",
+    ),
+    (
+        "job:http_requests:error_ratio_rate6h",
+        "sum by (job) (rate(http_requests_total{%A%, status=~\"5..\"}[6h]))\n/\nsum by (job) (rate(http_requests_total{%A%}[6h]))",
+    ),
+    (
+        "job:http_requests:slow_ratio_rate6h",
+        "1 - (\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"2\"}[6h]))\n  /\n  sum by (job) (rate(http_request_duration_seconds_bucket{%A%, le=\"+Inf\"}[6h]))\n)",
+    ),
 ];

@@ -201,6 +201,9 @@ pub struct Alert {
     pub test: Fixture,
 }
 
+/// Recording rules per group, rendered before the group's alerts.
+pub static RECORDS: &[(Group, &[(&str, &str)])] = &[(Group::Application, application::RECORDS)];
+
 /// The groups' tables, in the order of the rules files.
 const TABLES: &[&[Alert]] = &[
     checks::ALERTS,
