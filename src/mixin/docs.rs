@@ -176,11 +176,13 @@ pub(super) fn alert_table(config: &MixinConfig) -> String {
          configured `for` windows; their series are chosen for the shipped thresholds, so a\n\
          tuned copy may need its own.\n\n\
          ## Linting\n\n\
-         `tests/mixin.rs` runs `promtool check rules`, `promtool test rules`, `amtool\n\
-         check-config` and `amtool config routes test` and fails when an alert has no test;\n\
+         `tests/mixin.rs` runs `promtool check rules` and `promtool test rules` and\n\
+         fails when an alert has no test; `tests/mixin_routing.rs` runs `amtool check-config`\n\
+         and `amtool config routes test`;\n\
          `tests/mixin_live.rs` parses every expression, checks that each `runbook_*` metric it\n\
          names is really exposed by the exporter, and runs the rules in a real Prometheus with\n\
-         a real Alertmanager. `pint` is not run: the Go module proxy refuses it on these\n\
+         a real Alertmanager; `tests/mixin_alerting.rs` stops real dependencies and the\n\
+         exporter and counts the notifications at each receiver. `pint` is not run: the Go module proxy refuses it on these\n\
          machines.\n",
     );
     out
