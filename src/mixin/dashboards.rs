@@ -73,7 +73,7 @@ static SPECS: &[Spec] = &[
         file: "overview",
         uid: "rbx-overview",
         title: "runbook-exporter / Overview",
-        description: "The guides' component status matrix: one tile per check, green when its last run succeeded, red when it failed, with the reasons of recent failures and the time since each check last succeeded.",
+        description: "The guides' component status matrix over time: one state-timeline row per check and exporter target (a failing replica or /probe target is never hidden behind a healthy one), green when its last run succeeded, red when it failed; a tile per exporter target, the firing alerts, the reasons of recent failures, the time since each check last succeeded, and links to each kind's dashboard and the runbooks.",
         tags: &["runbook-exporter", "overview"],
         kinds: Some(".+"),
         panels: &[
