@@ -2,7 +2,9 @@
 //! scraped under an Operator-style job label (`monitoring/api-runbook-exporter`,
 //! what a PodMonitor gives), a real Prometheus evaluating the rules, a real
 //! Alertmanager running the generated routes and inhibitions, and a webhook
-//! receiver that records every notification. Stopping Redis, PostgreSQL,
+//! receiver that records every notification. A `/probe` target scraped as
+//! a Prometheus Operator Probe (`probe/monitoring/pg-ports`, target as
+//! instance) that does not answer pages P1 under that job. Stopping Redis, PostgreSQL,
 //! ClickHouse and Kafka each sends exactly one notification, to the receiver
 //! its priority and team route to; stopping the exporter sends the P0
 //! exporter-down page, while the check alert already firing is silenced and
@@ -33,6 +35,7 @@ use runbook_exporter::mixin::{alertmanager, render_rules};
 use serde_json::Value;
 
 const JOB: &str = "monitoring/api-runbook-exporter";
+const PROBE_JOB: &str = "probe/monitoring/pg-ports";
 
 /// A child process killed (by its id) when dropped.
 struct Proc(Child);
@@ -407,7 +410,9 @@ fn each_stopped_dependency_pages_once_on_its_route_and_a_stopped_exporter_silenc
     std::fs::write(
         &cfg,
         format!(
-            "defaults: {{interval: 2s, timeout: 1500ms}}\nchecks:\n\
+            "defaults: {{interval: 2s, timeout: 1500ms}}\n\
+             modules:\n  - {{name: tcp_connect, kind: tcp, address: '127.0.0.1:1', timeout: 500ms}}\n\
+             checks:\n\
              \x20 - {{name: cache, kind: redis, url: 'redis://127.0.0.1:{redis_port}'}}\n\
              \x20 - {{name: pg, kind: postgres, dsn: '{pg_via_proxy}'}}\n\
              \x20 - {{name: analytics, kind: clickhouse, url: 'http://127.0.0.1:{ch_port}', user: '{ch_user}', password: '{ch_password}'}}\n\
@@ -416,6 +421,10 @@ fn each_stopped_dependency_pages_once_on_its_route_and_a_stopped_exporter_silenc
     )
     .unwrap();
     let exporter_addr = closed_port();
+    // What a Prometheus Operator Probe scrapes: /probe of a module, under
+    // job `probe/NAMESPACE/NAME`, with the target as instance. Nothing
+    // listens on the target, so its check fails from the start.
+    let closed_target = closed_port();
     let mut exporter_proc = Some(exporter(&cfg, exporter_addr));
 
     let (rules, am_cfg) = write_configs(dir.path(), receiver);
@@ -444,7 +453,10 @@ fn each_stopped_dependency_pages_once_on_its_route_and_a_stopped_exporter_silenc
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
              alerting: {{alertmanagers: [{{static_configs: [{{targets: ['{am_addr}']}}]}}]}}\n\
              rule_files: [{rule_list}]\n\
-             scrape_configs:\n  - job_name: '{JOB}'\n    static_configs: [{{targets: ['{exporter_addr}']}}]\n"
+             scrape_configs:\n  - job_name: '{JOB}'\n    static_configs: [{{targets: ['{exporter_addr}']}}]\n\
+             \x20 - job_name: '{PROBE_JOB}'\n    metrics_path: /probe\n    params: {{module: [tcp_connect], target: ['{closed_target}']}}\n\
+             \x20   static_configs: [{{targets: ['{exporter_addr}']}}]\n\
+             \x20   relabel_configs: [{{target_label: instance, replacement: '{closed_target}'}}]\n"
         ),
     )
     .unwrap();
@@ -505,6 +517,23 @@ fn each_stopped_dependency_pages_once_on_its_route_and_a_stopped_exporter_silenc
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // The Probe's target is down: its alert fires under the Probe's job
+    // label and pages P1 once.
+    wait_until(
+        &format!("RunbookTcpEndpointDown for {PROBE_JOB} to page"),
+        Duration::from_secs(60),
+        || {
+            got.lock().unwrap().iter().any(|(path, v)| {
+                path == "/oncall-page-p1"
+                    && v["alerts"].as_array().unwrap().iter().any(|a| {
+                        a["labels"]["alertname"] == "RunbookTcpEndpointDown"
+                            && a["labels"]["job"] == PROBE_JOB
+                            && a["labels"]["instance"] == closed_target.to_string().as_str()
+                    })
+            })
+        },
+    );
 
     let r = redis.clone();
     let dirpath = dir.path().to_path_buf();
