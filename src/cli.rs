@@ -54,6 +54,22 @@ enum Command {
     /// Validate the config file and print every problem found; exit 2 if
     /// there is any.
     Validate(ConfigArg),
+    /// Render the alert rules, PrometheusRule, promtool tests, Alertmanager
+    /// example, runbooks and dashboards from a mixin config (like
+    /// alerts/config.yaml) into a directory; exit 2 if the config is invalid.
+    Mixin(MixinArgs),
+}
+
+#[derive(Debug, Args)]
+struct MixinArgs {
+    /// The mixin config: runbook base URL, selectors, thresholds,
+    /// priorities, receivers (start from alerts/config.yaml).
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// The directory to write into (created if missing); files keep the
+    /// repository's layout (alerts/, dashboards/, docs/, deploy/).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +178,7 @@ pub fn main() -> ExitCode {
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Check(args)) => check(args).await,
             Some(Command::Validate(args)) => validate(args),
+            Some(Command::Mixin(args)) => mixin(args),
         }
     });
     ExitCode::from(code)
@@ -290,6 +307,32 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+fn mixin(args: MixinArgs) -> u8 {
+    let config = match crate::mixin::MixinConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_INVALID_CONFIG;
+        }
+    };
+    match crate::mixin::write_files(&config, &args.out) {
+        Ok(written) => {
+            println!(
+                "{}: {} files rendered into {}, {} changed",
+                args.config.display(),
+                crate::mixin::render(&config).len(),
+                args.out.display(),
+                written.len()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+    }
 }
 
 fn validate(args: ConfigArg) -> u8 {

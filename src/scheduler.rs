@@ -198,6 +198,7 @@ impl Scheduler {
     }
 
     fn spawn(&self, config: Arc<CheckConfig>, state: Arc<CheckState>) -> Task {
+        state.set_interval(config.interval);
         let handle = tokio::spawn(run_loop(
             config.clone(),
             state.clone(),

@@ -106,6 +106,7 @@ const OPT_IN: &[&str] = &[
     "secret.example.yaml",
     "probe.yaml",
     "sharded-statefulset.yaml",
+    "alertmanager-secret.yaml",
 ];
 
 #[test]

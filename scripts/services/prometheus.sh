@@ -9,7 +9,9 @@ prometheus_port=59090
 alertmanager_port=59094
 
 prometheus_up() {
+  # prometheus-alertmanager ships amtool, which tests/mixin.rs needs.
   apt_install prometheus prometheus-alertmanager
+  command -v amtool >/dev/null || { log "amtool missing after installing prometheus-alertmanager"; return 1; }
   mkdir -p "$prometheus_dir/data" "$prometheus_dir/am-data"
   if ! port_open "$prometheus_port"; then
     cat >"$prometheus_dir/prometheus.yml" <<EOF
@@ -52,6 +54,7 @@ EOF
     echo "export RUNBOOK_TEST_PROMETHEUS=$(command -v prometheus)"
     echo "export RUNBOOK_TEST_ALERTMANAGER=$(command -v prometheus-alertmanager)"
     echo "export RUNBOOK_TEST_PROMTOOL=$(command -v promtool)"
+    echo "export RUNBOOK_TEST_AMTOOL=$(command -v amtool)"
   } >"$RUNBOOK_TEST_STATE/env/prometheus.env"
 }
 

@@ -370,6 +370,16 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduled_check_exports_its_interval_and_a_probe_run_none() {
+        let scheduled = CheckState::new("a".into(), "test", vec![]);
+        scheduled.set_interval(Duration::from_secs(120));
+        let probe = CheckState::new("b".into(), "test", vec![]);
+        let om = exposition(&[scheduled, probe], None, Format::OpenMetrics);
+        assert!(om.contains("runbook_check_interval_seconds{check=\"a\",kind=\"test\"} 120"));
+        assert!(!om.contains("runbook_check_interval_seconds{check=\"b\""));
+    }
+
+    #[test]
     fn negotiation_follows_q_values() {
         assert_eq!(Format::negotiate(None), Format::Text);
         assert_eq!(Format::negotiate(Some("*/*")), Format::Text);

@@ -26,6 +26,8 @@ pub(super) struct CheckView<'a> {
     pub(super) labels: &'a [(String, String)],
     pub(super) last: Option<Arc<RunRecord>>,
     pub(super) last_success: Option<f64>,
+    /// The scheduled interval, seconds; `None` for a `/probe` run.
+    pub(super) interval: Option<f64>,
     pub(super) runs: u64,
     /// Failed runs, indexed like [`Reason::ALL`].
     pub(super) failures: [u64; Reason::ALL.len()],
@@ -66,6 +68,8 @@ const HELP_DURATION: &str = "Duration of the last scheduled run of the check.";
 const HELP_LAST_RUN: &str = "When the last scheduled run of the check ended, as a Unix timestamp.";
 const HELP_LAST_SUCCESS: &str =
     "When the check last succeeded in a scheduled run, as a Unix timestamp.";
+const HELP_INTERVAL: &str =
+    "Interval between the scheduled runs of the check, from the running config (not a result of the last scheduled run).";
 const HELP_RUNS: &str = "Scheduled runs of the check since the exporter started.";
 const HELP_FAILURES: &str =
     "Failed scheduled runs of the check since the exporter started, by reason.";
@@ -74,7 +78,7 @@ const HELP_FAILURES: &str =
 /// value is unknown keeps its metadata and has no sample.
 fn encode_state(view: &CheckView, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     let last = view.last.as_deref();
-    let gauges: [(&str, &str, Option<&Unit>, Option<f64>); 4] = [
+    let gauges: [(&str, &str, Option<&Unit>, Option<f64>); 5] = [
         (
             "runbook_check_up",
             HELP_UP,
@@ -98,6 +102,12 @@ fn encode_state(view: &CheckView, encoder: &mut DescriptorEncoder) -> Result<(),
             HELP_LAST_SUCCESS,
             Some(&Unit::Seconds),
             view.last_success,
+        ),
+        (
+            "runbook_check_interval",
+            HELP_INTERVAL,
+            Some(&Unit::Seconds),
+            view.interval,
         ),
     ];
     let mut labels = Vec::new();

@@ -55,6 +55,9 @@ pub struct CheckState {
     runs: AtomicU64,
     failures: [AtomicU64; Reason::ALL.len()],
     last_success_bits: AtomicU64,
+    /// The scheduled interval in seconds, as f64 bits; 0 for a `/probe` run,
+    /// which has none.
+    interval_bits: AtomicU64,
     last: ArcSwapOption<RunRecord>,
     history: Mutex<VecDeque<RunSummary>>,
     /// This check's series, encoded when its state last changed, so that a
@@ -84,6 +87,7 @@ impl CheckState {
             runs: AtomicU64::new(0),
             failures: Default::default(),
             last_success_bits: AtomicU64::new(0),
+            interval_bits: AtomicU64::new(0),
             last: ArcSwapOption::empty(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
             rendered: ArcSwap::from_pointee(Rendered::default()),
@@ -108,6 +112,16 @@ impl CheckState {
     /// (same label set), so that counters may carry over a reload.
     pub fn same_series(&self, name: &str, kind: &str, labels: &[(String, String)]) -> bool {
         self.name == name && self.kind == kind && self.labels == labels
+    }
+
+    /// Set the interval the check is scheduled at (exported as
+    /// `runbook_check_interval_seconds`, so that staleness alerts can be
+    /// relative to it).
+    pub fn set_interval(self: &Arc<Self>, interval: Duration) {
+        let bits = interval.as_secs_f64().to_bits();
+        if self.interval_bits.swap(bits, Ordering::Relaxed) != bits {
+            self.render();
+        }
     }
 
     /// Drop the last run's result (its check changed), keeping counters.
@@ -179,6 +193,8 @@ impl Viewed for CheckState {
             labels: &self.labels,
             last: self.last(),
             last_success: self.last_success(),
+            interval: Some(f64::from_bits(self.interval_bits.load(Ordering::Relaxed)))
+                .filter(|s| *s > 0.0),
             runs: self.runs_total(),
             failures: Reason::ALL.map(|r| self.failures_total(r)),
         }

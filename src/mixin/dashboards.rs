@@ -23,6 +23,8 @@ enum Viz {
     Timeseries,
     /// One green/red tile per series (1 = up).
     Status,
+    /// One green/red row per series over time (1 = up): a state timeline.
+    Timeline,
     Stat,
     Table,
 }
@@ -71,15 +73,17 @@ static SPECS: &[Spec] = &[
         file: "overview",
         uid: "rbx-overview",
         title: "runbook-exporter / Overview",
-        description: "The guides' component status matrix: one tile per check, green when its last run succeeded, red when it failed, with the reasons of recent failures and the time since each check last succeeded.",
+        description: "The guides' component status matrix over time: one state-timeline row per check and exporter target (a failing replica or /probe target is never hidden behind a healthy one), green when its last run succeeded, red when it failed; a tile per exporter target, the firing alerts, the reasons of recent failures, the time since each check last succeeded, and links to each kind's dashboard and the runbooks.",
         tags: &["runbook-exporter", "overview"],
         kinds: Some(".+"),
         panels: &[
-            p("Check status", "One tile per check: UP (green) when the last scheduled run succeeded, DOWN (red) when it failed (runbook_check_up).", "short", Status, &[("max by (check) (runbook_check_up{%S%})", "{{check}}")]),
-            p("Time since last success", "Seconds since each check last succeeded (runbook_check_last_success_timestamp_seconds); grows while a check fails.", "s", Stat, &[("time() - max by (check) (runbook_check_last_success_timestamp_seconds{%S%})", "{{check}}")]),
+            p("Check status over time", "One row per check and exporter target (a /probe target or a replica is its own row, never folded into another): UP (green) when the last scheduled run succeeded, DOWN (red) when it failed (runbook_check_up). The dashboard links lead to each kind's dashboard and to the runbooks.", "short", Timeline, &[("runbook_check_up{%S%}", "{{check}} ({{kind}}) @ {{instance}}")]),
+            p("Exporter", "Whether Prometheus can scrape each exporter target (up); while it is DOWN every check alert is blind and RunbookExporterDown fires.", "short", Status, &[("up{job=~\"$job\", instance=~\"$instance\"}", "{{job}} {{instance}}")]),
+            p("Firing alerts", "The alerts firing now for the selected exporter targets (ALERTS), with their priority; each has a runbook_url.", "short", Table, &[("ALERTS{job=~\"$job\", instance=~\"$instance\", alertstate=\"firing\"}", "{{alertname}} {{priority}}")]),
+            p("Time since last success", "Seconds since each check last succeeded on each exporter target (runbook_check_last_success_timestamp_seconds); grows while a check fails.", "s", Stat, &[("time() - runbook_check_last_success_timestamp_seconds{%S%}", "{{check}} @ {{instance}}")]),
             p("Recent failures by reason", "Failed runs per check and reason over the dashboard's rate interval: the last error reason of a failing check (runbook_check_failures_total).", "short", Table, &[("sum by (check, reason) (increase(runbook_check_failures_total{%S%}[$__rate_interval])) > 0", "{{check}} {{reason}}")]),
             p("Failure rate by reason", "Failed runs per second, by check and reason.", "ops", Timeseries, &[("sum by (check, reason) (rate(runbook_check_failures_total{%S%}[$__rate_interval]))", "{{check}} {{reason}}")]),
-            p("Run duration", "How long each check's last scheduled run took (runbook_check_duration_seconds).", "s", Timeseries, &[("max by (check) (runbook_check_duration_seconds{%S%})", "{{check}}")]),
+            p("Run duration", "How long each check's last scheduled run took (runbook_check_duration_seconds).", "s", Timeseries, &[("runbook_check_duration_seconds{%S%}", "{{check}} @ {{instance}}")]),
         ],
     },
     Spec {
@@ -128,7 +132,7 @@ static SPECS: &[Spec] = &[
         tags: &["runbook-exporter", "clickhouse", "s3"],
         kinds: Some("clickhouse|s3"),
         panels: &[
-            p("ClickHouse and S3 checks", "UP (green) or DOWN (red) per ClickHouse and S3 check.", "short", Status, &[("max by (check) (runbook_check_up{%S%, kind=~\"clickhouse|s3\"})", "{{check}}")]),
+            p("ClickHouse and S3 checks", "UP (green) or DOWN (red) per ClickHouse and S3 check.", "short", Status, &[("min by (job, instance, check) (runbook_check_up{%S%, kind=~\"clickhouse|s3\"})", "{{check}} @ {{instance}}")]),
             p("ClickHouse latency", "/ping and SELECT 1 round trips.", "s", Timeseries, &[("runbook_clickhouse_ping_duration_seconds{%S%}", "{{check}} ping"), ("runbook_clickhouse_query_duration_seconds{%S%}", "{{check}} SELECT 1")]),
             p("ClickHouse replica delay", "Largest replication delay among replicated tables.", "s", Timeseries, &[("runbook_clickhouse_replica_max_delay_seconds{%S%}", "{{check}}")]),
             p("ClickHouse uptime", "Time since the server started; a drop is a restart.", "s", Timeseries, &[("time() - runbook_clickhouse_start_timestamp_seconds{%S%}", "{{check}}")]),
@@ -181,7 +185,7 @@ static SPECS: &[Spec] = &[
         tags: &["runbook-exporter", "http", "tcp", "dns"],
         kinds: Some("http|tcp|dns"),
         panels: &[
-            p("Endpoint status", "UP (green) or DOWN (red) per http, tcp and dns check.", "short", Status, &[("max by (check) (runbook_check_up{%S%, kind=~\"http|tcp|dns\"})", "{{check}}")]),
+            p("Endpoint status", "UP (green) or DOWN (red) per http, tcp and dns check.", "short", Status, &[("min by (job, instance, check) (runbook_check_up{%S%, kind=~\"http|tcp|dns\"})", "{{check}} @ {{instance}}")]),
             p("HTTP status code", "Status code of the final response.", "short", Timeseries, &[("runbook_http_status_code{%S%}", "{{check}}")]),
             p("HTTP phases", "Time per phase of the request (resolve, connect, tls, processing, transfer).", "s", Timeseries, &[("runbook_http_phase_duration_seconds{%S%}", "{{check}} {{phase}}")]),
             p("TCP phases", "Time per phase of the TCP check (resolve, connect, tls, exchange).", "s", Timeseries, &[("runbook_tcp_phase_duration_seconds{%S%}", "{{check}} {{phase}}")]),
@@ -217,10 +221,11 @@ static SPECS: &[Spec] = &[
         panels: &[
             p("Error rate", "Share of requests answered with a 5xx status; the alert fires above 5%.", "percentunit", Timeseries, &[("sum by (job) (rate(http_requests_total{%S%, status=~\"5..\"}[$__rate_interval])) / sum by (job) (rate(http_requests_total{%S%}[$__rate_interval]))", "{{job}}")]),
             p("p95 latency", "95th percentile of request duration; the guides call anything above 2 s high latency.", "s", Timeseries, &[("histogram_quantile(0.95, sum by (job, le) (rate(http_request_duration_seconds_bucket{%S%}[$__rate_interval])))", "{{job}}")]),
-            p("Request rate by endpoint", "Requests per second per endpoint.", "reqps", Timeseries, &[("sum by (endpoint) (rate(http_requests_total{%S%}[$__rate_interval]))", "{{endpoint}}")]),
+            p("Request rate by path", "Requests per second per request path (the guides' `by (path)`; the label is app_path_label in the mixin config).", "reqps", Timeseries, &[("sum by (%P%) (rate(http_requests_total{%S%}[$__rate_interval]))", "{{%P%}}")]),
+            p("p95 latency by path", "95th percentile of request duration per request path (the guides' per-path p95).", "s", Timeseries, &[("histogram_quantile(0.95, sum by (%P%, le) (rate(http_request_duration_seconds_bucket{%S%}[$__rate_interval])))", "{{%P%}}")]),
             p("Database pool usage", "db_pool_connections_active / db_pool_connections_max per instance.", "percentunit", Timeseries, &[("max by (instance) (db_pool_connections_active{%S%}) / max by (instance) (db_pool_connections_max{%S%})", "{{instance}}")]),
             p("Cache hit ratio", "cache_hits_total / (cache_hits_total + cache_misses_total) over the rate interval.", "percentunit", Timeseries, &[("sum (rate(cache_hits_total{%S%}[$__rate_interval])) / (sum (rate(cache_hits_total{%S%}[$__rate_interval])) + sum (rate(cache_misses_total{%S%}[$__rate_interval])))", "hit ratio")]),
-            p("Pod memory against limit", "Working set of each application container divided by its memory limit (cAdvisor and kube-state-metrics, selected by the container variables).", "percentunit", Timeseries, &[("max by (pod, container) (container_memory_working_set_bytes{job=~\"$container_job\", instance=~\"$container_instance\", %C%}) / on (pod, container) max by (pod, container) (kube_pod_container_resource_limits{job=~\"$container_job\", instance=~\"$container_instance\", %C%, resource=\"memory\"})", "{{pod}} {{container}}")]),
+            p("Pod memory against limit", "Working set of each application container divided by its memory limit. cAdvisor and kube-state-metrics are scraped under jobs of their own, so these series are selected by app_container_selector of the mixin config, not by the job variables.", "percentunit", Timeseries, &[("max by (pod, container) (container_memory_working_set_bytes{%C%}) / on (pod, container) max by (pod, container) (kube_pod_container_resource_limits{%C%, resource=\"memory\"})", "{{pod}} {{container}}")]),
         ],
     },
 ];
@@ -262,11 +267,12 @@ fn panel_json(id: usize, panel: &Panel, selector: &str, config: &MixinConfig) ->
             json!({
                 "refId": ((b'A' + i as u8) as char).to_string(),
                 "datasource": datasource(),
-                "expr": expr.replace("%S%", selector).replace("%C%", &config.app_container_selector),
-                "legendFormat": legend,
+                "expr": expr.replace("%S%", selector).replace("%C%", &config.app_container_selector).replace("%P%", &config.app_path_label),
+                "legendFormat": legend.replace("%P%", &config.app_path_label),
                 "format": if matches!(panel.viz, Table) { "table" } else { "time_series" },
                 "instant": matches!(panel.viz, Table | Status | Stat),
                 "range": !matches!(panel.viz, Table | Status | Stat),
+
             })
         })
         .collect();
@@ -280,6 +286,12 @@ fn panel_json(id: usize, panel: &Panel, selector: &str, config: &MixinConfig) ->
         Status => (
             "stat",
             json!({"colorMode": "background", "graphMode": "none", "textMode": "value_and_name", "justifyMode": "center", "orientation": "auto", "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": false}}),
+            json!([{"type": "value", "options": {"0": {"text": "DOWN", "color": "red", "index": 0}, "1": {"text": "UP", "color": "green", "index": 1}}}]),
+            json!({"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "green", "value": 1}]}),
+        ),
+        Timeline => (
+            "state-timeline",
+            json!({"showValue": "never", "mergeValues": true, "alignValue": "left", "rowHeight": 0.9, "legend": {"showLegend": false}, "tooltip": {"mode": "single"}}),
             json!([{"type": "value", "options": {"0": {"text": "DOWN", "color": "red", "index": 0}, "1": {"text": "UP", "color": "green", "index": 1}}}]),
             json!({"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "green", "value": 1}]}),
         ),
@@ -341,16 +353,6 @@ fn render(spec: &Spec, config: &MixinConfig) -> Value {
                     "Instance",
                     "label_values(http_requests_total{job=~\"$job\"}, instance)",
                 ),
-                query_var(
-                    "container_job",
-                    "Container metrics job",
-                    "label_values(container_memory_working_set_bytes, job)",
-                ),
-                query_var(
-                    "container_instance",
-                    "Container metrics instance",
-                    "label_values(container_memory_working_set_bytes{job=~\"$container_job\"}, instance)",
-                ),
             ],
         ),
     };
@@ -364,6 +366,16 @@ fn render(spec: &Spec, config: &MixinConfig) -> Value {
         .enumerate()
         .map(|(i, panel)| panel_json(i + 1, panel, selector, config))
         .collect();
+    let mut links = vec![
+        json!({"title": "runbook-exporter", "type": "dashboards", "tags": ["runbook-exporter"], "asDropdown": true}),
+    ];
+    if spec.file == "overview" {
+        // Each kind's dashboard, and the runbooks, one click away.
+        for other in SPECS.iter().filter(|o| o.file != "overview") {
+            links.push(json!({"title": other.title.trim_start_matches("runbook-exporter / "), "type": "link", "url": format!("/d/{}", other.uid), "keepTime": true, "includeVars": false}));
+        }
+        links.push(json!({"title": "Runbooks", "type": "link", "url": config.runbook_base_url, "targetBlank": true}));
+    }
     json!({
         "id": null,
         "uid": spec.uid,
@@ -378,7 +390,7 @@ fn render(spec: &Spec, config: &MixinConfig) -> Value {
         "time": {"from": "now-6h", "to": "now"},
         "timezone": "utc",
         "annotations": {"list": []},
-        "links": [{"title": "runbook-exporter", "type": "dashboards", "tags": ["runbook-exporter"], "asDropdown": true}],
+        "links": links,
         "templating": {"list": vars},
         "panels": panels,
     })

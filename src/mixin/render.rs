@@ -1,10 +1,12 @@
 //! Rendering the mixin's files: rule groups, the PrometheusRule, promtool
-//! tests, runbooks, the alert table and the dashboards.
+//! tests, and the list of every file (runbooks and the alert table come
+//! from [`super::docs`], the Alertmanager example from
+//! [`super::alertmanager`], dashboards from [`super::dashboards`]).
 
 use std::fmt::Write;
 
-use super::alerts::{Alert, Group, ALERTS};
-use super::{dashboards, format_number, parse_minutes, MixinConfig};
+use super::alerts::{config_key, Alert, Class, Group, ALERTS, RECORDS};
+use super::{alertmanager, dashboards, docs, format_number, parse_minutes, MixinConfig};
 
 /// The rules files, relative to the repository root, with the groups each
 /// holds.
@@ -33,17 +35,61 @@ fn q(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
-/// The expression of `alert` with the config's selectors and threshold.
-pub fn expr(alert: &Alert, config: &MixinConfig) -> String {
-    let mut e = alert
-        .expr
-        .replace("%E%", &config.exporter_selector)
-        .replace("%A%", &config.app_selector)
-        .replace("%C%", &config.app_container_selector);
-    if let Some(t) = config.tuning(alert.name).threshold {
-        e = e.replace("%T%", &format_number(t));
+/// `text` (an expression or a description) with the config's selectors,
+/// threshold and check-down parameters in place of the placeholders.
+pub fn fill(text: &str, alert: &Alert, config: &MixinConfig) -> String {
+    let e = fill_selectors(text, config);
+    match config.tuning(alert).threshold {
+        Some(t) => e.replace("%T%", &format_number(t)),
+        None => e,
     }
-    e
+}
+
+/// `text` with the config's selectors and check-down parameters in place.
+pub fn fill_selectors(text: &str, config: &MixinConfig) -> String {
+    let sel = config.exporter_selector.trim();
+    let (bare, first) = if sel.is_empty() {
+        (String::new(), "{".to_string())
+    } else {
+        (format!("{{{sel}}}"), format!("{{{sel}, "))
+    };
+    let cd = &config.check_down;
+    text.replace("{%E%}", &bare)
+        .replace("{%E%, ", &first)
+        .replace("%A%", &config.app_selector)
+        .replace("%C%", &config.app_container_selector)
+        .replace("%W%", &cd.window)
+        .replace("%R%", &format_number(cd.failure_ratio))
+        .replace("%N%", &cd.min_runs.to_string())
+        .replace("%K%", &cd.remember)
+        .replace("%CHECK_DOWN%", &check_down_regex())
+}
+
+/// The expression of `alert` under `config`.
+pub fn expr(alert: &Alert, config: &MixinConfig) -> String {
+    fill(alert.expr, alert, config)
+}
+
+/// The names of the check-down alerts, as an anchored regex alternation.
+pub fn check_down_regex() -> String {
+    names(|a| a.class == Class::CheckDown)
+}
+
+/// The distinct names of the alerts `pick` selects, joined by `|`.
+pub fn names(pick: impl Fn(&Alert) -> bool) -> String {
+    let mut out: Vec<&str> = ALERTS.iter().filter(|a| pick(a)).map(|a| a.name).collect();
+    out.dedup();
+    out.join("|")
+}
+
+/// The labels of `alert` under `config`: severity, priority, team.
+pub fn labels(alert: &Alert, config: &MixinConfig) -> Vec<(&'static str, &'static str)> {
+    let p = config.priority(alert);
+    let mut out = vec![("severity", p.severity()), ("priority", p.label())];
+    if let Some(t) = config.team(alert) {
+        out.push(("team", t.label()));
+    }
+    out
 }
 
 fn runbook_url(alert: &Alert, config: &MixinConfig) -> String {
@@ -57,6 +103,15 @@ fn groups_yaml(config: &MixinConfig, groups: &[Group], indent: &str) -> String {
     for group in groups {
         let _ = writeln!(out, "{indent}  - name: {}", group.name());
         let _ = writeln!(out, "{indent}    rules:");
+        for (_, records) in RECORDS.iter().filter(|(g, _)| g == group) {
+            for (name, e) in records.iter() {
+                let _ = writeln!(out, "{indent}      - record: {name}");
+                let _ = writeln!(out, "{indent}        expr: |-");
+                for line in fill_selectors(e, config).lines() {
+                    let _ = writeln!(out, "{indent}          {line}");
+                }
+            }
+        }
         for alert in ALERTS.iter().filter(|a| a.group == *group) {
             let p = format!("{indent}      ");
             let _ = writeln!(out, "{p}- alert: {}", alert.name);
@@ -64,12 +119,25 @@ fn groups_yaml(config: &MixinConfig, groups: &[Group], indent: &str) -> String {
             for line in expr(alert, config).lines() {
                 let _ = writeln!(out, "{p}    {line}");
             }
-            let _ = writeln!(out, "{p}  for: {}", config.tuning(alert.name).for_);
+            let _ = writeln!(out, "{p}  for: {}", config.tuning(alert).for_);
+            if alert.class == Class::CheckDown {
+                let _ = writeln!(
+                    out,
+                    "{p}  keep_firing_for: {}",
+                    config.check_down.keep_firing_for
+                );
+            }
             let _ = writeln!(out, "{p}  labels:");
-            let _ = writeln!(out, "{p}    severity: {}", alert.severity.label());
+            for (k, v) in labels(alert, config) {
+                let _ = writeln!(out, "{p}    {k}: {v}");
+            }
             let _ = writeln!(out, "{p}  annotations:");
             let _ = writeln!(out, "{p}    summary: {}", q(alert.summary));
-            let _ = writeln!(out, "{p}    description: {}", q(alert.description));
+            let _ = writeln!(
+                out,
+                "{p}    description: {}",
+                q(&fill(alert.description, alert, config))
+            );
             let _ = writeln!(
                 out,
                 "{p}    runbook_url: {}",
@@ -110,13 +178,21 @@ pub fn render(config: &MixinConfig) -> Vec<(String, String)> {
             promtool_tests(config, path, groups),
         ));
     }
-    for alert in ALERTS {
+    for name in names(|_| true).split('|') {
         files.push((
-            format!("docs/runbooks/{}.md", alert.name),
-            runbook(alert, config),
+            format!("docs/runbooks/{name}.md"),
+            docs::runbook(name, config),
         ));
     }
-    files.push(("docs/alerts.md".to_string(), alert_table(config)));
+    files.push(("docs/alerts.md".to_string(), docs::alert_table(config)));
+    files.push((
+        "alerts/alertmanager.yaml".to_string(),
+        alertmanager::config_yaml(config),
+    ));
+    files.push((
+        "deploy/kubernetes/alertmanager-secret.yaml".to_string(),
+        alertmanager::secret_yaml(config),
+    ));
     for d in dashboards::all(config) {
         files.push((
             format!("dashboards/{}.json", d.file),
@@ -160,8 +236,8 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
 }
 
 /// The description as Prometheus renders it for the fixture.
-fn rendered_description(alert: &Alert) -> String {
-    let mut d = alert.description.to_string();
+fn rendered_description(alert: &Alert, config: &MixinConfig) -> String {
+    let mut d = fill(alert.description, alert, config);
     let start = d.find("{{ $value").expect("a description shows the value");
     let end = start + d[start..].find("}}").expect("closed template") + 2;
     d.replace_range(start..end, alert.test.value);
@@ -172,11 +248,55 @@ fn rendered_description(alert: &Alert) -> String {
 }
 
 fn series_yaml(out: &mut String, series: &[(&str, &str)]) {
+    if series.is_empty() {
+        out.push_str("    input_series: []\n");
+        return;
+    }
     out.push_str("    input_series:\n");
     for (s, values) in series {
         let _ = writeln!(out, "      - series: {}", q(&expand(s)));
         let _ = writeln!(out, "        values: {}", q(values));
     }
+}
+
+/// One expected alert of a promtool case.
+fn expected_yaml(out: &mut String, alert: &Alert, config: &MixinConfig) {
+    out.push_str("          - exp_labels:\n");
+    for (k, v) in labels(alert, config) {
+        let _ = writeln!(out, "              {k}: {v}");
+    }
+    for (k, v) in parse_labels(alert.test.labels) {
+        let _ = writeln!(out, "              {k}: {}", q(&v));
+    }
+    out.push_str("            exp_annotations:\n");
+    let _ = writeln!(out, "              summary: {}", q(alert.summary));
+    let _ = writeln!(
+        out,
+        "              description: {}",
+        q(&rendered_description(alert, config))
+    );
+    let _ = writeln!(
+        out,
+        "              runbook_url: {}",
+        q(&runbook_url(alert, config))
+    );
+}
+
+/// The variants of `alert`'s name that its fixture makes fire at `minute`:
+/// itself and the less severe variants (a critical fixture crosses the
+/// warning threshold too), once their own `for` has passed.
+fn firing_at<'a>(alert: &'a Alert, config: &MixinConfig, minute: u32) -> Vec<&'a Alert> {
+    ALERTS
+        .iter()
+        .filter(|a| a.name == alert.name)
+        .filter(|a| {
+            a.priority.severity() == alert.priority.severity() || a.priority > alert.priority
+        })
+        .filter(|a| {
+            let for_min = parse_minutes(&config.tuning(a).for_).expect("validated");
+            minute > alert.test.delay + for_min
+        })
+        .collect()
 }
 
 fn promtool_tests(config: &MixinConfig, rules_path: &str, groups: &[Group]) -> String {
@@ -187,43 +307,45 @@ fn promtool_tests(config: &MixinConfig, rules_path: &str, groups: &[Group]) -> S
         rules_path.trim_start_matches("alerts/")
     );
     for alert in ALERTS.iter().filter(|a| groups.contains(&a.group)) {
-        let for_min = parse_minutes(&config.tuning(alert.name).for_).expect("validated");
+        let for_min = parse_minutes(&config.tuning(alert).for_).expect("validated");
         let t = &alert.test;
-        let _ = writeln!(out, "  - name: {} fires after its for window", alert.name);
+        let variant = if config_key(alert) == alert.name {
+            String::new()
+        } else {
+            format!(" ({})", alert.priority.severity())
+        };
+        let _ = writeln!(
+            out,
+            "  - name: {}{variant} fires after its for window",
+            alert.name
+        );
         out.push_str("    interval: 1m\n");
         series_yaml(&mut out, t.firing);
         out.push_str("    alert_rule_test:\n");
+        let mut evals = vec![t.delay + for_min + 1];
         if for_min > 0 {
+            evals.insert(0, t.delay + for_min - 1);
+        }
+        for at in evals {
             let _ = writeln!(
                 out,
-                "      - eval_time: {}m\n        alertname: {}\n        exp_alerts: []",
-                t.delay + for_min - 1,
+                "      - eval_time: {at}m\n        alertname: {}",
                 alert.name
             );
+            let firing = firing_at(alert, config, at);
+            if firing.is_empty() {
+                out.push_str("        exp_alerts: []\n");
+            } else {
+                out.push_str("        exp_alerts:\n");
+                for a in firing {
+                    expected_yaml(&mut out, a, config);
+                }
+            }
         }
-        let _ = writeln!(
-            out,
-            "      - eval_time: {}m\n        alertname: {}\n        exp_alerts:\n          - exp_labels:",
-            t.delay + for_min + 1,
-            alert.name
-        );
-        let _ = writeln!(out, "              severity: {}", alert.severity.label());
-        for (k, v) in parse_labels(t.labels) {
-            let _ = writeln!(out, "              {k}: {}", q(&v));
+        if alert.class == Class::Heartbeat {
+            continue;
         }
-        out.push_str("            exp_annotations:\n");
-        let _ = writeln!(out, "              summary: {}", q(alert.summary));
-        let _ = writeln!(
-            out,
-            "              description: {}",
-            q(&rendered_description(alert))
-        );
-        let _ = writeln!(
-            out,
-            "              runbook_url: {}",
-            q(&runbook_url(alert, config))
-        );
-        let _ = writeln!(out, "  - name: {} stays quiet", alert.name);
+        let _ = writeln!(out, "  - name: {}{variant} stays quiet", alert.name);
         out.push_str("    interval: 1m\n");
         series_yaml(&mut out, t.quiet);
         out.push_str("    alert_rule_test:\n");
@@ -235,87 +357,5 @@ fn promtool_tests(config: &MixinConfig, rules_path: &str, groups: &[Group]) -> S
             );
         }
     }
-    out
-}
-
-fn runbook(alert: &Alert, config: &MixinConfig) -> String {
-    let tuning = config.tuning(alert.name);
-    let threshold = tuning
-        .threshold
-        .map(|t| format!(", threshold `{}`", format_number(t)))
-        .unwrap_or_default();
-    format!(
-        "<!-- Generated from src/mixin/alerts/ by `cargo run --example render-mixin`; edit the source. -->\n# {name}\n\n\
-         **Severity:** `{sev}` ({prio}) · **for:** `{for_}`{threshold} · **Rules:** `{group}`\n\n\
-         > {summary}\n\n\
-         ```promql\n{expr}\n```\n\n\
-         ## What it means\n\n{meaning}\n\n\
-         ## User impact\n\n{impact}\n\n\
-         ## How to diagnose\n\n{diagnose}\n\n\
-         ## How to fix\n\n{fix}\n\n\
-         ## When to escalate\n\n{escalate}\n",
-        name = alert.name,
-        sev = alert.severity.label(),
-        prio = alert.severity.priority(),
-        for_ = tuning.for_,
-        group = alert.group.name(),
-        summary = alert.summary,
-        expr = expr(alert, config),
-        meaning = alert.runbook.meaning,
-        impact = alert.runbook.impact,
-        diagnose = alert.runbook.diagnose,
-        fix = alert.runbook.fix,
-        escalate = alert.runbook.escalate,
-    )
-}
-
-fn alert_table(config: &MixinConfig) -> String {
-    let mut out = String::from(
-        "<!-- Generated from src/mixin/ and alerts/config.yaml by `cargo run --example render-mixin`; edit the source. -->\n\
-         # Alerts\n\n\
-         Every alert rule we ship, generated with its promtool tests, its runbook and\n\
-         the PrometheusRule from one source: `src/mixin/alerts/` (expressions,\n\
-         annotations, runbooks) and `alerts/config.yaml` (selectors, thresholds,\n\
-         `for` windows, runbook base URL). Regenerate with\n\
-         `cargo run --example render-mixin`.\n\n\
-         - `alerts/runbook-exporter.rules.yaml`: alerts on the exporter's `runbook_*` metrics.\n\
-         - `alerts/application.rules.yaml`: the guides' PromQL on the application's own metrics.\n\
-         - `deploy/kubernetes/prometheusrule.yaml`: both, as a `PrometheusRule`.\n\
-         - `alerts/tests/*.test.yaml`: `promtool test rules` cases, a firing and a quiet one per alert,\n  \
-         on both sides of its `for` window.\n\n\
-         Severity follows the guides' escalation levels: P0 (outage, data loss, security) is\n\
-         `critical` and pages, P1 is `warning`, P2 is `info`. Every alert carries `summary`,\n\
-         a `description` with the live value, and `runbook_url`.\n\n\
-         | Alert | Severity | for | Expression | Runbook |\n|---|---|---|---|---|\n",
-    );
-    for alert in ALERTS {
-        let tuning = config.tuning(alert.name);
-        let threshold = tuning
-            .threshold
-            .map(|t| format!(" (threshold `{}`)", format_number(t)))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "| `{name}` | `{sev}` ({prio}) | `{for_}` | {explain}{threshold} | [runbook](runbooks/{name}.md) |",
-            name = alert.name,
-            sev = alert.severity.label(),
-            prio = alert.severity.priority(),
-            for_ = tuning.for_,
-            explain = alert.explain,
-        );
-    }
-    out.push_str(
-        "\n## Tuning\n\n\
-         Change selectors and thresholds in `alerts/config.yaml` only, then run\n\
-         `cargo run --example render-mixin` and `cargo test --test mixin`. The promtool\n\
-         tests are generated for the configured `for` windows; their series are chosen\n\
-         for the shipped thresholds and the default selectors, so a tuned copy may need\n\
-         its fixtures in `src/mixin/alerts/` adjusted.\n\n\
-         ## Linting\n\n\
-         `tests/mixin.rs` runs `promtool check rules` and `promtool test rules` and fails\n\
-         when an alert has no test; `tests/mixin_live.rs` parses every expression\n\
-         and checks that each `runbook_*` metric it names is really exposed by the\n\
-         exporter. `pint` is not run: the Go module proxy refuses it on these machines.\n",
-    );
     out
 }

@@ -42,11 +42,19 @@ pub struct RuleGroup {
 
 #[derive(Debug, Deserialize, PartialEq)]
 pub struct Rule {
+    /// Empty for a recording rule.
+    #[serde(default)]
     pub alert: String,
+    #[serde(default)]
+    pub record: Option<String>,
     pub expr: String,
-    #[serde(rename = "for")]
+    #[serde(rename = "for", default)]
     pub for_: String,
+    #[serde(default)]
+    pub keep_firing_for: Option<String>,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -62,7 +70,16 @@ pub fn rule_files() -> Vec<(String, RuleFile)> {
         .collect()
 }
 
+/// Every alerting rule (recording rules left out).
 pub fn rules() -> Vec<Rule> {
+    all_rules()
+        .into_iter()
+        .filter(|r| r.record.is_none())
+        .collect()
+}
+
+/// Every rule, recording rules included.
+pub fn all_rules() -> Vec<Rule> {
     rule_files()
         .into_iter()
         .flat_map(|(_, f)| f.groups)
@@ -193,8 +210,14 @@ pub fn runbook_metrics_used() -> BTreeMap<String, String> {
     );
     for (place, expr) in exprs {
         for u in uses(&expr).unwrap_or_else(|e| panic!("{place}: {expr}: {e}")) {
-            if let Some(name) = metric_name(&u.selector).filter(|n| n.starts_with("runbook_")) {
-                names.entry(name).or_insert_with(|| place.clone());
+            // `{__name__=~"a|b"}` names each alternative.
+            let Some(names_of) = metric_name(&u.selector) else {
+                continue;
+            };
+            for name in names_of.split('|').filter(|n| n.starts_with("runbook_")) {
+                names
+                    .entry(name.to_string())
+                    .or_insert_with(|| place.clone());
             }
         }
     }

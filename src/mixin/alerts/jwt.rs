@@ -3,7 +3,7 @@
 //! does not verify under the configured key. Their runbooks hold the
 //! guides' token rotation procedure and clock-skew check.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook, Team};
 
 /// Decoding a token by hand, as the guides do.
 macro_rules! decode_token {
@@ -30,11 +30,14 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookJwtCheckFailing",
         group: Group::Checks,
-        severity: Severity::Warning,
-        expr: "runbook_check_up{%E%, kind=\"jwt\"} == 0",
+        // "Authentication failures" are P1 in the guides.
+        priority: Priority::P1,
+        team: None,
+        class: Class::CheckDown,
+        expr: check_down_expr!("jwt"),
         summary: "A JWT check is failing.",
-        description: "Check {{ $labels.check }} (jwt) on {{ $labels.instance }} has failed its last runs; runbook_check_up = {{ $value }}. The reason (auth: expired, not yet valid, bad signature, wrong issuer or audience; protocol: malformed; internal: unreadable file) is on the status page.",
-        explain: "`runbook_check_up{kind=\"jwt\"} == 0`",
+        description: "Check {{ $labels.check }} (jwt) on {{ $labels.instance }} failed {{ $value | humanizePercentage }} of the time over the last %W% (or at every run since its last success). The reason (auth: expired, not yet valid, bad signature, wrong issuer or audience; protocol: malformed; internal: unreadable file) is on the status page.",
+        explain: "`runbook_check_up{kind=\"jwt\"}` failing for the failure ratio over the window, or for `min_runs` intervals; kept while the exporter is unreachable",
         runbook: Runbook {
             meaning: "The token the check reads is unusable: expired, not yet valid, badly signed, from the wrong issuer or audience, malformed, or unreadable (the file, the token URL or the key server).",
             impact: "A service presenting this token is refused by the API it calls, or a service verifying tokens with this key refuses its clients.",
@@ -43,17 +46,25 @@ pub(super) const ALERTS: &[Alert] = &[
             escalate: "Escalate to the token's owner (the integration or the identity team) if a new token cannot be issued within the hour.",
         },
         test: Fixture {
-            firing: &[("runbook_check_up{%L%,check=\"token\",kind=\"jwt\"}", "0x30")],
-            delay: 0,
+            firing: &[
+                ("runbook_check_up{%L%,check=\"token\",kind=\"jwt\"}", "0x30"),
+                ("runbook_check_last_run_timestamp_seconds{%L%,check=\"token\",kind=\"jwt\"}", "0+60x30"),
+            ],
+            delay: 2,
             labels: "%L%,check=\"token\",kind=\"jwt\"",
-            value: "0",
-            quiet: &[("runbook_check_up{%L%,check=\"token\",kind=\"jwt\"}", "1x30")],
+            value: "100%",
+            quiet: &[
+                ("runbook_check_up{%L%,check=\"token\",kind=\"jwt\"}", "1x30"),
+                ("runbook_check_last_run_timestamp_seconds{%L%,check=\"token\",kind=\"jwt\"}", "0+60x30"),
+            ],
         },
     },
     Alert {
-        name: "RunbookJwtExpiringSoon",
+        name: "RunbookJwtExpiring",
         group: Group::Tls,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
         expr: "(runbook_jwt_expiry_timestamp_seconds{%E%} - time()) / 86400 < %T%",
         summary: "A token expires within days.",
         description: "The token read by check {{ $labels.check }} expires in {{ $value | printf \"%.1f\" }} days.",
@@ -63,7 +74,7 @@ pub(super) const ALERTS: &[Alert] = &[
             impact: "None yet; after `exp`, every request with the token is refused.",
             diagnose: concat!(decode_token!(), "\nFind who issued it (`iss`) and what uses it (the check's labels and the Secret's consumers)."),
             fix: rotate_token!(),
-            escalate: "Ticket to the token's owner now; it pages at 1 day (RunbookJwtExpiringCritical).",
+            escalate: "Ticket to the token's owner now; it pages at 1 day (RunbookJwtExpiring (critical)).",
         },
         test: Fixture {
             firing: &[("runbook_jwt_expiry_timestamp_seconds{%L%,check=\"token\"}", "432000x30")],
@@ -74,9 +85,11 @@ pub(super) const ALERTS: &[Alert] = &[
         },
     },
     Alert {
-        name: "RunbookJwtExpiringCritical",
+        name: "RunbookJwtExpiring",
         group: Group::Tls,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Other,
         expr: "(runbook_jwt_expiry_timestamp_seconds{%E%} - time()) / 86400 < %T%",
         summary: "A token expires within a day.",
         description: "The token read by check {{ $labels.check }} expires in {{ $value | printf \"%.1f\" }} days.",
@@ -93,13 +106,17 @@ pub(super) const ALERTS: &[Alert] = &[
             delay: 0,
             labels: "%L%,check=\"token\"",
             value: "0.5",
-            quiet: &[("runbook_jwt_expiry_timestamp_seconds{%L%,check=\"token\"}", "432000x30")],
+            quiet: &[("runbook_jwt_expiry_timestamp_seconds{%L%,check=\"token\"}", "8640000x30")],
         },
     },
     Alert {
         name: "RunbookJwtSignatureInvalid",
         group: Group::Tls,
-        severity: Severity::Critical,
+        // An authentication failure (P1); a key the service does not
+        // expect is the security team's to judge.
+        priority: Priority::P1,
+        team: Some(Team::Security),
+        class: Class::Symptom,
         expr: "runbook_jwt_signature_valid{%E%} == 0",
         summary: "A token's signature does not verify.",
         description: "The token read by check {{ $labels.check }} does not verify under the configured key; runbook_jwt_signature_valid = {{ $value }}.",

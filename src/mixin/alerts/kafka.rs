@@ -1,12 +1,14 @@
 //! The Kafka alerts: consumer-group lag and status.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerLagHigh",
         group: Group::Kafka,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kafka_consumergroup_total_lag{%E%} > %T%",
         summary: "A Kafka consumer group is far behind.",
         description: "Group {{ $labels.group }} ({{ $labels.check }}) is {{ $value | humanize }} messages behind.",
@@ -15,7 +17,7 @@ pub(super) const ALERTS: &[Alert] = &[
             meaning: "The consumer group has many messages it has not processed yet.",
             impact: "Whatever the consumers produce (emails, projections, indexes) is late by that backlog.",
             diagnose: "```sh\nkafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --describe --group GROUP\nkubectl get pods -l app=CONSUMER\n```\nLook at `runbook_kafka_consumergroup_topic_time_lag_seconds` for the delay in time, and at the group's status (RunbookKafkaConsumerGroupStalled).",
-            fix: "Scale the consumers up (up to the partition count), fix the slow step they wait on, or restart stuck consumers.",
+            fix: "- Scale the consumers up, up to the partition count; beyond it, add partitions first: `kafka-topics.sh --bootstrap-server \"$KAFKA_BROKERS\" --alter --topic TOPIC --partitions N` (this changes which partition a key goes to).\n- Fix the slow step they wait on, or restart stuck consumers.\n- If the backlog is worthless (stale events), and only with the owners' agreement, skip it: stop the group, then `kafka-consumer-groups.sh --bootstrap-server \"$KAFKA_BROKERS\" --group GROUP --topic TOPIC --reset-offsets --to-latest --execute` (use `--dry-run` first).",
             escalate: "Escalate to the consumer's owners if the backlog keeps growing (RunbookKafkaConsumerLagGrowing).",
         },
         test: Fixture {
@@ -29,7 +31,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerLagGrowing",
         group: Group::Kafka,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "deriv(runbook_kafka_consumergroup_total_lag{%E%}[15m]) > %T%\nand on (job, instance, check, group)\nrunbook_kafka_consumergroup_total_lag{%E%} > 0",
         summary: "A Kafka consumer group's lag keeps growing.",
         description: "The lag of group {{ $labels.group }} ({{ $labels.check }}) grows by {{ $value | humanize }} messages per second.",
@@ -52,7 +56,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerGroupStalled",
         group: Group::Kafka,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kafka_consumergroup_status{%E%, status=\"stalled\"} == 1",
         summary: "A Kafka consumer group is stalled.",
         description: "Group {{ $labels.group }} ({{ $labels.check }}) has members but its committed offsets do not move while it has lag (status stalled = {{ $value }}).",
@@ -75,7 +81,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKafkaConsumerGroupStopped",
         group: Group::Kafka,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kafka_consumergroup_status{%E%, status=\"stopped\"} == 1",
         summary: "A Kafka consumer group has stopped consuming.",
         description: "Group {{ $labels.group }} ({{ $labels.check }}) has no members while messages wait (status stopped = {{ $value }}).",

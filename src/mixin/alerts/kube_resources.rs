@@ -3,13 +3,16 @@
 //! throttling symptom), and containers exiting with 101 (a Rust panic, the
 //! guides' "Application Panics").
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubeContainerMemoryNearLimit",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        // The OOM kill's precursor: degraded soon, not yet down.
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kubernetes_container_memory_working_set_bytes{%E%} / runbook_kubernetes_container_memory_limit_bytes{%E%} > %T%",
         summary: "A container's memory is close to its limit.",
         description: "Container {{ $labels.k8s_container }} of pod {{ $labels.k8s_namespace }}/{{ $labels.k8s_pod }} uses {{ $value | humanizePercentage }} of its memory limit.",
@@ -38,7 +41,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubeContainerCpuThrottled",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kubernetes_container_cpu_usage_cores{%E%} / runbook_kubernetes_container_cpu_limit_cores{%E%} > %T%",
         summary: "A container runs at its CPU limit.",
         description: "Container {{ $labels.k8s_container }} of pod {{ $labels.k8s_namespace }}/{{ $labels.k8s_pod }} uses {{ $value | humanizePercentage }} of its CPU limit.",
@@ -67,7 +72,10 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubeContainerPanicking",
         group: Group::Kubernetes,
-        severity: Severity::Critical,
+        // Application panics take a service down: P1.
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "increase(runbook_kubernetes_container_exit_codes_total{%E%, exit_code=\"101\"}[10m]) > %T%",
         summary: "Containers exit with a Rust panic (exit code 101).",
         description: "Containers in namespace {{ $labels.k8s_namespace }} exited with code 101 (a panic) {{ $value | humanize }} times in the last 10 minutes.",

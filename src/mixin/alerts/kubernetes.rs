@@ -1,13 +1,15 @@
 //! The Kubernetes alerts: pods, containers, nodes and services, as the
 //! exporter's kubernetes check sees them.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubePodCrashLooping",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "max_over_time(runbook_kubernetes_containers_waiting{%E%, reason=\"CrashLoopBackOff\"}[10m]) > 0",
         summary: "Containers are crash-looping.",
         description: "{{ $value }} containers in namespace {{ $labels.k8s_namespace }} have been in CrashLoopBackOff during the last 10 minutes.",
@@ -30,7 +32,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubeImagePullFailing",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "sum by (job, instance, check, k8s_namespace) (runbook_kubernetes_containers_waiting{%E%, reason=~\"ImagePullBackOff|ErrImagePull\"}) > 0",
         summary: "Containers cannot pull their image.",
         description: "{{ $value }} containers in namespace {{ $labels.k8s_namespace }} wait for an image that cannot be pulled.",
@@ -56,7 +60,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubeContainerOOMKilled",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "increase(runbook_kubernetes_container_oom_kills_total{%E%}[10m]) > %T%",
         summary: "A container was OOM-killed.",
         description: "Container {{ $labels.k8s_container }} of pod {{ $labels.k8s_namespace }}/{{ $labels.k8s_pod }} was OOM-killed {{ $value | humanize }} times in the last 10 minutes.",
@@ -79,7 +85,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubePodsNotReady",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kubernetes_pods_not_ready{%E%} > %T%",
         summary: "Pods are running but not ready.",
         description: "{{ $value }} pods in namespace {{ $labels.k8s_namespace }} have been not ready for a while.",
@@ -102,7 +110,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubePodPendingTooLong",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "time() - runbook_kubernetes_oldest_pending_pod_creation_timestamp_seconds{%E%} > %T%",
         summary: "A pod has been Pending for too long.",
         description: "The oldest Pending pod in namespace {{ $labels.k8s_namespace }} was created {{ $value | humanizeDuration }} ago.",
@@ -125,7 +135,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubeNodeNotReady",
         group: Group::Kubernetes,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kubernetes_nodes_not_ready{%E%} > %T%",
         summary: "Kubernetes nodes are NotReady.",
         description: "{{ $value }} nodes seen by {{ $labels.check }} are NotReady.",
@@ -148,7 +160,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookKubeServiceNoReadyEndpoints",
         group: Group::Kubernetes,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_kubernetes_service_ready_endpoints{%E%} == 0",
         summary: "A Kubernetes Service has no ready endpoints.",
         description: "Service {{ $labels.k8s_namespace }}/{{ $labels.k8s_service }} has {{ $value }} ready endpoints: requests to it fail.",

@@ -13,6 +13,9 @@
 //! and puts the tables together.
 
 mod application;
+// `check_down_expr!` is shared with the kinds whose check-down alert lives
+// in their own file (jwt).
+#[macro_use]
 mod checks;
 mod exporter;
 mod jwt;
@@ -23,33 +26,92 @@ mod postgres;
 mod redis;
 mod tls;
 
-/// The guides' escalation levels and the severity label each maps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// P0: outage, data loss, security. Pages.
-    Critical,
-    /// P1: degraded, will become an outage. A ticket for today.
-    Warning,
-    /// P2: worth knowing during business hours.
-    Info,
+/// The guides' escalation levels (Adaptive Learning guide), carried as the
+/// `priority` label of every alert. `severity` follows from it, so the two
+/// can never disagree: P0 and P1 page (`critical`), P2 is a ticket
+/// (`warning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+pub enum Priority {
+    /// Escalate at once: complete outage, data loss, security breach,
+    /// several services affected.
+    P0,
+    /// Within 30 minutes: one service down, performance severely degraded,
+    /// authentication failures, database issues.
+    P1,
+    /// Within 2 hours, business hours: minor issues, slight degradation,
+    /// non-critical features.
+    P2,
+    /// Not an escalation level: the Watchdog, which always fires so that a
+    /// silent alerting pipeline is noticed. `priority="none"`, `severity="none"`.
+    Heartbeat,
 }
 
-impl Severity {
+impl Priority {
+    pub const LEVELS: [Priority; 3] = [Priority::P0, Priority::P1, Priority::P2];
+
+    /// The `priority` label.
     pub fn label(self) -> &'static str {
         match self {
-            Severity::Critical => "critical",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
+            Priority::P0 => "P0",
+            Priority::P1 => "P1",
+            Priority::P2 => "P2",
+            Priority::Heartbeat => "none",
         }
     }
 
-    pub fn priority(self) -> &'static str {
+    /// The `severity` label that goes with it.
+    pub fn severity(self) -> &'static str {
         match self {
-            Severity::Critical => "P0",
-            Severity::Warning => "P1",
-            Severity::Info => "P2",
+            Priority::P0 | Priority::P1 => "critical",
+            Priority::P2 => "warning",
+            Priority::Heartbeat => "none",
         }
     }
+}
+
+/// The specialist teams the guides name; an alert with a team carries a
+/// `team` label and Alertmanager routes it to that team's receivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Team {
+    /// "database → DBA team".
+    Dba,
+    /// "security → security team".
+    Security,
+}
+
+impl Team {
+    pub const ALL: [Team; 2] = [Team::Dba, Team::Security];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Team::Dba => "dba",
+            Team::Security => "security",
+        }
+    }
+
+    /// The team a config file names, if any.
+    pub fn parse(s: &str) -> Option<Team> {
+        Team::ALL.into_iter().find(|t| t.label() == s)
+    }
+}
+
+/// What an alert is, for inhibition, the aggregate and `keep_firing_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// A check of a dependency failing (the failure ratio over a window).
+    /// It keeps firing while the exporter is unreachable, silences the
+    /// `Symptom` alerts of its group for the same check, and counts towards
+    /// the several-dependencies-down aggregate.
+    CheckDown,
+    /// A finer finding about a dependency (lag, memory, connections).
+    Symptom,
+    /// The exporter itself is gone: silences every other alert of the same
+    /// scrape target.
+    ExporterDown,
+    /// Anything else about the exporter or the application.
+    Other,
+    /// Always firing: the Watchdog.
+    Heartbeat,
 }
 
 /// Which rules file and group an alert goes to.
@@ -123,9 +185,16 @@ pub struct Fixture {
 /// One alert rule.
 #[derive(Debug, Clone, Copy)]
 pub struct Alert {
+    /// The alert name. Two entries may share it when they are the warning
+    /// (P2) and critical (P1 or P0) variants of one alert; their config keys
+    /// are then `NAME:warning` and `NAME:critical`.
     pub name: &'static str,
     pub group: Group,
-    pub severity: Severity,
+    /// The guides' escalation level; `severity` follows from it.
+    pub priority: Priority,
+    /// The specialist team the guides send this to, if any.
+    pub team: Option<Team>,
+    pub class: Class,
     pub expr: &'static str,
     /// One line, static.
     pub summary: &'static str,
@@ -136,6 +205,9 @@ pub struct Alert {
     pub runbook: Runbook,
     pub test: Fixture,
 }
+
+/// Recording rules per group, rendered before the group's alerts.
+pub static RECORDS: &[(Group, &[(&str, &str)])] = &[(Group::Application, application::RECORDS)];
 
 /// The groups' tables, in the order of the rules files.
 const TABLES: &[&[Alert]] = &[
@@ -182,4 +254,19 @@ const fn concat<const N: usize>(tables: &[&[Alert]]) -> [Alert; N] {
         i += 1;
     }
     out
+}
+
+/// The key of `alert` in the config's `alerts:` map: its name, or
+/// `NAME:warning` / `NAME:critical` when two variants share the name.
+pub fn config_key(alert: &Alert) -> String {
+    if ALERTS
+        .iter()
+        .filter(|a| a.name == alert.name)
+        .nth(1)
+        .is_some()
+    {
+        format!("{}:{}", alert.name, alert.priority.severity())
+    } else {
+        alert.name.to_string()
+    }
 }

@@ -1,13 +1,15 @@
 //! The PostgreSQL alerts: connections, long queries, blocked sessions,
 //! deadlocks and replication.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook, Team};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
-        name: "RunbookPostgresConnectionsHigh",
+        name: "RunbookPostgresConnections",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "sum by (job, instance, check) (runbook_postgres_connections{%E%})\n/ on (job, instance, check)\n(runbook_postgres_max_connections{%E%} - on (job, instance, check) runbook_postgres_superuser_reserved_connections{%E%})\n> %T%",
         summary: "PostgreSQL is running out of connections.",
         description: "{{ $labels.check }} uses {{ $value | humanizePercentage }} of the connections usable by applications (max_connections minus superuser_reserved_connections).",
@@ -15,8 +17,8 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "Most connections that applications may open are in use. When none are left, new connections fail with `FATAL: sorry, too many clients already`.",
             impact: "None yet; at 100% new requests that need a connection fail.",
-            diagnose: "```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\nSHOW max_connections;\n```\nMany `idle` sessions from one application point at an oversized pool; many `idle in transaction` at a leak; many `active` at slow queries (see RunbookPostgresLongRunningQuery).",
-            fix: "- Lower the application's pool size or put PgBouncer in front.\n- Terminate leaked sessions: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '10 minutes';`\n- Raise `max_connections` only with memory to spare (it needs a restart).",
+            diagnose: "```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\nSHOW max_connections;\n-- who holds them, by client host (one pod or one service opening too many):\nSELECT client_addr, application_name, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20;\n```\nMany `idle` sessions from one application point at an oversized pool; many `idle in transaction` at a leak; many `active` at slow queries (see RunbookPostgresLongRunningQuery).",
+            fix: "- Lower the application's pool size (pool size × replicas must stay below `max_connections` minus the reserve; e.g. `DB_POOL_SIZE=10` with 8 replicas uses 80) and roll it out, or put PgBouncer in front.\n- Terminate leaked sessions: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '10 minutes';`\n- Raise `max_connections` only with memory to spare (it needs a restart).",
             escalate: "Escalate to the database owners if usage keeps rising after the pool is fixed.",
         },
         test: Fixture {
@@ -37,9 +39,11 @@ pub(super) const ALERTS: &[Alert] = &[
         },
     },
     Alert {
-        name: "RunbookPostgresConnectionsCritical",
+        name: "RunbookPostgresConnections",
         group: Group::Postgres,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "sum by (job, instance, check) (runbook_postgres_connections{%E%})\n/ on (job, instance, check)\n(runbook_postgres_max_connections{%E%} - on (job, instance, check) runbook_postgres_superuser_reserved_connections{%E%})\n> %T%",
         summary: "PostgreSQL has almost no connections left.",
         description: "{{ $labels.check }} uses {{ $value | humanizePercentage }} of the connections usable by applications; new connections will soon be refused.",
@@ -47,7 +51,7 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "Almost every connection applications may open is in use.",
             impact: "New connections fail (`too many clients already`): requests that need a fresh connection error out now or within minutes.",
-            diagnose: "Same as RunbookPostgresConnectionsHigh:\n\n```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\n```",
+            diagnose: "Same as RunbookPostgresConnections:\n\n```sql\nSELECT usename, application_name, state, count(*)\n  FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC;\n```",
             fix: "- Terminate `idle in transaction` sessions older than a few minutes (`pg_terminate_backend`).\n- Scale the offending application down, or lower its pool size and restart it.\n- Superusers can still connect through the reserved slots to do this.",
             escalate: "P0: page the database owners if users see errors.",
         },
@@ -61,7 +65,7 @@ pub(super) const ALERTS: &[Alert] = &[
             labels: "%L%,check=\"pg\"",
             value: "98%",
             quiet: &[
-                ("runbook_postgres_connections{%L%,check=\"pg\",state=\"active\"}", "90x30"),
+                ("runbook_postgres_connections{%L%,check=\"pg\",state=\"active\"}", "70x30"),
                 ("runbook_postgres_max_connections{%L%,check=\"pg\"}", "103x30"),
                 ("runbook_postgres_superuser_reserved_connections{%L%,check=\"pg\"}", "3x30"),
             ],
@@ -70,7 +74,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresLongRunningQuery",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_longest_query_duration_seconds{%E%} > %T%",
         summary: "A PostgreSQL query has been running for a long time.",
         description: "The oldest active query on {{ $labels.check }} has been running for {{ $value | humanizeDuration }}.",
@@ -78,7 +84,7 @@ pub(super) const ALERTS: &[Alert] = &[
         runbook: Runbook {
             meaning: "An active query started long ago and has not finished.",
             impact: "It holds locks and a snapshot: it can block writers, stop vacuum from cleaning up, and use a connection and CPU.",
-            diagnose: "```sql\nSELECT pid, usename, application_name, now() - query_start AS runtime, wait_event_type, left(query, 200)\n  FROM pg_stat_activity\n WHERE state = 'active' AND query_start < now() - interval '5 minutes'\n ORDER BY query_start;\n```",
+            diagnose: "```sql\nSELECT pid, usename, application_name, now() - query_start AS runtime, wait_event_type, left(query, 200)\n  FROM pg_stat_activity\n WHERE state = 'active' AND query_start < now() - interval '5 minutes'\n ORDER BY query_start;\n```\nWhich statements cost most overall (`pg_stat_statements`; PostgreSQL 13 and later name the columns `total_exec_time` and `mean_exec_time`, 12 and earlier `total_time` and `mean_time`):\n\n```sql\nSELECT queryid, calls, total_exec_time, mean_exec_time, left(query, 120)\n  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10;\n```",
             fix: "- Cancel it if it is safe: `SELECT pg_cancel_backend(PID);` (terminate with `pg_terminate_backend` if cancel does not work).\n- Ask the owner to add an index or a `statement_timeout` for that role.",
             escalate: "Escalate to the owning team if the query is part of a batch job that must finish; to the database owners if it blocks others (RunbookPostgresSessionsBlocked).",
         },
@@ -93,7 +99,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresSessionsBlocked",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_lock_waiting_sessions{%E%} > %T%",
         summary: "PostgreSQL sessions are blocked on locks.",
         description: "{{ $value }} sessions on {{ $labels.check }} wait for a lock held by another session.",
@@ -116,7 +124,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresDeadlocks",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "increase(runbook_postgres_database_deadlocks_total{%E%}[10m]) > %T%",
         summary: "PostgreSQL detected deadlocks.",
         description: "Database {{ $labels.database }} on {{ $labels.check }} had {{ $value | humanize }} deadlocks in the last 10 minutes.",
@@ -139,7 +149,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresReplicationLagBytes",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_replication_lag_bytes{%E%, position=\"replay\"} > %T%",
         summary: "A PostgreSQL standby is far behind the primary (bytes).",
         description: "Standby {{ $labels.application_name }} of {{ $labels.check }} has {{ $value | humanize1024 }}B of WAL not yet replayed.",
@@ -148,7 +160,7 @@ pub(super) const ALERTS: &[Alert] = &[
             meaning: "Seen from the primary, a standby has not replayed a large amount of WAL.",
             impact: "Reads from that standby are stale; a failover now would lose or delay that much data; the primary keeps the WAL (disk grows if a slot is used).",
             diagnose: "On the primary:\n\n```sql\nSELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS replay_bytes, replay_lag\n  FROM pg_stat_replication;\n```\nOn the standby: `SELECT pg_is_wal_replay_paused();` and look for long queries that conflict with replay.",
-            fix: "- Resume a paused replay: `SELECT pg_wal_replay_resume();`\n- Cancel long standby queries or lower `max_standby_streaming_delay`.\n- Check the standby's disk and network throughput.",
+            fix: "- Resume a paused replay: `SELECT pg_wal_replay_resume();`\n- Cancel long standby queries or lower `max_standby_streaming_delay`.\n- Check the standby's disk and network throughput; if the replica is simply too small for the write load, resize it (CPU, IOPS) to match the primary.\n- Meanwhile, send reads that must see their own writes to the primary: split the application's read and write URLs (`DATABASE_URL` for writes, `DATABASE_READ_URL` for the replica) and point the read URL at the primary until the lag is gone.",
             escalate: "Escalate to the database owners if the lag keeps growing for 30 minutes or the primary's disk fills.",
         },
         test: Fixture {
@@ -162,7 +174,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresReplicationLagSeconds",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_replication_lag_time_seconds{%E%, position=\"replay\"} > %T%",
         summary: "A PostgreSQL standby is far behind the primary (time).",
         description: "Standby {{ $labels.application_name }} of {{ $labels.check }} replays {{ $value | humanizeDuration }} behind the primary.",
@@ -185,7 +199,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresStandbyLagBytes",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_standby_unreplayed_bytes{%E%} > %T%",
         summary: "A PostgreSQL standby has received WAL it has not replayed.",
         description: "Standby {{ $labels.check }} has {{ $value | humanize1024 }}B of received WAL waiting to be replayed.",
@@ -208,7 +224,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresStandbyLagSeconds",
         group: Group::Postgres,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_standby_replay_lag_seconds{%E%} > %T%",
         summary: "A PostgreSQL standby replays WAL with a long delay.",
         description: "Standby {{ $labels.check }} is {{ $value | humanizeDuration }} behind in replay.",
@@ -231,7 +249,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresStandbyNotStreaming",
         group: Group::Postgres,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: Some(Team::Dba),
+        class: Class::Symptom,
         expr: "runbook_postgres_standby_wal_receiver_streaming{%E%} == 0",
         summary: "A PostgreSQL standby is not streaming from its primary.",
         description: "Standby {{ $labels.check }} has no streaming WAL receiver (value {{ $value }}); it falls further behind every second.",
@@ -254,8 +274,10 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookPostgresRowExpiringSoon",
         group: Group::Postgres,
-        severity: Severity::Warning,
-        expr: "runbook_postgres_query_value{%E%,column=\"expiry_timestamp_seconds\"} < time() + %T%",
+        priority: Priority::P2,
+        team: Some(Team::Dba),
+        class: Class::Other,
+        expr: "runbook_postgres_query_value{%E%, column=\"expiry_timestamp_seconds\"} < time() + %T%",
         summary: "A row a custom query watches (an API key, a token, a certificate) expires soon.",
         description: "{{ $labels.query }} on {{ $labels.check }} has a row that expires at {{ $value | humanizeTimestamp }}.",
         explain: "a custom query's `expiry_timestamp_seconds` column (Unix time) less than the threshold from now, or already past",

@@ -1,12 +1,14 @@
 //! The Redis alerts: hit ratio, memory and rejected connections.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookRedisHitRatioLow",
         group: Group::Redis,
-        severity: Severity::Info,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "sum by (job, instance, check) (rate(runbook_redis_keyspace_hits_total{%E%}[10m]))\n/\n(sum by (job, instance, check) (rate(runbook_redis_keyspace_hits_total{%E%}[10m])) + sum by (job, instance, check) (rate(runbook_redis_keyspace_misses_total{%E%}[10m])))\n< %T%",
         summary: "The Redis cache hit ratio is low.",
         description: "Only {{ $value | humanizePercentage }} of key lookups on {{ $labels.check }} found their key over the last 10 minutes.",
@@ -35,7 +37,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookRedisMemoryNearMax",
         group: Group::Redis,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Symptom,
         expr: "runbook_redis_memory_used_bytes{%E%}\n/ on (job, instance, check)\n(runbook_redis_memory_max_bytes{%E%} > 0)\n> %T%",
         summary: "Redis is close to maxmemory.",
         description: "{{ $labels.check }} uses {{ $value | humanizePercentage }} of maxmemory.",
@@ -64,7 +68,9 @@ pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookRedisRejectedConnections",
         group: Group::Redis,
-        severity: Severity::Warning,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Symptom,
         expr: "increase(runbook_redis_rejected_connections_total{%E%}[5m]) > %T%",
         summary: "Redis rejects connections.",
         description: "{{ $labels.check }} rejected {{ $value | humanize }} connections in the last 5 minutes (maxclients reached).",

@@ -1,12 +1,14 @@
 //! The TLS alerts: certificates close to expiry.
 
-use super::{Alert, Fixture, Group, Runbook, Severity};
+use super::{Alert, Class, Fixture, Group, Priority, Runbook};
 
 pub(super) const ALERTS: &[Alert] = &[
     Alert {
         name: "RunbookTlsCertificateExpiring",
         group: Group::Tls,
-        severity: Severity::Warning,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
         expr: "(runbook_tls_earliest_cert_expiry_timestamp_seconds{%E%} - time()) / 86400 < %T%",
         summary: "A TLS certificate expires soon.",
         description: "The certificate chain presented to check {{ $labels.check }} expires in {{ $value | printf \"%.1f\" }} days.",
@@ -27,9 +29,11 @@ pub(super) const ALERTS: &[Alert] = &[
         },
     },
     Alert {
-        name: "RunbookTlsCertificateExpiringCritical",
+        name: "RunbookTlsCertificateExpiring",
         group: Group::Tls,
-        severity: Severity::Critical,
+        priority: Priority::P1,
+        team: None,
+        class: Class::Other,
         expr: "(runbook_tls_earliest_cert_expiry_timestamp_seconds{%E%} - time()) / 86400 < %T%",
         summary: "A TLS certificate expires within days.",
         description: "The certificate chain presented to check {{ $labels.check }} expires in {{ $value | printf \"%.1f\" }} days.",
@@ -46,7 +50,7 @@ pub(super) const ALERTS: &[Alert] = &[
             delay: 0,
             labels: "%L%,check=\"web\"",
             value: "1.0",
-            quiet: &[("runbook_tls_earliest_cert_expiry_timestamp_seconds{%L%,check=\"web\"}", "864000x30")],
+            quiet: &[("runbook_tls_earliest_cert_expiry_timestamp_seconds{%L%,check=\"web\"}", "2592000x30")],
         },
     },
 ];
