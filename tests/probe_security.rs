@@ -328,3 +328,25 @@ async fn an_s3_module_with_the_sdk_credential_chain_needs_allowed_targets() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_module_needs_allowed_targets_even_without_credentials() {
+    // A caller-chosen broker could send forged answers to the decoder.
+    let err =
+        refused("checks: []\nmodules:\n  - name: kafka\n    kind: kafka\n    brokers: [k:9092]\n")
+            .await;
+    assert!(
+        err.contains("modules[0]: kind kafka needs allowed_targets in a module"),
+        "{err}"
+    );
+    // With its own list, the same module loads.
+    let capture = Capture::start();
+    let (_app, addr, _dir) = start(
+        "checks: []\nmodules:\n  - name: kafka\n    kind: kafka\n    brokers: [k:9092]\n    \
+         allowed_targets: ['kafka.allowed.invalid:9092']\n",
+    )
+    .await;
+    let resp = probe(addr, "kafka", &capture.addr.to_string()).await;
+    assert_eq!(resp.status, 403, "{}", resp.body);
+    assert_eq!(capture.connections(), 0);
+}

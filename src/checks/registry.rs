@@ -106,6 +106,13 @@ macro_rules! registry {
                 }
             }
 
+            /// Why a caller must not pick this kind's server ([`ProbeSafety`]).
+            pub fn trusts_its_server(&self) -> Option<&'static str> {
+                match self {
+                    $(CheckSpec::$variant(s) => s.trusts_its_server(),)*
+                }
+            }
+
             /// Confine follow-up connections to `allowed` ([`ProbeSafety`]).
             pub fn confine(&mut self, allowed: &targets::AllowedTargets) {
                 match self {

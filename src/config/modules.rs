@@ -95,6 +95,16 @@ pub(super) fn probe_rules(
                         credentials.join(", ")
                     ),
                 );
+            } else if let Some(why) = spec.trusts_its_server() {
+                let field = format!("{path}.kind");
+                errors.at(
+                    doc.position(&field),
+                    path,
+                    format!(
+                        "kind {kind} needs allowed_targets in a module: {why}; list the \
+                         servers it may reach, like allowed_targets: [\"server.internal:9092\"]"
+                    ),
+                );
             }
         }
     }

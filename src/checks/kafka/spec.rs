@@ -136,6 +136,17 @@ impl ProbeSafety for KafkaSpec {
         ])
     }
 
+    /// kafka-protocol reserves memory for every array from the length a
+    /// broker announces, so a forged answer could make one allocation
+    /// fail, which aborts the process. Only brokers the operator lists are
+    /// trusted to answer honestly.
+    fn trusts_its_server(&self) -> Option<&'static str> {
+        Some(
+            "the Kafka protocol decoder trusts its brokers (a forged answer can exhaust memory), \
+             so a caller must not choose them",
+        )
+    }
+
     /// The bootstrap servers; the brokers their metadata names come later.
     fn endpoints(&self) -> Vec<targets::Endpoint> {
         self.brokers

@@ -28,6 +28,13 @@ pub trait ProbeSafety {
     /// Confine the connections a run makes after the first (HTTP redirects)
     /// to `allowed`. Kinds that make none need not override this.
     fn confine(&mut self, _allowed: &AllowedTargets) {}
+
+    /// Why this kind must never talk to a server a `/probe` caller picks,
+    /// even without credentials (its client trusts the server's answers),
+    /// or `None`. A module of such a kind needs its own `allowed_targets`.
+    fn trusts_its_server(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// One address a check connects to: a host name or IP literal (IPv6 without
