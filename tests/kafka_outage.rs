@@ -15,7 +15,11 @@ fn env(var: &str) -> String {
 
 fn services(cmd: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
-    let status = Command::new(script)
+    // Bounded: five minutes, then coreutils' timeout ends the script and
+    // the test fails on its status.
+    let status = Command::new("timeout")
+        .args(["--kill-after=5s", "300s"])
+        .arg(script)
         .args([cmd, "kafka"])
         .status()
         .expect("run scripts/services.sh");

@@ -53,7 +53,10 @@ fn the_config_must_tune_exactly_the_alerts_that_exist() {
 
 fn promtool(args: &[&str]) -> std::process::Output {
     let bin = env("RUNBOOK_TEST_PROMTOOL", "prometheus");
-    Command::new(&bin)
+    // Bounded: coreutils' timeout ends promtool (exit 124) after 2 minutes.
+    Command::new("timeout")
+        .args(["--kill-after=5s", "120s"])
+        .arg(&bin)
         .args(args)
         .current_dir(root().join("alerts"))
         .output()

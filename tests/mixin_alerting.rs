@@ -269,7 +269,11 @@ fn redis_server(port: u16, dir: &Path) -> Proc {
 
 fn services(cmd: &str, name: &str) {
     let script = root().join("scripts/services.sh");
-    let status = Command::new(script)
+    // Bounded: five minutes (a cold start of the service), then coreutils'
+    // timeout ends the script and the test fails on its status.
+    let status = Command::new("timeout")
+        .args(["--kill-after=5s", "300s"])
+        .arg(script)
         .args([cmd, name])
         .stdout(Stdio::null())
         .status()

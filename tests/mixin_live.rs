@@ -355,8 +355,10 @@ fn start_exporter(dir: &Path, fixture: SocketAddr, db: SocketAddr, tls: SocketAd
                     env(var, k.service);
                 }
                 if !k.setup.is_empty() {
-                    let out = Command::new("bash")
-                        .args(["-euc", k.setup])
+                    // Bounded: the setup (topics, console clients) gets
+                    // two minutes, then coreutils' timeout ends it.
+                    let out = Command::new("timeout")
+                        .args(["--kill-after=5s", "120s", "bash", "-euc", k.setup])
                         .stdout(Stdio::null())
                         .output()
                         .unwrap();

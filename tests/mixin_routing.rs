@@ -93,7 +93,10 @@ fn amtool(args: &[&str]) -> std::process::Output {
     // amtool ships with Debian's prometheus-alertmanager; the services
     // script installs it and exports its path. Missing is a failure.
     let bin = env("RUNBOOK_TEST_AMTOOL", "prometheus");
-    Command::new(&bin)
+    // Bounded: coreutils' timeout ends amtool (exit 124) after a minute.
+    Command::new("timeout")
+        .args(["--kill-after=5s", "60s"])
+        .arg(&bin)
         .args(args)
         .current_dir(root())
         .output()
@@ -221,7 +224,12 @@ fn amtool_routes_each_priority_and_team_to_its_receiver() {
 #[test]
 fn the_mixin_subcommand_renders_the_shipped_files_from_the_shipped_config() {
     let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+    let out = Command::new("timeout")
+        .args([
+            "--kill-after=5s",
+            "60s",
+            env!("CARGO_BIN_EXE_runbook-exporter"),
+        ])
         .args(["mixin", "--config"])
         .arg(root().join("alerts/config.yaml"))
         .arg("--out")
@@ -258,7 +266,12 @@ fn the_mixin_subcommand_renders_the_shipped_files_from_the_shipped_config() {
             ),
     )
     .unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+    let status = Command::new("timeout")
+        .args([
+            "--kill-after=5s",
+            "60s",
+            env!("CARGO_BIN_EXE_runbook-exporter"),
+        ])
         .args(["mixin", "--config"])
         .arg(&mine)
         .arg("--out")
@@ -283,7 +296,12 @@ fn the_mixin_subcommand_renders_the_shipped_files_from_the_shipped_config() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+    let out = Command::new("timeout")
+        .args([
+            "--kill-after=5s",
+            "60s",
+            env!("CARGO_BIN_EXE_runbook-exporter"),
+        ])
         .args(["mixin", "--config"])
         .arg(&mine)
         .arg("--out")

@@ -416,7 +416,9 @@ struct ResumeReplay(String);
 
 impl Drop for ResumeReplay {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
+        // Bounded, so a hung server cannot hang the test's end.
+        let _ = std::process::Command::new("timeout")
+            .args(["--kill-after=5s", "30s", "psql"])
             .args([&self.0, "-Xqc", "SELECT pg_wal_replay_resume()"])
             .output();
     }
@@ -657,7 +659,8 @@ async fn a_primary_restart_takes_the_check_down_and_back_up_with_one_session() {
         if action == "stop" {
             args.extend(["-m".to_string(), "fast".to_string()]);
         }
-        let status = std::process::Command::new("pg_ctlcluster")
+        let status = std::process::Command::new("timeout")
+            .args(["--kill-after=5s", "120s", "pg_ctlcluster"])
             .args(&args)
             .status()
             .expect("pg_ctlcluster runs");

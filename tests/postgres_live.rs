@@ -185,7 +185,8 @@ struct DropSlots(&'static [&'static str]);
 impl Drop for DropSlots {
     fn drop(&mut self) {
         for slot in self.0 {
-            let _ = std::process::Command::new("psql")
+            let _ = std::process::Command::new("timeout")
+                .args(["--kill-after=5s", "30s", "psql"])
                 .args([
                     &superuser_dsn(),
                     "-Xqc",
@@ -268,7 +269,8 @@ struct RestoreConninfo {
 
 impl Drop for RestoreConninfo {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
+        let _ = std::process::Command::new("timeout")
+            .args(["--kill-after=5s", "30s", "psql"])
             .args([
                 &self.dsn,
                 "-Xq",

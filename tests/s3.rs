@@ -528,7 +528,13 @@ fn metadata_connections(s: &Server, metadata_credentials: bool) -> (usize, serde
         ),
     )
     .unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_runbook-exporter"));
+    // Bounded: coreutils' timeout ends the run (exit 124) after a minute.
+    let mut command = std::process::Command::new("timeout");
+    command.args([
+        "--kill-after=5s",
+        "60s",
+        env!("CARGO_BIN_EXE_runbook-exporter"),
+    ]);
     for var in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

@@ -142,7 +142,13 @@ fn a_bad_shard_is_refused_with_the_parameter_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, "checks: []\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+    // Bounded: coreutils' timeout ends it (exit 124) if it ever serves.
+    let out = Command::new("timeout")
+        .args([
+            "--kill-after=5s",
+            "30s",
+            env!("CARGO_BIN_EXE_runbook-exporter"),
+        ])
         .args(["serve", "--config"])
         .arg(&path)
         .args(["--shard", "3", "--total-shards", "3"])

@@ -255,7 +255,13 @@ async fn the_missing_metrics_server_is_explained_on_the_status_page_and_by_check
 
     let path = config_dir.path().join("config.yaml");
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
+        // Bounded: coreutils' timeout ends the run (exit 124) after a minute.
+        std::process::Command::new("timeout")
+            .args([
+                "--kill-after=5s",
+                "60s",
+                env!("CARGO_BIN_EXE_runbook-exporter"),
+            ])
             .args(["check", "--config"])
             .arg(&path)
             .output()
