@@ -220,15 +220,7 @@ impl TcpCheck {
         if spec.max_read_bytes == 0 {
             return Err(BuildError::new("max_read_bytes", "must be at least 1"));
         }
-        let proxy = spec
-            .proxy_url
-            .as_ref()
-            .map(|url| Proxy::parse(url.expose(), &spec.no_proxy))
-            .transpose()
-            .map_err(|problems| {
-                let (field, message) = problems.into_iter().next().unwrap_or_default();
-                BuildError::new(field, message)
-            })?;
+        let proxy = Proxy::from_spec(spec.proxy_url.as_ref(), &spec.no_proxy)?;
         Ok(Self {
             host,
             port,

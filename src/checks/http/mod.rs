@@ -130,15 +130,7 @@ impl HttpCheck {
             &spec.body_must_not_match,
         ))?;
         let authorization = authorization(spec, &mut secrets)?;
-        let proxy = spec
-            .proxy_url
-            .as_ref()
-            .map(|url| Proxy::parse(url.expose(), &spec.no_proxy))
-            .transpose()
-            .map_err(|problems| {
-                let (field, message) = problems.into_iter().next().unwrap_or_default();
-                BuildError::new(field, message)
-            })?;
+        let proxy = Proxy::from_spec(spec.proxy_url.as_ref(), &spec.no_proxy)?;
         secrets.extend(proxy.iter().flat_map(Proxy::secrets));
         secrets.retain(|s| !s.is_empty());
 

@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
 
-use crate::checks::{Failure, Reason};
+use super::secret::Secret;
+use crate::checks::{BuildError, Failure, Reason};
 
 /// The most bytes of a `CONNECT` response head read before giving up.
 const MAX_HEAD: usize = 16 * 1024;
@@ -46,6 +47,20 @@ enum NoProxy {
 }
 
 impl Proxy {
+    /// The proxy of a spec's `proxy_url` and `no_proxy` fields, if any; its
+    /// first problem as a build error (validation reports all of them).
+    pub fn from_spec(
+        url: Option<&Secret>,
+        no_proxy: &[String],
+    ) -> Result<Option<Self>, BuildError> {
+        url.map(|url| Proxy::parse(url.expose(), no_proxy))
+            .transpose()
+            .map_err(|problems| {
+                let (field, message) = problems.into_iter().next().unwrap_or_default();
+                BuildError::new(field, message)
+            })
+    }
+
     /// Parse `proxy_url` and `no_proxy`; problems as `(field, message)`,
     /// with fields relative to the check. Messages never echo the URL,
     /// which may hold a password.
