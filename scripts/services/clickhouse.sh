@@ -3,6 +3,12 @@
 # 127.0.0.1 from a CA of the script's own) and the native protocol on
 # 127.0.0.1:59000; a user `runbook` that needs a password, and `runbook_ro`,
 # a monitoring user with readonly = 1. Sourced by scripts/services.sh.
+#
+# ReplicatedMergeTree tables need a coordination service. Debian's
+# ClickHouse (18.16) predates the built-in Keeper, so a standalone Apache
+# ZooKeeper (jars from Maven Central, scripts/services/clickhouse/pom.xml)
+# listens on 127.0.0.1:59181, and the server's <zookeeper> points at it with
+# <macros> shard=01, replica=r1.
 
 clickhouse_dir() { printf '%s/clickhouse' "$RUNBOOK_TEST_STATE"; }
 
@@ -10,6 +16,56 @@ clickhouse_dir() { printf '%s/clickhouse' "$RUNBOOK_TEST_STATE"; }
 CLICKHOUSE_TEST_PASSWORD="runbook-test-clickhouse"
 CLICKHOUSE_RO_PASSWORD="runbook-test-clickhouse-ro"
 clickhouse_https_port=58443
+clickhouse_zk_port=59181
+clickhouse_zk_libs="${HOME}/.cache/runbook-exporter/zookeeper/libs-3.8.4"
+
+# clickhouse_zookeeper DIR: fetch ZooKeeper's jars once, and start a
+# standalone server on 127.0.0.1:$clickhouse_zk_port unless one listens.
+clickhouse_zookeeper() {
+  local dir="$1/zookeeper"
+  if port_open "$clickhouse_zk_port"; then
+    log "zookeeper already listens on 127.0.0.1:$clickhouse_zk_port"
+    return 0
+  fi
+  apt_install openjdk-17-jre-headless maven
+  if [ ! -f "$clickhouse_zk_libs/.complete" ]; then
+    log "clickhouse: fetching Apache ZooKeeper jars from Maven Central"
+    mkdir -p "$clickhouse_zk_libs"
+    mvn -q -B -Dmaven.repo.local="${HOME}/.cache/runbook-exporter/kafka/m2" \
+      -f "$here/services/clickhouse/pom.xml" \
+      dependency:copy-dependencies -DoutputDirectory="$clickhouse_zk_libs"
+    touch "$clickhouse_zk_libs/.complete"
+  fi
+  mkdir -p "$dir/data"
+  cat >"$dir/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$dir/data
+clientPort=$clickhouse_zk_port
+clientPortAddress=127.0.0.1
+maxClientCnxns=100
+admin.enableServer=false
+4lw.commands.whitelist=ruok
+CFG
+  cat >"$dir/logback.xml" <<'LOG'
+<configuration>
+  <appender name="out" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d %-5level %logger{36} - %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="out"/></root>
+</configuration>
+LOG
+  nohup java -Xms32m -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlogback.configurationFile="$dir/logback.xml" -cp "$clickhouse_zk_libs/*" org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" \
+    >>"$RUNBOOK_TEST_STATE/logs/zookeeper.out" 2>&1 </dev/null &
+  echo $! >"$dir/zookeeper.pid"
+  wait_tcp "$clickhouse_zk_port" 60
+}
+
+# clickhouse_zk_ok: the running server reaches ZooKeeper.
+clickhouse_zk_ok() {
+  curl -fsS --max-time 10 --data-binary "SELECT count() FROM system.zookeeper WHERE path = '/'" \
+    http://127.0.0.1:58123/ >/dev/null 2>&1
+}
 
 # clickhouse_certs DIR: a CA and a server certificate for 127.0.0.1 signed
 # by it (a leaf: CA:FALSE, which rustls requires), made once.
@@ -68,6 +124,17 @@ clickhouse_write_config() {
     <default_profile>default</default_profile>
     <default_database>default</default_database>
     <timezone>UTC</timezone>
+    <zookeeper>
+        <node>
+            <host>127.0.0.1</host>
+            <port>$clickhouse_zk_port</port>
+        </node>
+        <session_timeout_ms>30000</session_timeout_ms>
+    </zookeeper>
+    <macros>
+        <shard>01</shard>
+        <replica>r1</replica>
+    </macros>
 </yandex>
 XML
   cat >"$dir/users.xml" <<XML
@@ -125,11 +192,13 @@ clickhouse_up() {
   [ -x /usr/sbin/clickhouse-server ] || apt_install clickhouse-server
   command -v curl >/dev/null || apt_install curl
   clickhouse_certs "$dir"
-  # users.xml is re-read by a running server; the HTTPS port needs a
-  # restart of a server started by an older version of this script.
+  clickhouse_zookeeper "$dir"
+  # users.xml is re-read by a running server; the HTTPS port and ZooKeeper
+  # need one restart of a server started by an older version of this script.
   clickhouse_write_config "$dir"
-  if port_open 58123 && ! port_open "$clickhouse_https_port" && [ -s "$dir/clickhouse.pid" ]; then
-    log "restarting clickhouse to open its https port"
+  if port_open 58123 && [ -s "$dir/clickhouse.pid" ] &&
+    { ! port_open "$clickhouse_https_port" || ! clickhouse_zk_ok; }; then
+    log "restarting clickhouse to open its https port and reach zookeeper"
     kill "$(cat "$dir/clickhouse.pid")" 2>/dev/null || true
     local j
     for ((j = 0; j < 100; j++)); do port_open 58123 || break; sleep 0.1; done
@@ -149,6 +218,8 @@ clickhouse_up() {
     [ "$(curl -fsS http://127.0.0.1:58123/ping 2>/dev/null)" = "Ok." ] && break
     sleep 0.1
   done
+  for ((i = 0; i < 100; i++)); do clickhouse_zk_ok && break; sleep 0.2; done
+  clickhouse_zk_ok || { log "clickhouse does not reach zookeeper on 127.0.0.1:$clickhouse_zk_port"; return 1; }
   cat >"$RUNBOOK_TEST_STATE/env/clickhouse.env" <<ENV
 export RUNBOOK_TEST_CLICKHOUSE_URL=http://127.0.0.1:58123
 export RUNBOOK_TEST_CLICKHOUSE_NATIVE_ADDR=127.0.0.1:59000
@@ -164,6 +235,11 @@ ENV
 clickhouse_down() {
   local pidfile
   pidfile="$(clickhouse_dir)/clickhouse.pid"
+  if [ -s "$pidfile" ]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+  pidfile="$(clickhouse_dir)/zookeeper/zookeeper.pid"
   if [ -s "$pidfile" ]; then
     kill "$(cat "$pidfile")" 2>/dev/null || true
     rm -f "$pidfile"
