@@ -17,7 +17,7 @@
 #   postgres       55432 (primary), 55433 (standby)
 #   pgbouncer      55442 (transaction pooling), 55443 (session pooling)
 #   redis          56379 (primary), 56380 (replica), 56381 (primary, TLS)
-#   clickhouse     58123 (http), 58443 (https), 59000 (native), 59181 (zookeeper)
+#   clickhouse     58123 (http), 58443 (https), 59000 (native), 59009 (interserver), 59181 (zookeeper)
 #   s3             59100
 #   kafka          59092 (broker), 59093 (SASL/PLAIN), 59095 (controller)
 #   kafka_cluster  59291-59293 (brokers), 59301-59303 (SCRAM-SHA-512), 59311-59313 (controllers), 59321-59323 (TLS)

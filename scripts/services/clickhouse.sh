@@ -8,7 +8,8 @@
 # ClickHouse (18.16) predates the built-in Keeper, so a standalone Apache
 # ZooKeeper (jars from Maven Central, scripts/services/clickhouse/pom.xml)
 # listens on 127.0.0.1:59181, and the server's <zookeeper> points at it with
-# <macros> shard=01, replica=r1.
+# <macros> shard=01, replica=r1; replicas fetch parts from each other on the
+# interserver port 127.0.0.1:59009.
 
 clickhouse_dir() { printf '%s/clickhouse' "$RUNBOOK_TEST_STATE"; }
 
@@ -17,6 +18,8 @@ CLICKHOUSE_TEST_PASSWORD="runbook-test-clickhouse"
 CLICKHOUSE_RO_PASSWORD="runbook-test-clickhouse-ro"
 clickhouse_https_port=58443
 clickhouse_zk_port=59181
+# Replicas fetch parts from each other over the interserver HTTP port.
+clickhouse_interserver_port=59009
 clickhouse_zk_libs="${HOME}/.cache/runbook-exporter/zookeeper/libs-3.8.4"
 
 # clickhouse_zookeeper DIR: fetch ZooKeeper's jars once, and start a
@@ -100,6 +103,8 @@ clickhouse_write_config() {
     <http_port>58123</http_port>
     <tcp_port>59000</tcp_port>
     <https_port>$clickhouse_https_port</https_port>
+    <interserver_http_port>$clickhouse_interserver_port</interserver_http_port>
+    <interserver_http_host>127.0.0.1</interserver_http_host>
     <openSSL>
         <server>
             <certificateFile>$dir/tls/server.pem</certificateFile>
@@ -197,8 +202,9 @@ clickhouse_up() {
   # need one restart of a server started by an older version of this script.
   clickhouse_write_config "$dir"
   if port_open 58123 && [ -s "$dir/clickhouse.pid" ] &&
-    { ! port_open "$clickhouse_https_port" || ! clickhouse_zk_ok; }; then
-    log "restarting clickhouse to open its https port and reach zookeeper"
+    { ! port_open "$clickhouse_https_port" || ! port_open "$clickhouse_interserver_port" ||
+      ! clickhouse_zk_ok; }; then
+    log "restarting clickhouse to open its https and interserver ports and reach zookeeper"
     kill "$(cat "$dir/clickhouse.pid")" 2>/dev/null || true
     local j
     for ((j = 0; j < 100; j++)); do port_open 58123 || break; sleep 0.1; done
