@@ -328,3 +328,146 @@ async fn https_with_the_servers_ca_passes_and_without_it_fails_tls() {
         .expect_err("the CA is not trusted");
     assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
 }
+
+/// A database of replicated tables for one test, dropped (with the tables'
+/// ZooKeeper metadata) when the guard goes, even on panic.
+struct ReplicatedDb(String);
+
+impl Drop for ReplicatedDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.0);
+        // The test's runtime may be unwinding: drop from a runtime of our own.
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the cleanup")
+                .block_on(admin(&sql))
+        })
+        .join();
+        if done.is_err() {
+            eprintln!("could not drop {}", self.0);
+        }
+    }
+}
+
+/// `(queue_size, absolute_delay)` of one table, and the server's
+/// `(count(), countIf(is_readonly))`, from system.replicas.
+async fn replica_truth(db: &str, table: &str) -> ((f64, f64), (f64, f64)) {
+    let row = admin(&format!(
+        "SELECT queue_size, absolute_delay FROM system.replicas \
+         WHERE database = '{db}' AND table = '{table}' FORMAT TabSeparated"
+    ))
+    .await;
+    let totals = admin("SELECT count(), countIf(is_readonly) FROM system.replicas FORMAT TabSeparated").await;
+    let pair = |s: &str| -> (f64, f64) {
+        let v: Vec<f64> = s
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or_else(|_| panic!("a number: {s:?}")))
+            .collect();
+        assert_eq!(v.len(), 2, "two numbers in {s:?}");
+        (v[0], v[1])
+    };
+    (pair(&row), pair(&totals))
+}
+
+/// The check's `(queue_size, absolute_delay)` for one table, and its
+/// `(replicas, replicas_readonly)`.
+fn replica_exported(samples: &[Sample], db: &str, table: &str) -> ((f64, f64), (f64, f64)) {
+    let one = |name: &str| {
+        let v = labelled(samples, name, &[("database", db), ("table", table)]);
+        assert_eq!(v.len(), 1, "one {name} for {db}.{table} in {samples:#?}");
+        v[0]
+    };
+    (
+        (
+            one("clickhouse_replica_queue_size"),
+            one("clickhouse_replica_absolute_delay"),
+        ),
+        (
+            must(samples, "clickhouse_replicas"),
+            must(samples, "clickhouse_replicas_readonly"),
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_replica_that_stopped_fetching_lags_and_catches_up_once_started() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let db = format!("runbook_t_ch_repl_{}_{nanos}", std::process::id());
+    admin(&format!("CREATE DATABASE {db}")).await;
+    let _guard = ReplicatedDb(db.clone());
+    // Two replicas of one table on one server: `lag` fetches nothing.
+    for (t, replica) in [("src", "r1"), ("lag", "r2")] {
+        admin(&format!(
+            "CREATE TABLE {db}.{t} (x UInt32) ENGINE = ReplicatedMergeTree(\
+             '/clickhouse/tables/{{shard}}/{db}/t', '{replica}') ORDER BY x"
+        ))
+        .await;
+    }
+    admin(&format!("SYSTEM STOP FETCHES {db}.lag")).await;
+    for i in 0..3 {
+        admin(&format!("INSERT INTO {db}.src VALUES ({i})")).await;
+    }
+    let check = readonly_check("replicas: true\nmax_tables: 100");
+
+    // The lagging replica queues the three parts and falls behind: the
+    // check's numbers lie between what system.replicas says before and
+    // after the run (the delay grows by the second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = replica_truth(&db, "lag").await;
+        let samples = run(check.as_ref()).await.expect("check passes");
+        let after = replica_truth(&db, "lag").await;
+        let got = replica_exported(&samples, &db, "lag");
+        if before.0 .0 == 3.0 && before.0 .1 >= 1.0 && before == after {
+            assert_eq!(got, before, "the check agrees with system.replicas");
+            break;
+        }
+        if before.0 .0 == 3.0 && after.0 .0 == 3.0 && before.1 == after.1 && before.0 .1 >= 1.0 {
+            assert_eq!(got.0 .0, 3.0);
+            assert!(
+                (before.0 .1..=after.0 .1).contains(&got.0 .1),
+                "delay {} between {} and {}",
+                got.0 .1,
+                before.0 .1,
+                after.0 .1
+            );
+            assert_eq!(got.1, before.1, "replicas and read-only replicas");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 60 s waiting for {db}.lag to queue 3 parts and lag: {before:?} {samples:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The source replica is current.
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(replica_exported(&samples, &db, "src").0, (0.0, 0.0));
+    assert!(must(&samples, "clickhouse_replicas") >= 2.0);
+
+    // Fetching again, it catches up: queue and delay go back to 0.
+    admin(&format!("SYSTEM START FETCHES {db}.lag")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let samples = run(check.as_ref()).await.expect("check passes");
+        let got = replica_exported(&samples, &db, "lag");
+        if got.0 == (0.0, 0.0) {
+            assert_eq!(replica_truth(&db, "lag").await.0, (0.0, 0.0));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 60 s waiting for {db}.lag to catch up: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        admin(&format!("SELECT count() FROM {db}.lag")).await.trim(),
+        "3"
+    );
+}

@@ -103,8 +103,6 @@ clickhouse_write_config() {
     <http_port>58123</http_port>
     <tcp_port>59000</tcp_port>
     <https_port>$clickhouse_https_port</https_port>
-    <interserver_http_port>$clickhouse_interserver_port</interserver_http_port>
-    <interserver_http_host>127.0.0.1</interserver_http_host>
     <openSSL>
         <server>
             <certificateFile>$dir/tls/server.pem</certificateFile>
@@ -129,6 +127,16 @@ clickhouse_write_config() {
     <default_profile>default</default_profile>
     <default_database>default</default_database>
     <timezone>UTC</timezone>
+</yandex>
+XML
+  # Replication lives in a file of its own, merged into config.xml by the
+  # server, so that a config.xml written without it leaves it in place.
+  mkdir -p "$dir/config.d"
+  cat >"$dir/config.d/replication.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <interserver_http_port>$clickhouse_interserver_port</interserver_http_port>
+    <interserver_http_host>127.0.0.1</interserver_http_host>
     <zookeeper>
         <node>
             <host>127.0.0.1</host>
