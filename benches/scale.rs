@@ -33,7 +33,11 @@ fn main() {
     let sizes: Vec<usize> = std::env::var("RUNBOOK_BENCH_CHECKS")
         .unwrap_or_else(|_| "1000,10000".into())
         .split(',')
-        .map(|n| n.trim().parse().expect("RUNBOOK_BENCH_CHECKS: numbers, comma-separated"))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("RUNBOOK_BENCH_CHECKS: numbers, comma-separated")
+        })
         .collect();
 
     println!("runbook-exporter scale benchmark ({} cores)", num_cpus());
@@ -159,7 +163,10 @@ impl Exporter {
         let limit = Duration::from_secs(2 * interval + 60);
         while self.runs_total() < n {
             std::thread::sleep(Duration::from_millis(500));
-            assert!(start.elapsed() < limit, "checks did not all run within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "checks did not all run within {limit:?}"
+            );
         }
         start.elapsed()
     }
