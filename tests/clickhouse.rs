@@ -393,13 +393,21 @@ fn replica_exported(samples: &[Sample], db: &str, table: &str) -> ((f64, f64), (
     )
 }
 
-#[tokio::test]
-async fn a_replica_that_stopped_fetching_lags_and_catches_up_once_started() {
+/// The replication tests one at a time: one of them stops ZooKeeper.
+static REPLICATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn unique_db(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    let db = format!("runbook_t_ch_repl_{}_{nanos}", std::process::id());
+    format!("runbook_t_ch_{what}_{}_{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn a_replica_that_stopped_fetching_lags_and_catches_up_once_started() {
+    let _one_at_a_time = REPLICATION.lock().await;
+    let db = unique_db("repl");
     admin(&format!("CREATE DATABASE {db}")).await;
     let _guard = ReplicatedDb(db.clone());
     // Two replicas of one table on one server: `lag` fetches nothing.
@@ -471,4 +479,104 @@ async fn a_replica_that_stopped_fetching_lags_and_catches_up_once_started() {
         admin(&format!("SELECT count() FROM {db}.lag")).await.trim(),
         "3"
     );
+}
+
+/// The test ZooKeeper stopped until this is dropped: `scripts/services.sh
+/// up clickhouse` starts it again even when the test panics.
+struct ZooKeeperDown;
+
+impl ZooKeeperDown {
+    fn stop() -> Self {
+        let pid = std::fs::read_to_string(env("RUNBOOK_TEST_CLICKHOUSE_ZOOKEEPER_PID_FILE"))
+            .expect("the ZooKeeper pid file");
+        let status = std::process::Command::new("kill")
+            .arg(pid.trim())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill ZooKeeper {}", pid.trim());
+        ZooKeeperDown
+    }
+}
+
+impl Drop for ZooKeeperDown {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
+        // Bounded: coreutils' timeout ends the script after two minutes.
+        let status = std::process::Command::new("timeout")
+            .args(["--kill-after=5s", "120s"])
+            .arg(script)
+            .args(["up", "clickhouse"])
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("scripts/services.sh up clickhouse failed: {status:?}");
+        }
+    }
+}
+
+async fn table_readonly(db: &str) -> String {
+    admin(&format!(
+        "SELECT is_readonly FROM system.replicas WHERE database = '{db}' FORMAT TabSeparated"
+    ))
+    .await
+    .trim()
+    .to_string()
+}
+
+#[tokio::test]
+async fn replicas_that_lost_zookeeper_are_counted_read_only_until_it_is_back() {
+    let _one_at_a_time = REPLICATION.lock().await;
+    let db = unique_db("ro");
+    admin(&format!("CREATE DATABASE {db}")).await;
+    let _guard = ReplicatedDb(db.clone());
+    admin(&format!(
+        "CREATE TABLE {db}.t (x UInt32) ENGINE = ReplicatedMergeTree(\
+         '/clickhouse/tables/{{shard}}/{db}/t', 'r1') ORDER BY x"
+    ))
+    .await;
+    let check = readonly_check("replicas: true\nmax_tables: 100");
+    let samples = run(check.as_ref()).await.expect("check passes");
+    assert_eq!(
+        replica_exported(&samples, &db, "t").1,
+        replica_truth(&db, "t").await.1
+    );
+
+    // Without ZooKeeper the replica turns read-only; the check still runs
+    // (system.replicas is read from memory) and counts it.
+    let zookeeper = ZooKeeperDown::stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = replica_truth(&db, "t").await.1;
+        let samples = run(check.as_ref())
+            .await
+            .expect("check passes without ZooKeeper");
+        let after = replica_truth(&db, "t").await.1;
+        let got = replica_exported(&samples, &db, "t").1;
+        if table_readonly(&db).await == "1" && before == after && before.1 >= 1.0 {
+            assert_eq!(got, before, "replicas and read-only replicas");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 60 s waiting for {db}.t to turn read-only: {before:?} {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // ZooKeeper back: the replica reconnects and the count returns to 0.
+    drop(zookeeper);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let samples = run(check.as_ref()).await.expect("check passes");
+        let got = replica_exported(&samples, &db, "t").1;
+        if got.1 == 0.0 {
+            assert_eq!(table_readonly(&db).await, "0");
+            assert_eq!(replica_truth(&db, "t").await.1, got);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 60 s waiting for the replicas to leave read-only mode: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

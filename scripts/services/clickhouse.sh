@@ -64,6 +64,13 @@ LOG
   wait_tcp "$clickhouse_zk_port" 60
 }
 
+# clickhouse_zk_configured: the running server has a <zookeeper> section
+# (it may not reach ZooKeeper yet, e.g. right after ZooKeeper restarted).
+clickhouse_zk_configured() {
+  ! curl -sS --max-time 10 --data-binary "SELECT 1 FROM system.zookeeper WHERE path = '/' LIMIT 1" \
+    http://127.0.0.1:58123/ 2>&1 | grep -q "system.zookeeper doesn't exist"
+}
+
 # clickhouse_zk_ok: the running server reaches ZooKeeper.
 clickhouse_zk_ok() {
   curl -fsS --max-time 10 --data-binary "SELECT count() FROM system.zookeeper WHERE path = '/'" \
@@ -211,7 +218,7 @@ clickhouse_up() {
   clickhouse_write_config "$dir"
   if port_open 58123 && [ -s "$dir/clickhouse.pid" ] &&
     { ! port_open "$clickhouse_https_port" || ! port_open "$clickhouse_interserver_port" ||
-      ! clickhouse_zk_ok; }; then
+      ! clickhouse_zk_configured; }; then
     log "restarting clickhouse to open its https and interserver ports and reach zookeeper"
     kill "$(cat "$dir/clickhouse.pid")" 2>/dev/null || true
     local j
@@ -243,6 +250,7 @@ export RUNBOOK_TEST_CLICKHOUSE_RO_USER=runbook_ro
 export RUNBOOK_TEST_CLICKHOUSE_RO_PASSWORD=$CLICKHOUSE_RO_PASSWORD
 export RUNBOOK_TEST_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$clickhouse_https_port
 export RUNBOOK_TEST_CLICKHOUSE_CA_FILE=$dir/tls/ca.pem
+export RUNBOOK_TEST_CLICKHOUSE_ZOOKEEPER_PID_FILE=$dir/zookeeper/zookeeper.pid
 ENV
 }
 
