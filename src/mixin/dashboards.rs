@@ -84,7 +84,7 @@ static SPECS: &[Spec] = &[
             p("Recent failures by reason", "Failed runs per check and reason over the dashboard's rate interval: the last error reason of a failing check (runbook_check_failures_total).", "short", Table, &[("sum by (check, reason) (increase(runbook_check_failures_total{%S%}[$__rate_interval])) > 0", "{{check}} {{reason}}")]),
             p("Failure rate by reason", "Failed runs per second, by check and reason.", "ops", Timeseries, &[("sum by (check, reason) (rate(runbook_check_failures_total{%S%}[$__rate_interval]))", "{{check}} {{reason}}")]),
             p("Token expiry", "Days until each jwt check's token expires ((runbook_jwt_expiry_timestamp_seconds - time()) / 86400); negative once expired. The alerts fire within 7 days (warning) and 1 day (critical).", "d", Stat, &[("(runbook_jwt_expiry_timestamp_seconds{%S%} - time()) / 86400", "{{check}} @ {{instance}}")]),
-            p("Token signature", "VALID (green) when the jwt check's token verified under the key of its verify block, INVALID (red) when it did not (runbook_jwt_signature_valid); absent for checks without verify.", "short", Status, &[("runbook_jwt_signature_valid{%S%}", "{{check}} @ {{instance}}")]),
+            p("Token signature", "UP (green) when the jwt check's token verified under the key of its verify block, DOWN (red) when it did not (runbook_jwt_signature_valid); absent for checks without verify.", "short", Status, &[("runbook_jwt_signature_valid{%S%}", "{{check}} @ {{instance}}")]),
             p("Run duration", "How long each check's last scheduled run took (runbook_check_duration_seconds).", "s", Timeseries, &[("runbook_check_duration_seconds{%S%}", "{{check}} @ {{instance}}")]),
         ],
     },
