@@ -49,7 +49,9 @@ const KIND_CHECKS: &[KindChecks] = &[
         kind: "postgres",
         service: "postgres",
         vars: &["RUNBOOK_TEST_PG_PRIMARY_DSN", "RUNBOOK_TEST_PG_STANDBY_DSN"],
-        setup: "",
+        // An active session that waits (Timeout/PgSleep) for the wait-event
+        // series; bounded by pg_sleep and by coreutils' timeout.
+        setup: "(timeout 200s psql \"$RUNBOOK_TEST_PG_PRIMARY_DSN\" -qAtc 'SELECT pg_sleep(180)' >/dev/null 2>&1) >/dev/null 2>&1 &",
         checks: "  - {name: pg_primary, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_PRIMARY_DSN}', queries: [{name: api_keys, sql: \"SELECT 'ci' AS key_name, 4102444800::float8 AS expiry_timestamp_seconds\", values: [expiry_timestamp_seconds], labels: [key_name]}]}\n  - {name: pg_standby, kind: postgres, interval: 2s, timeout: 1500ms, dsn: '${RUNBOOK_TEST_PG_STANDBY_DSN}'}\n",
     },
     KindChecks {
@@ -66,7 +68,7 @@ const KIND_CHECKS: &[KindChecks] = &[
         service: "clickhouse",
         vars: &["RUNBOOK_TEST_CLICKHOUSE_URL", "RUNBOOK_TEST_CLICKHOUSE_USER", "RUNBOOK_TEST_CLICKHOUSE_PASSWORD"],
         setup: "",
-        checks: "  - {name: analytics, kind: clickhouse, interval: 2s, timeout: 1500ms, url: '${RUNBOOK_TEST_CLICKHOUSE_URL}', user: '${RUNBOOK_TEST_CLICKHOUSE_USER}', password: '${RUNBOOK_TEST_CLICKHOUSE_PASSWORD}', replica_delay: true}\n",
+        checks: "  - {name: analytics, kind: clickhouse, interval: 2s, timeout: 1500ms, url: '${RUNBOOK_TEST_CLICKHOUSE_URL}', user: '${RUNBOOK_TEST_CLICKHOUSE_USER}', password: '${RUNBOOK_TEST_CLICKHOUSE_PASSWORD}', replica_delay: true, replicas: true, mutations: true}\n",
     },
     KindChecks {
         kind: "jwt",

@@ -152,6 +152,40 @@ pub(super) const ALERTS: &[Alert] = &[
         },
     },
     Alert {
+        name: "RunbookExporterScheduleLagHigh",
+        group: Group::Checks,
+        priority: Priority::P2,
+        team: None,
+        class: Class::Other,
+        expr: "histogram_quantile(0.99, sum by (job, instance, le) (rate(runbook_exporter_schedule_lag_seconds_bucket{%E%}[5m])))\n> %T%",
+        summary: "Scheduled check runs start late: the exporter cannot keep up with its checks.",
+        description: "The 99th percentile of schedule lag of runbook-exporter on {{ $labels.instance }} is {{ $value | humanizeDuration }} over the last 5 minutes: checks run later than their interval says.",
+        explain: "p99 of `runbook_exporter_schedule_lag_seconds` (from due time to start) over 5m above the threshold, in seconds",
+        runbook: Runbook {
+            meaning: "Runs start later than they are due: a run waits for a `max_concurrent_runs` permit, or the scheduler does not get the CPU to start it. The lag is measured from the moment a run was due until it began.",
+            impact: "Checks run less often than configured, so outages are noticed later and check-down alerts fire late; values on the dashboards are older than their interval suggests.",
+            diagnose: "```sh\ncurl -s http://EXPORTER:9847/metrics | grep -E 'runbook_exporter_(check_runs_in_flight|checks|shard_info)'\nkubectl top pod -l app.kubernetes.io/name=runbook-exporter\nkubectl describe pod -l app.kubernetes.io/name=runbook-exporter | grep -A3 Limits\n```\nThe causes, in the order to check them:\n\n- **`max_concurrent_runs` too low**: `runbook_exporter_check_runs_in_flight` sits at `max_concurrent_runs` while slow checks (long timeouts against dead targets) hold every permit.\n- **CPU starvation**: the exporter's CPU (exporter dashboard) is at its CPU limit, or the node is saturated; the container is throttled.\n- **Too many checks for one replica**: `runbook_exporter_checks` is large and neither of the above explains it; one process cannot start them all on time.",
+            fix: "Raise `max_concurrent_runs` or lower the timeouts of the slow checks; raise the CPU limit; or spread the checks over several replicas with `--shard N --total-shards M` (`deploy/kubernetes/sharded-statefulset.yaml` sets the shard from the pod ordinal; `runbook_exporter_shard_info` tells which shard answers).",
+            escalate: "P2: a ticket for the exporter's owners.",
+        },
+        test: Fixture {
+            firing: &[
+                ("runbook_exporter_schedule_lag_seconds_bucket{%L%,le=\"1\"}", "0x40"),
+                ("runbook_exporter_schedule_lag_seconds_bucket{%L%,le=\"2.5\"}", "0+60x40"),
+                ("runbook_exporter_schedule_lag_seconds_bucket{%L%,le=\"+Inf\"}", "0+60x40"),
+            ],
+            delay: 1,
+            labels: "%L%",
+            value: "2.485s",
+            // Every run started within a second: a p99 under the threshold.
+            quiet: &[
+                ("runbook_exporter_schedule_lag_seconds_bucket{%L%,le=\"1\"}", "0+60x40"),
+                ("runbook_exporter_schedule_lag_seconds_bucket{%L%,le=\"2.5\"}", "0+60x40"),
+                ("runbook_exporter_schedule_lag_seconds_bucket{%L%,le=\"+Inf\"}", "0+60x40"),
+            ],
+        },
+    },
+    Alert {
         name: "RunbookDependenciesDown",
         group: Group::Checks,
         priority: Priority::P0,
