@@ -1,5 +1,5 @@
-//! Servers that require a client certificate, against the `tcp` and the
-//! `clickhouse` (https) kinds. With TLS 1.3 the server's refusal of a
+//! Servers that require a client certificate, against the `tcp`, the
+//! `clickhouse` (https) and the `kafka` kinds. With TLS 1.3 the server's refusal of a
 //! missing or foreign client certificate arrives as an alert after the
 //! client has finished its handshake, on the first read; the check must
 //! still report `tls`, not `protocol` or `network`. The servers are rustls
@@ -183,5 +183,24 @@ async fn clickhouse_https_a_refused_or_missing_client_certificate_is_tls() {
     ));
     if let Err(f) = run(check.as_ref()).await {
         assert_ne!(f.reason, Reason::Tls, "{what}: {}", f.message);
+    }
+}
+
+#[tokio::test]
+async fn kafka_a_refused_or_missing_client_certificate_is_tls() {
+    let ca = ca();
+    let server = leaf(&ca, &["localhost"], false);
+    // Never gets as far as a Kafka answer: the refusal comes first.
+    let addr = serve_mtls(&ca, &server, b"").await;
+    let dir = tempfile::tempdir().unwrap();
+    let [none, foreign, _] = client_setups(dir.path(), &ca, &ca);
+    for (tls, what) in [none, foreign] {
+        let check = build(&format!(
+            "kind: kafka\nbrokers: ['{addr}']\ntopics: [none]\ntls: true\ntls_config: {{{tls}, server_name: localhost}}"
+        ));
+        let failure = run(check.as_ref())
+            .await
+            .expect_err(&format!("{what}: the server refuses the connection"));
+        assert_eq!(failure.reason, Reason::Tls, "{what}: {}", failure.message);
     }
 }
