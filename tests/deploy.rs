@@ -311,7 +311,7 @@ fn the_config_map_holds_a_valid_config() {
 }
 
 #[test]
-fn the_dockerfile_builds_a_small_non_root_image() {
+fn the_dockerfile_is_multi_stage_distroless_and_non_root() {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
     let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();

@@ -371,7 +371,7 @@ async fn probe_ignores_scrape_timeout_headers_it_cannot_use() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_wrong_passwords_is_refused_while_cached_credentials_stay_fast() {
+async fn a_flood_of_wrong_passwords_is_refused_while_cached_credentials_do_not_queue_behind_it() {
     // Cost 8: each verification is slow enough that twenty one after the
     // other take far longer than one cached check.
     let hash = bcrypt::hash("s3cret-pw", 8).unwrap();

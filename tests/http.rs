@@ -271,7 +271,9 @@ fn phases(samples: &[Sample]) -> Vec<String> {
         .iter()
         .filter(|s| s.desc.name == "http_phase_duration")
         .map(|s| {
-            assert!(s.value >= 0.0);
+            // A phase lies within its run, bounded by `run` at 20 s (a
+            // duration is never negative: asserting that proves nothing).
+            assert!(s.value < 20.0, "phase longer than its run: {s:?}");
             s.labels[0].1.clone()
         })
         .collect()

@@ -2,7 +2,9 @@
 //! `scripts/services.sh up kafka_cluster`: one broker killed mid-run (the
 //! check goes on, reports that broker down within one run, keeps the lag of
 //! every partition with a live leader, counts the leaderless ones as
-//! unreadable, and sees the broker up again after its restart), and
+//! unreadable, and sees the broker up again after its restart), one broker
+//! hung by SIGSTOP (down, while the healthy ones stay up with their lag;
+//! up again after SIGCONT, which a guard sends even on panic), and
 //! SCRAM-SHA-512, and TLS. The killed broker is started again even when the test
 //! panics.
 
@@ -258,4 +260,121 @@ async fn tls_with_the_cluster_ca_works_and_an_unknown_ca_fails_with_tls() {
     };
     let failure = check.run(&ctx).await.expect_err("an unknown CA fails");
     assert_eq!(failure.reason, Reason::Tls, "{}", failure.message);
+}
+
+/// Node `n`'s JVM stopped (SIGSTOP: alive, holding its connections, not
+/// answering) until this is dropped; then SIGCONT, even when the test
+/// panics.
+struct NodePaused(String);
+
+impl NodePaused {
+    fn stop(n: i32) -> Self {
+        let pid_file = format!(
+            "{}/node{n}/kafka.pid",
+            env("RUNBOOK_TEST_KAFKA_CLUSTER_STATE")
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{pid_file}: {e}"));
+        let pid = pid.trim().to_string();
+        let status = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+        assert!(status.success(), "kill -STOP node {n} (pid {pid})");
+        NodePaused(pid)
+    }
+}
+
+impl Drop for NodePaused {
+    fn drop(&mut self) {
+        let status = Command::new("kill").args(["-CONT", &self.0]).status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "kill -CONT {} (the paused broker)",
+            self.0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_broker_is_down_and_the_healthy_ones_stay_up_with_their_lag() {
+    let _turn = TURNS.lock().await;
+    let admin = Admin::new(&brokers());
+    let single = unique("hung-rf1");
+    let group = unique("hung-group");
+    admin.create_topic(&single, 6, 1);
+    for p in 0..6 {
+        admin.produce(&single, p, 5);
+        admin.commit(&group, &single, p, 1);
+    }
+    let coordinator = admin.coordinator(&group);
+    let leaders = admin.leaders(&single);
+    let victim_addr = leaders
+        .values()
+        .find(|a| **a != coordinator)
+        .expect("an RF1 partition led by a broker other than the coordinator")
+        .clone();
+    let node = |addr: &str| addr.rsplit(':').next().unwrap().parse::<i32>().unwrap() - 59290;
+    let victim = node(&victim_addr);
+    let healthy: Vec<String> = (1..=3)
+        .filter(|n| *n != victim)
+        .map(|n| n.to_string())
+        .collect();
+    let healthy_partitions: Vec<i32> = leaders
+        .iter()
+        .filter(|(_, a)| **a != victim_addr)
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(
+        !healthy_partitions.is_empty(),
+        "some RF1 partition is led by a healthy broker: {leaders:?}"
+    );
+    let check = common::build(&format!(
+        "kind: kafka\nbrokers: [{}]\ngroups: [{group}]\ntopics: [{single}]",
+        brokers().replace(',', ", ")
+    ));
+    let (ok, before) = run(check.as_ref()).await;
+    assert!(ok, "healthy cluster: {before:?}");
+    let v = victim.to_string();
+    let g = ("group", group.as_str());
+    {
+        let _paused = NodePaused::stop(victim);
+        // Two runs while it hangs (each bounded by `run`, well within the
+        // broker session timeout, so the pause stays short).
+        for i in 0..2 {
+            let (_, s) = run(check.as_ref()).await;
+            assert_eq!(
+                value(&s, "kafka_broker_up", &[("broker", &v)]),
+                Some(0.0),
+                "run {i}: the hung broker {v} is down: {s:?}"
+            );
+            for b in &healthy {
+                assert_eq!(
+                    value(&s, "kafka_broker_up", &[("broker", b)]),
+                    Some(1.0),
+                    "run {i}: healthy broker {b} is up while {v} hangs: {s:?}"
+                );
+            }
+            for p in &healthy_partitions {
+                assert_eq!(
+                    value(
+                        &s,
+                        "kafka_consumergroup_lag",
+                        &[g, ("topic", &single), ("partition", &p.to_string())]
+                    ),
+                    Some(4.0),
+                    "run {i}: lag of partition {p} (healthy leader) is exported: {s:?}"
+                );
+            }
+        }
+    }
+    // Resumed: up again, within a bound.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, s) = run(check.as_ref()).await;
+        if value(&s, "kafka_broker_up", &[("broker", &v)]) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {victim} not up 60 s after SIGCONT: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

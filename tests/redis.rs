@@ -582,7 +582,11 @@ async fn nothing_listening_fails_refused_and_backs_off() {
     assert_eq!(failure.reason, Reason::ConnectionRefused);
     assert!(failure.message.contains(&format!("127.0.0.1:{port}")));
     // Right after a failed connect the check does not try again, but
-    // reports the same reason and when it will.
+    // reports the same reason and when it will: a listener now on the
+    // port sees no connection attempt.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port} again: {e}"));
+    listener.set_nonblocking(true).unwrap();
     let again = run(check.as_ref()).await.expect_err("still nothing");
     assert_eq!(again.reason, Reason::ConnectionRefused);
     assert!(
@@ -590,6 +594,10 @@ async fn nothing_listening_fails_refused_and_backs_off() {
         "{}",
         again.message
     );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the check connected during its back-off: {other:?}"),
+    }
 }
 
 #[tokio::test]

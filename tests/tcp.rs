@@ -27,7 +27,9 @@ fn phases(samples: &[Sample]) -> Vec<String> {
         .iter()
         .filter(|s| s.desc.name == "tcp_phase_duration")
         .map(|s| {
-            assert!(s.value >= 0.0);
+            // A phase lies within its run, bounded by `run` at 30 s (a
+            // duration is never negative: asserting that proves nothing).
+            assert!(s.value < 30.0, "phase longer than its run: {s:?}");
             assert_eq!(s.labels.len(), 1);
             assert_eq!(s.labels[0].0, "phase");
             s.labels[0].1.clone()

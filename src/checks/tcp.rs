@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::shared::dial::{self, Dialer, IpProtocol};
+use super::shared::errors;
 use super::shared::proxy::Proxy;
 use super::shared::secret::Secret;
 use super::shared::tls::{TlsClient, TlsSpec};
@@ -348,9 +349,11 @@ impl TcpCheck {
                 Ok(n) => n,
                 // A TLS peer that closes without close_notify: still a close.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                // A TLS alert after the handshake (TLS 1.3 reports a refused
+                // client certificate so) is wrapped in the I/O error.
                 Err(e) => {
                     return Err((
-                        Reason::from_io(&e),
+                        errors::io_reason(&e),
                         format!("read failed after {} bytes: {e}", received.len()),
                     ))
                 }
@@ -382,7 +385,7 @@ impl Check for TcpCheck {
 }
 
 fn send_error(e: &std::io::Error) -> (Reason, String) {
-    (Reason::from_io(e), format!("send failed: {e}"))
+    (errors::io_reason(e), format!("send failed: {e}"))
 }
 
 /// The start of `data`, escaped for a one-line message.

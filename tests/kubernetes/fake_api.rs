@@ -186,6 +186,9 @@ pub(crate) async fn start(cluster: Shared) -> SocketAddr {
     addr
 }
 
+/// Longest the TLS front waits to connect to its backend.
+const BACKEND_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A TLS front for `backend` on 127.0.0.1, with a certificate for
 /// 127.0.0.1 whose PEM is returned: the fake API server over https.
 pub(crate) async fn start_tls(backend: SocketAddr) -> (SocketAddr, String) {
@@ -214,7 +217,15 @@ pub(crate) async fn start_tls(backend: SocketAddr) -> (SocketAddr, String) {
                 let Ok(mut tls) = acceptor.accept(stream).await else {
                     return;
                 };
-                let mut plain = tokio::net::TcpStream::connect(backend).await.unwrap();
+                let connect = tokio::net::TcpStream::connect(backend);
+                let mut plain = tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, connect)
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("TLS front: no connection to the fake API server {backend} within {BACKEND_CONNECT_TIMEOUT:?}")
+                    })
+                    .unwrap_or_else(|e| {
+                        panic!("TLS front: connecting to the fake API server {backend}: {e}")
+                    });
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
         }

@@ -37,10 +37,10 @@ pub(super) fn classify_transport(e: &reqwest::Error) -> (Reason, String) {
         return (Reason::Dns, format!("cannot resolve the host: {cause}"));
     }
     if let Some(tls) = errors::first_tls(e) {
-        return (Reason::Tls, format!("TLS handshake failed: {tls}"));
+        return (Reason::Tls, format!("TLS failed: {tls}"));
     }
     match errors::first_io(e) {
-        Some(io) => (Reason::from_io(io), io.to_string()),
+        Some(io) => (errors::io_reason(io), io.to_string()),
         None if e.is_timeout() => (Reason::Timeout, e.to_string()),
         None => (Reason::Network, e.to_string()),
     }

@@ -20,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::sasl::{Sasl, SaslStep};
-use crate::checks::shared::dial;
+use crate::checks::shared::{dial, errors};
 use crate::checks::{Failure, Reason};
 use rustls::pki_types::ServerName;
 
@@ -200,7 +200,10 @@ impl Conn {
             .map_err(|e| Failure::new(Reason::Internal, format!("cannot encode request: {e}")))?;
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
-        let io = |e: std::io::Error| Failure::new(Reason::from_io(&e), format!("broker I/O: {e}"));
+        // A TLS alert after the handshake (a refused client certificate
+        // under TLS 1.3) is inside the I/O error: `tls`.
+        let io =
+            |e: std::io::Error| Failure::new(errors::io_reason(&e), format!("broker I/O: {e}"));
         self.stream.write_all(&buf).await.map_err(io)?;
         self.stream.flush().await.map_err(io)?;
         let len = self.stream.read_u32().await.map_err(io)? as usize;

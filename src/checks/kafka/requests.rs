@@ -138,7 +138,8 @@ pub(super) async fn list_groups(
 
 /// The coordinator of each group, or why it is not known, from one
 /// batched FindCoordinator (Kafka 3.0 and later) to the first broker that
-/// answers.
+/// answers; each broker tried gets an even share of the step's time left,
+/// so a hung broker does not cost every group its coordinator.
 pub(super) async fn coordinators(
     c: &Counted<'_>,
     brokers: &[i32],
@@ -158,8 +159,12 @@ pub(super) async fn coordinators(
                 .collect(),
         );
     let mut last = None;
-    for id in brokers {
-        match call(c, &Target::Broker(*id), &request, (4, 4), deadline).await {
+    for (i, id) in brokers.iter().enumerate() {
+        // Each broker asked gets an even share of what is left of the step,
+        // so one hung broker cannot use it all up.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempt = Instant::now() + left / (brokers.len() - i) as u32;
+        match call(c, &Target::Broker(*id), &request, (4, 4), attempt).await {
             Ok(answer) => {
                 let loading = answer
                     .coordinators
