@@ -102,7 +102,9 @@ pub static TABLE: &[KindDiagnosis] = &[
             "runbook_redis_rejected_connections_total",
             "runbook_redis_connected_clients",
         ],
-        degraded: &[over("runbook_redis_rejected_connections_total", 0.0, "RunbookRedisRejectedConnections")],
+        // Rejected connections and the hit ratio are counters since the
+        // server started: their alerts need a rate, which one run has not.
+        degraded: &[],
         commands: &[(None, &[
             "redis-cli -h {host} -p {port} --no-auth-warning -a \"$REDIS_PASSWORD\" ping",
             "redis-cli -h {host} -p {port} --no-auth-warning -a \"$REDIS_PASSWORD\" info memory",
@@ -114,8 +116,8 @@ pub static TABLE: &[KindDiagnosis] = &[
         evidence: &[
             "runbook_kubernetes_containers_waiting",
             "runbook_kubernetes_container_restarts_total",
-            "runbook_kubernetes_container_terminations",
-            "runbook_kubernetes_container_exit_codes",
+            "runbook_kubernetes_container_terminations_total",
+            "runbook_kubernetes_container_exit_codes_total",
             "runbook_kubernetes_container_oom_kills_total",
             "runbook_kubernetes_pods_not_ready",
         ],
