@@ -35,8 +35,12 @@ fn diagnose(config: &str) -> (i32, String, Vec<Value>, String) {
     let table = run_exporter(&["diagnose", "--config", config]);
     let json = run_exporter(&["diagnose", "--config", config, "--output", "json"]);
     let text = String::from_utf8_lossy(&json.stdout).into_owned();
-    let parsed: Vec<Value> = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("diagnose JSON does not parse: {e}\n{text}"));
+    let parsed: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "diagnose JSON does not parse: {e}\n{text}\nstderr: {}",
+            String::from_utf8_lossy(&json.stderr)
+        )
+    });
     assert_eq!(
         table.status.code(),
         json.status.code(),
@@ -72,7 +76,11 @@ async fn a_held_lock_shows_as_blocked_sessions_with_the_runbook_and_commands() {
     let db = Scratch::new("diagnose_lock", "").await;
     let holder = db.session("diag-holder").await;
     holder
-        .batch_execute("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1); BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+        .batch_execute("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
+        .await
+        .unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
     let waiter = db.session("diag-waiter").await;
@@ -181,7 +189,7 @@ async fn a_lagging_group_shows_its_partitions_most_lag_first() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &format!("checks:\n  - name: events\n    kind: kafka\n    brokers: ['{brokers}']\n    topics: ['{topic}']\n    groups: ['{group}']\n    timeout: 15s\n"),
+        &format!("checks:\n  - name: events\n    kind: kafka\n    brokers: ['{brokers}']\n    topics: ['{topic}']\n    groups: ['{group}']\n    interval: 1m\n    timeout: 15s\n"),
     );
     let (code, table, report, _) = tokio::task::spawn_blocking(move || diagnose(&config))
         .await
@@ -224,11 +232,11 @@ fn unreachable_services_give_reason_runbook_and_commands_without_secrets_within_
     // the other they would take 16 s; at once, about 4.
     let silent: Vec<_> = (0..4).map(|_| silent_target()).collect();
     let mut yaml = format!(
-        "checks:\n  - name: pg-down\n    kind: postgres\n    host: 127.0.0.1\n    port: {}\n    user: app\n    password: '{pg_secret}'\n    database: orders\n    sslmode: disable\n    timeout: 4s\n  - name: redis-auth\n    kind: redis\n    url: '{redis_url}'\n    password: '{wrong}'\n    timeout: 4s\n",
+        "checks:\n  - name: pg_down\n    kind: postgres\n    host: 127.0.0.1\n    port: {}\n    user: app\n    password: '{pg_secret}'\n    database: orders\n    sslmode: disable\n    timeout: 4s\n  - name: redis_auth\n    kind: redis\n    url: '{redis_url}'\n    password: '{wrong}'\n    timeout: 4s\n",
         pg_closed.port()
     );
     for (i, s) in silent.iter().enumerate() {
-        yaml.push_str(&format!("  - name: hang-{i}\n    kind: tcp\n    address: '{}'\n    send: 'x'\n    expect: 'never'\n    timeout: 4s\n", s.addr));
+        yaml.push_str(&format!("  - name: hang_{i}\n    kind: tcp\n    address: '{}'\n    send: 'x'\n    expect: 'never'\n    timeout: 4s\n", s.addr));
     }
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &yaml);
@@ -242,7 +250,7 @@ fn unreachable_services_give_reason_runbook_and_commands_without_secrets_within_
     );
     assert_eq!(code, 1, "a failing check exits 1 as in `check`:\n{table}");
 
-    let pg = entry(&report, "pg-down");
+    let pg = entry(&report, "pg_down");
     assert_eq!(pg["status"], "fail");
     assert_eq!(pg["reason"], "connection_refused", "{pg}");
     assert_eq!(pg["runbook"], "docs/runbooks/RunbookPostgresDown.md");
@@ -254,7 +262,7 @@ fn unreachable_services_give_reason_runbook_and_commands_without_secrets_within_
         "{commands:?}"
     );
 
-    let redis = entry(&report, "redis-auth");
+    let redis = entry(&report, "redis_auth");
     assert_eq!(redis["status"], "fail");
     assert_eq!(redis["reason"], "auth", "{redis}");
     assert_eq!(redis["runbook"], "docs/runbooks/RunbookRedisDown.md");
@@ -268,7 +276,7 @@ fn unreachable_services_give_reason_runbook_and_commands_without_secrets_within_
     );
 
     for i in 0..silent.len() {
-        let h = entry(&report, &format!("hang-{i}"));
+        let h = entry(&report, &format!("hang_{i}"));
         assert_eq!(h["reason"], "timeout", "{h}");
         assert_eq!(h["runbook"], "docs/runbooks/RunbookTcpEndpointDown.md");
         assert!(strings(&h["commands"])
