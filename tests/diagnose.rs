@@ -275,13 +275,13 @@ fn unreachable_services_give_reason_runbook_and_commands_without_secrets_within_
         "{commands:?}"
     );
 
-    for i in 0..silent.len() {
+    for (i, target) in silent.iter().enumerate() {
         let h = entry(&report, &format!("hang_{i}"));
         assert_eq!(h["reason"], "timeout", "{h}");
         assert_eq!(h["runbook"], "docs/runbooks/RunbookTcpEndpointDown.md");
         assert!(strings(&h["commands"])
             .iter()
-            .any(|c| c == &format!("nc -vz 127.0.0.1 {}", silent[i].addr.port())));
+            .any(|c| c == &format!("nc -vz 127.0.0.1 {}", target.addr.port())));
     }
     assert!(
         table.contains("reason:  connection_refused") && table.contains("RunbookPostgresDown.md"),

@@ -248,7 +248,19 @@ pub fn target_facts(spec: &CheckSpec) -> Vec<(&'static str, String)> {
     if let Some(e) = spec.endpoints().into_iter().next() {
         facts.push(("host", e.host.clone()));
         facts.push(("port", e.port.to_string()));
-        facts.push(("url", format!("http://{}:{}", e.host, e.port)));
+        // Scheme, host and port only: a URL's path, query or user info
+        // may carry a token.
+        let tls = match spec {
+            CheckSpec::Http(s) => s.url.starts_with("https:"),
+            CheckSpec::Clickhouse(s) => s.url.starts_with("https:"),
+            CheckSpec::S3(s) => s
+                .endpoint
+                .as_deref()
+                .is_none_or(|u| u.starts_with("https:")),
+            _ => false,
+        };
+        let scheme = if tls { "https" } else { "http" };
+        facts.push(("url", format!("{scheme}://{}:{}", e.host, e.port)));
     }
     match spec {
         CheckSpec::Postgres(s) => {
