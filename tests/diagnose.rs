@@ -293,3 +293,26 @@ fn unreachable_services_give_reason_runbook_and_commands_without_secrets_within_
         }
     }
 }
+
+#[test]
+fn check_selects_and_an_unknown_check_exits_2_as_in_check() {
+    let refused = closed_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "checks:\n  - name: one\n    kind: tcp\n    address: '{refused}'\n  - name: two\n    kind: tcp\n    address: '{refused}'\n"
+        ),
+    );
+    let out = run_exporter(&[
+        "diagnose", "--config", &config, "--check", "two", "-o", "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(report[0]["name"], "two");
+    assert_eq!(report[0]["reason"], "connection_refused");
+    let out = run_exporter(&["diagnose", "--config", &config, "--check", "three"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no check named \"three\""));
+}

@@ -224,6 +224,36 @@ mod tests {
     }
 
     #[test]
+    fn evidence_is_largest_first_without_zeros_and_degraded_uses_the_threshold() {
+        use crate::checks::{MetricDesc, Sample};
+        let lag = crate::checks::metric_descs()
+            .into_iter()
+            .find(|d| d.exposed_name() == "runbook_kafka_consumergroup_lag")
+            .unwrap();
+        let total: &'static MetricDesc = crate::checks::metric_descs()
+            .into_iter()
+            .find(|d| d.exposed_name() == "runbook_kafka_consumergroup_total_lag")
+            .unwrap();
+        let samples = vec![
+            Sample::new(lag, 3.0).with_label("partition", "0"),
+            Sample::new(lag, 0.0).with_label("partition", "1"),
+            Sample::new(lag, 9.0).with_label("partition", "2"),
+            Sample::new(total, 12.0),
+        ];
+        let kafka = kinds::of("kafka").unwrap();
+        assert_eq!(
+            kafka.evidence(&samples, 5)[..2],
+            [
+                "runbook_kafka_consumergroup_lag{partition=\"2\"} = 9".to_string(),
+                "runbook_kafka_consumergroup_lag{partition=\"0\"} = 3".to_string(),
+            ]
+        );
+        assert!(kafka.degraded_by(&samples).is_empty(), "12 is under 10000");
+        let over = vec![Sample::new(total, 10001.0)];
+        assert_eq!(kafka.degraded_by(&over)[0].0, "RunbookKafkaConsumerLagHigh");
+    }
+
+    #[test]
     fn unknown_placeholders_become_variables() {
         let facts = vec![("host", "db1".to_string())];
         assert_eq!(
