@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `check` and `validate`, and the
+//! The command line: `serve` (the default), `check`, `diagnose` and `validate`, and the
 //! mapping of every outcome to an exit code.
 
 use std::io::{IsTerminal, Write};
@@ -51,6 +51,10 @@ enum Command {
     /// Run the checks once, print a status table, exit 0 if all pass, 1 if
     /// any fails, 2 if the config is invalid.
     Check(CheckArgs),
+    /// Run the checks once, all at the same time, and for every failing or
+    /// degraded one print the reason, the evidence, the runbook and the
+    /// next commands; exit codes as `check`.
+    Diagnose(CheckArgs),
     /// Validate the config file and print every problem found; exit 2 if
     /// there is any.
     Validate(ConfigArg),
@@ -177,6 +181,7 @@ pub fn main() -> ExitCode {
             None => serve(cli.serve).await,
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Check(args)) => check(args).await,
+            Some(Command::Diagnose(args)) => diagnose(args).await,
             Some(Command::Validate(args)) => validate(args),
             Some(Command::Mixin(args)) => mixin(args),
         }
@@ -353,13 +358,40 @@ fn validate(args: ConfigArg) -> u8 {
 }
 
 async fn check(args: CheckArgs) -> u8 {
+    let (config, selected) = match select_checks(&args).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let results: Vec<(Arc<CheckConfig>, RunRecord)> = stream::iter(selected)
+        .map(|c| async move {
+            let record = run_once(c.check.clone(), c.timeout).await;
+            (c, record)
+        })
+        .buffered(config.max_concurrent_runs)
+        .collect()
+        .await;
+    let out = match args.output {
+        Output::Table => render_table(&results),
+        Output::Json => render_json(&results),
+    };
+    print!("{out}");
+    if results.iter().all(|(_, r)| r.result.is_ok()) {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// The config and the checks `--check` selects (all by default); the exit
+/// code when the config is invalid or names an unknown check.
+async fn select_checks(args: &CheckArgs) -> Result<(config::Config, Vec<Arc<CheckConfig>>), u8> {
     let path = args.config.config.clone();
     let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
-    let config = match loaded {
+    let mut config = match loaded {
         Ok(Ok(c)) => c,
         Ok(Err(errors)) => {
             print_config_errors(&errors);
-            return EXIT_INVALID_CONFIG;
+            return Err(EXIT_INVALID_CONFIG);
         }
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
@@ -372,24 +404,30 @@ async fn check(args: CheckArgs) -> u8 {
         for name in unknown {
             eprintln!("{}: no check named {name:?}", args.config.config.display());
         }
-        return EXIT_INVALID_CONFIG;
+        return Err(EXIT_INVALID_CONFIG);
     }
-    let selected: Vec<Arc<CheckConfig>> = config
-        .checks
+    let selected: Vec<Arc<CheckConfig>> = std::mem::take(&mut config.checks)
         .into_iter()
         .filter(|c| args.checks.is_empty() || args.checks.contains(&c.name))
         .collect();
-    let results: Vec<(Arc<CheckConfig>, RunRecord)> = stream::iter(selected)
-        .map(|c| async move {
-            let record = run_once(c.check.clone(), c.timeout).await;
-            (c, record)
-        })
-        .buffered(config.max_concurrent_runs)
-        .collect()
-        .await;
+    Ok((config, selected))
+}
+
+/// `diagnose`: every selected check at once, then [`crate::diagnose`]'s
+/// report of what is broken.
+async fn diagnose(args: CheckArgs) -> u8 {
+    let (_, selected) = match select_checks(&args).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let results = crate::diagnose::run_all(selected).await;
+    let report: Vec<_> = results
+        .iter()
+        .map(|(c, r)| crate::diagnose::diagnose(c, r))
+        .collect();
     let out = match args.output {
-        Output::Table => render_table(&results),
-        Output::Json => render_json(&results),
+        Output::Table => crate::diagnose::render_table(&report),
+        Output::Json => crate::diagnose::render_json(&report),
     };
     print!("{out}");
     if results.iter().all(|(_, r)| r.result.is_ok()) {

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod diagnose;
 pub mod metrics;
 pub mod mixin;
 pub mod scheduler;
