@@ -150,6 +150,6 @@ start exporter "$bin" serve --config "$root/config/demo.yaml" \
   --web.listen-address "127.0.0.1:$DEMO_PORT"
 # Show the exporter's log here; `wait` returns when it exits or a signal arrives.
 tail -n +1 -f "$DEMO_STATE/exporter.log" --pid "${pids[-1]}" &
-tailpid=$!
-wait "${pids[-1]}" || true
-kill "$tailpid" 2>/dev/null || true
+exporter_pid="${pids[-1]}"
+pids+=("$!")
+wait "$exporter_pid" || true
