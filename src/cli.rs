@@ -128,6 +128,11 @@ struct CheckArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// The address `serve` listens on: http and tcp checks of this port on
+    /// a loopback address are self-checks, which `check` skips (nothing
+    /// serves the exporter's endpoints in `check` mode).
+    #[arg(long = "web.listen-address", env = "RUNBOOK_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS)]
+    listen_address: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -374,11 +379,18 @@ async fn check(args: CheckArgs) -> u8 {
         }
         return EXIT_INVALID_CONFIG;
     }
-    let selected: Vec<Arc<CheckConfig>> = config
+    let port = args.listen_address.port();
+    let (skipped, selected): (Vec<Arc<CheckConfig>>, Vec<Arc<CheckConfig>>) = config
         .checks
         .into_iter()
         .filter(|c| args.checks.is_empty() || args.checks.contains(&c.name))
-        .collect();
+        .partition(|c| is_self_check(c, port));
+    for c in &skipped {
+        eprintln!(
+            "skipped {}: a self-check of the exporter's own port {port}, which nothing serves in `check` mode (it runs in `serve`)",
+            c.name
+        );
+    }
     let results: Vec<(Arc<CheckConfig>, RunRecord)> = stream::iter(selected)
         .map(|c| async move {
             let record = run_once(c.check.clone(), c.timeout).await;
@@ -397,6 +409,29 @@ async fn check(args: CheckArgs) -> u8 {
     } else {
         EXIT_FAILURE
     }
+}
+
+/// Whether `c` is an http or tcp check of the exporter's own `port` on a
+/// loopback address (127.0.0.1, localhost, ::1): `check` skips those, as
+/// it serves none of the exporter's endpoints.
+fn is_self_check(c: &CheckConfig, port: u16) -> bool {
+    let target = match c.kind() {
+        "http" => c.fields.get("url").and_then(|v| v.as_str()).and_then(|u| {
+            let url = url::Url::parse(u).ok()?;
+            Some((url.host_str()?.to_owned(), url.port_or_known_default()?))
+        }),
+        "tcp" => c
+            .fields
+            .get("address")
+            .and_then(|v| v.as_str())
+            .and_then(|a| {
+                let (host, p) = a.rsplit_once(':')?;
+                Some((host.to_owned(), p.parse().ok()?))
+            }),
+        _ => None,
+    };
+    matches!(target, Some((host, p)) if p == port
+        && matches!(host.trim_matches(['[', ']']), "127.0.0.1" | "localhost" | "::1"))
 }
 
 /// The `check` command's table: one row per check.
