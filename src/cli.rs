@@ -132,6 +132,11 @@ struct CheckArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// The address `serve` listens on: http and tcp checks of this port on
+    /// a loopback address are self-checks, which `check` skips (nothing
+    /// serves the exporter's endpoints in `check` mode).
+    #[arg(long = "web.listen-address", env = "RUNBOOK_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS)]
+    listen_address: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -406,10 +411,20 @@ async fn select_checks(args: &CheckArgs) -> Result<(config::Config, Vec<Arc<Chec
         }
         return Err(EXIT_INVALID_CONFIG);
     }
-    let selected: Vec<Arc<CheckConfig>> = std::mem::take(&mut config.checks)
-        .into_iter()
-        .filter(|c| args.checks.is_empty() || args.checks.contains(&c.name))
-        .collect();
+    // Nothing serves the exporter's own endpoints outside `serve`, so
+    // self-checks are skipped, and said so.
+    let port = args.listen_address.port();
+    let (skipped, selected): (Vec<Arc<CheckConfig>>, Vec<Arc<CheckConfig>>) =
+        std::mem::take(&mut config.checks)
+            .into_iter()
+            .filter(|c| args.checks.is_empty() || args.checks.contains(&c.name))
+            .partition(|c| is_self_check(c, port));
+    for c in &skipped {
+        eprintln!(
+            "skipped {}: a self-check of the exporter's own port {port}, which nothing serves outside `serve` (it runs there)",
+            c.name
+        );
+    }
     Ok((config, selected))
 }
 
@@ -435,6 +450,29 @@ async fn diagnose(args: CheckArgs) -> u8 {
     } else {
         EXIT_FAILURE
     }
+}
+
+/// Whether `c` is an http or tcp check of the exporter's own `port` on a
+/// loopback address (127.0.0.1, localhost, ::1): `check` skips those, as
+/// it serves none of the exporter's endpoints.
+fn is_self_check(c: &CheckConfig, port: u16) -> bool {
+    let target = match c.kind() {
+        "http" => c.fields.get("url").and_then(|v| v.as_str()).and_then(|u| {
+            let url = url::Url::parse(u).ok()?;
+            Some((url.host_str()?.to_owned(), url.port_or_known_default()?))
+        }),
+        "tcp" => c
+            .fields
+            .get("address")
+            .and_then(|v| v.as_str())
+            .and_then(|a| {
+                let (host, p) = a.rsplit_once(':')?;
+                Some((host.to_owned(), p.parse().ok()?))
+            }),
+        _ => None,
+    };
+    matches!(target, Some((host, p)) if p == port
+        && matches!(host.trim_matches(['[', ']']), "127.0.0.1" | "localhost" | "::1"))
 }
 
 /// The `check` command's table: one row per check.

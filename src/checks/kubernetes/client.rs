@@ -94,11 +94,13 @@ impl Source {
     /// A new client and the namespace its configuration defaults to.
     pub(super) async fn connect(&self) -> Result<Connection, Failure> {
         let config = match self {
+            // Not a bug but a setup problem: no credentials for any API
+            // server. `auth`, like credentials that cannot be loaded.
             Source::InCluster => Config::incluster().map_err(|e| {
                 Failure::new(
-                    Reason::Internal,
+                    Reason::Auth,
                     format!(
-                        "no in-cluster service account ({e}); set `kubeconfig` when the exporter runs outside Kubernetes"
+                        "not in a Kubernetes cluster and no `kubeconfig` set: set `kubeconfig` to a kubeconfig file when the exporter runs outside Kubernetes ({e})"
                     ),
                 )
             })?,
