@@ -64,6 +64,23 @@ async fn run_with_all_brokers(check: &dyn Check, what: &str) -> Vec<Sample> {
     }
 }
 
+/// Run `check` until broker `broker` is up again, or panic after `limit`
+/// naming what should have brought it back.
+async fn wait_broker_up(check: &dyn Check, broker: &str, limit: Duration, after: &str) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (_, s) = run(check).await;
+        if value(&s, "kafka_broker_up", &[("broker", broker)]) == Some(1.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {broker} not up {limit:?} after {after}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
@@ -210,18 +227,7 @@ async fn a_killed_broker_is_down_and_the_rest_keeps_its_numbers() {
         }
     }
     // Restarted: up again.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, s) = run(check.as_ref()).await;
-        if value(&s, "kafka_broker_up", &[("broker", &v)]) == Some(1.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker {victim} not up 90 s after its restart"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_broker_up(check.as_ref(), &v, Duration::from_secs(90), "its restart").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -379,16 +385,5 @@ async fn a_hung_broker_is_down_and_the_healthy_ones_stay_up_with_their_lag() {
         }
     }
     // Resumed: up again, within a bound.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, s) = run(check.as_ref()).await;
-        if value(&s, "kafka_broker_up", &[("broker", &v)]) == Some(1.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker {victim} not up 60 s after SIGCONT: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_broker_up(check.as_ref(), &v, Duration::from_secs(60), "SIGCONT").await;
 }
