@@ -456,23 +456,14 @@ async fn diagnose(args: CheckArgs) -> u8 {
 /// loopback address (127.0.0.1, localhost, ::1): `check` skips those, as
 /// it serves none of the exporter's endpoints.
 fn is_self_check(c: &CheckConfig, port: u16) -> bool {
-    let target = match c.kind() {
-        "http" => c.fields.get("url").and_then(|v| v.as_str()).and_then(|u| {
-            let url = url::Url::parse(u).ok()?;
-            Some((url.host_str()?.to_owned(), url.port_or_known_default()?))
-        }),
-        "tcp" => c
-            .fields
-            .get("address")
-            .and_then(|v| v.as_str())
-            .and_then(|a| {
-                let (host, p) = a.rsplit_once(':')?;
-                Some((host.to_owned(), p.parse().ok()?))
-            }),
-        _ => None,
-    };
-    matches!(target, Some((host, p)) if p == port
-        && matches!(host.trim_matches(['[', ']']), "127.0.0.1" | "localhost" | "::1"))
+    matches!(c.kind(), "http" | "tcp")
+        && c.spec.endpoints().iter().any(|e| {
+            e.port == port
+                && matches!(
+                    e.host.trim_matches(['[', ']']),
+                    "127.0.0.1" | "localhost" | "::1"
+                )
+        })
 }
 
 /// The `check` command's table: one row per check.

@@ -93,7 +93,7 @@ pub fn render(checks: &[std::sync::Arc<CheckState>]) -> String {
                 html,
                 "<span class=\"{c}\" title=\"{} ago, {:.1} ms, {}\"></span>",
                 ago(now - run.finished_at),
-                run.duration.as_secs_f64() * 1000.0,
+                run.duration_ms,
                 escape(&title)
             );
         }

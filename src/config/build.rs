@@ -242,6 +242,13 @@ fn build_check(
     }
     // Before the build: a file rewritten meanwhile differs at the next reload.
     let files = files::FileFingerprint::of(&kind_fields);
+    // Only a module derives checks from its fields (`/probe` never runs a
+    // scheduled check); a check does not keep them.
+    let kind_fields = if path.starts_with("modules[") {
+        kind_fields
+    } else {
+        serde_json::Map::new()
+    };
     let check = match spec.build() {
         Ok(c) => c,
         Err(problems) => {

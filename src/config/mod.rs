@@ -64,8 +64,8 @@ pub struct CheckConfig {
     pub labels: Vec<(String, String)>,
     pub spec: CheckSpec,
     pub check: Arc<dyn Check>,
-    /// The kind's fields as written (after interpolation), from which
-    /// `/probe` derives a check for another target.
+    /// A module's fields as written (after interpolation), from which
+    /// `/probe` derives a check for another target; empty for a check.
     pub fields: serde_json::Map<String, Value>,
     /// A module's own `allowed_targets`: the hosts a probe of it may reach.
     /// Required when the module carries credentials; `None` for checks.

@@ -16,6 +16,7 @@
 //! result; concatenated gzip members would not do, since curl and some
 //! browsers stop after the first member.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +24,7 @@ use flate2::write::DeflateEncoder;
 use flate2::Compression;
 use prometheus_client::registry::Registry;
 
-use super::exposition::{checks_part, rendered_of, tail, Format, Rendered};
+use super::exposition::{rendered_of, tail, write_checks, Format};
 use super::state::CheckState;
 
 /// Whether an `Accept-Encoding` header allows gzip: `gzip` (or `x-gzip`)
@@ -57,35 +58,84 @@ struct Piece {
 impl Piece {
     /// Deflate `text`; `last` ends it with a final block, otherwise with a
     /// sync flush so that more deflate data may follow.
-    fn new(text: &[u8], last: bool) -> Piece {
+    fn new(text: &str, last: bool) -> Piece {
+        let mut deflater = Deflater::new(text.len());
+        // Deflating into memory cannot fail.
+        let _ = deflater.write_str(text);
+        deflater.finish(last)
+    }
+}
+
+/// Deflates the text written into it as it comes, hashing and counting it
+/// on the way, so that a large body is never held uncompressed.
+struct Deflater {
+    encoder: DeflateEncoder<Vec<u8>>,
+    /// Text not yet handed to the encoder (few large writes deflate faster
+    /// than many small ones).
+    pending: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len: usize,
+}
+
+/// How much text [`Deflater`] gathers before deflating it.
+const DEFLATE_CHUNK: usize = 64 * 1024;
+
+impl Deflater {
+    fn new(expected: usize) -> Self {
         // The fastest level: exposition text still shrinks about tenfold,
         // and a scrape of 100,000 checks must stay cheap.
-        let mut encoder =
-            DeflateEncoder::new(Vec::with_capacity(text.len() / 8 + 64), Compression::fast());
+        Self {
+            encoder: DeflateEncoder::new(
+                Vec::with_capacity(expected / 8 + 64),
+                Compression::fast(),
+            ),
+            pending: Vec::with_capacity(DEFLATE_CHUNK.min(expected) + 64),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// End the deflate data: with a final block when `last`, otherwise with
+    /// a sync flush.
+    fn finish(mut self, last: bool) -> Piece {
         // Writing into a Vec cannot fail.
-        let _ = encoder.write_all(text);
+        let _ = self.encoder.write_all(&self.pending);
         let deflated = if last {
-            encoder.finish().unwrap_or_default()
+            self.encoder.finish().unwrap_or_default()
         } else {
-            let _ = encoder.flush();
-            std::mem::take(encoder.get_mut())
+            let _ = self.encoder.flush();
+            std::mem::take(self.encoder.get_mut())
         };
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(text);
         Piece {
             deflated,
-            crc,
-            len: text.len(),
+            crc: self.crc,
+            len: self.len,
         }
     }
 }
 
-/// The compressed checks' part of the last scrape, and what it was made of.
+impl std::fmt::Write for Deflater {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.crc.update(s.as_bytes());
+        self.len += s.len();
+        self.pending.extend_from_slice(s.as_bytes());
+        if self.pending.len() >= DEFLATE_CHUNK {
+            self.encoder
+                .write_all(&self.pending)
+                .map_err(|_| std::fmt::Error)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The compressed checks' part of the last scrape, and what it was made of:
+/// each check with the generation of its series then.
 struct Cached {
     format: Format,
     /// Holding the `Arc`s keeps their addresses from being reused, so
-    /// pointer equality means "the same series".
-    rendered: Vec<Arc<Rendered>>,
+    /// pointer equality means "the same check".
+    checks: Vec<(Arc<CheckState>, u64)>,
     piece: Arc<Piece>,
 }
 
@@ -98,8 +148,8 @@ pub fn exposition_gzip(
     registry: Option<&Registry>,
     format: Format,
 ) -> Vec<u8> {
-    let head = cached_checks_part(rendered_of(checks), format);
-    let tail = Piece::new(tail(registry, format).as_bytes(), true);
+    let head = cached_checks_part(checks, format);
+    let tail = Piece::new(&tail(registry, format), true);
     let mut crc = head.crc.clone();
     crc.combine(&tail.crc);
     let len = head.len + tail.len;
@@ -114,37 +164,53 @@ pub fn exposition_gzip(
     out
 }
 
-fn cached_checks_part(rendered: Vec<Arc<Rendered>>, format: Format) -> Arc<Piece> {
+fn cached_checks_part(checks: &[Arc<CheckState>], format: Format) -> Arc<Piece> {
+    // Generations first: a series rendered after this point makes the next
+    // scrape compress again, never serves stale text.
+    let generations: Vec<(Arc<CheckState>, u64)> =
+        checks.iter().map(|c| (c.clone(), c.generation())).collect();
     if let Ok(cache) = CACHE.lock() {
-        if let Some(c) = cache.as_ref().filter(|c| same(c, &rendered, format)) {
+        if let Some(c) = cache.as_ref().filter(|c| same(c, &generations, format)) {
             return c.piece.clone();
         }
     }
     // Compressed without holding the lock, so a large body never makes a
     // concurrent scrape wait; the last one to finish is kept.
-    let piece = Arc::new(Piece::new(checks_part(&rendered, format).as_bytes(), false));
+    let rendered = rendered_of(checks);
+    let mut deflater = Deflater::new(cached_len());
+    // Deflating into memory cannot fail.
+    let _ = write_checks(&rendered, format, &mut deflater);
+    drop(rendered);
+    let piece = Arc::new(deflater.finish(false));
     if let Ok(mut cache) = CACHE.lock() {
         *cache = Some(Cached {
             format,
-            rendered,
+            checks: generations,
             piece: piece.clone(),
         });
     }
     piece
 }
 
-fn same(cached: &Cached, rendered: &[Arc<Rendered>], format: Format) -> bool {
-    cached.format == format
-        && cached.rendered.len() == rendered.len()
-        && cached
-            .rendered
-            .iter()
-            .zip(rendered)
-            .all(|(a, b)| Arc::ptr_eq(a, b))
+/// The uncompressed length of the cached part, to size the next buffers.
+fn cached_len() -> usize {
+    CACHE
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref().map(|c| c.piece.len))
+        .unwrap_or(64 * 1024)
 }
 
-/// The address of the cached compressed checks' part (for tests of the
-/// cache).
+fn same(cached: &Cached, checks: &[(Arc<CheckState>, u64)], format: Format) -> bool {
+    cached.format == format
+        && cached.checks.len() == checks.len()
+        && cached
+            .checks
+            .iter()
+            .zip(checks)
+            .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) && a.1 == b.1)
+}
+
 #[cfg(test)]
 fn cached_pointer() -> Option<*const Piece> {
     CACHE.lock().ok()?.as_ref().map(|c| Arc::as_ptr(&c.piece))

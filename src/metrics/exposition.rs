@@ -12,19 +12,60 @@ use prometheus_client::registry::Registry;
 
 use super::state::CheckState;
 
-/// One check's series, split by metric family.
-#[derive(Debug, Default)]
-pub(super) struct Rendered {
-    families: Vec<RenderedFamily>,
-}
-
+/// One check's series, split by metric family, stored compactly: the
+/// family list is shared by every check with the same families (interned),
+/// and the sample lines of all families are one string.
 #[derive(Debug)]
-struct RenderedFamily {
-    meta: Arc<FamilyMeta>,
-    /// Sample lines, identical in both formats.
-    samples: String,
+pub(super) struct Rendered {
+    layout: Arc<Layout>,
+    /// Every family's sample lines, one family after the other.
+    text: Box<str>,
+    /// Where each family's lines end in `text`, in `layout` order.
+    ends: Box<[u32]>,
 }
 
+impl Default for Rendered {
+    fn default() -> Self {
+        Self {
+            layout: Layout::interned(Vec::new()),
+            text: Box::default(),
+            ends: Box::default(),
+        }
+    }
+}
+
+/// The families of a rendered check, in order.
+#[derive(Debug)]
+struct Layout {
+    families: Vec<Arc<FamilyMeta>>,
+}
+
+impl Layout {
+    /// The shared layout with these families (thousands of checks of one
+    /// kind have the same few).
+    fn interned(families: Vec<Arc<FamilyMeta>>) -> Arc<Layout> {
+        static TABLE: Mutex<Vec<Arc<Layout>>> = Mutex::new(Vec::new());
+        let same = |l: &Layout| {
+            l.families.len() == families.len()
+                && l.families
+                    .iter()
+                    .zip(&families)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        let Ok(mut table) = TABLE.lock() else {
+            return Arc::new(Layout { families });
+        };
+        if let Some(layout) = table.iter().find(|l| same(l)) {
+            return layout.clone();
+        }
+        // Layouts are few (a handful per kind); a family whose metadata
+        // changed (a new HELP text) makes a new one, and the old ones go.
+        table.retain(|l| Arc::strong_count(l) > 1);
+        let layout = Arc::new(Layout { families });
+        table.push(layout.clone());
+        layout
+    }
+}
 /// A family's name and metadata lines, shared by every check that has the
 /// family (interned: thousands of checks share a handful of families).
 #[derive(Debug)]
@@ -80,14 +121,32 @@ impl Rendered {
                 samples.push_str(line);
             }
         }
-        let families = parts
-            .into_iter()
-            .map(|(name, header, samples)| RenderedFamily {
-                meta: FamilyMeta::interned(name, &header),
-                samples,
+        let mut text = String::with_capacity(parts.iter().map(|p| p.2.len()).sum());
+        let mut ends = Vec::with_capacity(parts.len());
+        let mut families = Vec::with_capacity(parts.len());
+        for (name, header, samples) in parts {
+            text.push_str(&samples);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            families.push(FamilyMeta::interned(name, &header));
+        }
+        Self {
+            layout: Layout::interned(families),
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// Each family with its sample lines, in order.
+    fn families(&self) -> impl Iterator<Item = (&FamilyMeta, &str)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.layout
+            .families
+            .iter()
+            .zip(starts.zip(self.ends.iter().copied()))
+            .map(|(meta, (start, end))| {
+                let text = self.text.get(start as usize..end as usize).unwrap_or("");
+                (meta.as_ref(), text)
             })
-            .collect();
-        Self { families }
     }
 }
 
@@ -111,12 +170,13 @@ pub(super) fn rendered_of(checks: &[Arc<CheckState>]) -> Vec<Arc<Rendered>> {
 
 /// The checks' part of the body (everything but the exporter's own metrics
 /// and `# EOF`).
-pub(super) fn checks_part(rendered: &[Arc<Rendered>], format: Format) -> String {
+fn checks_part(rendered: &[Arc<Rendered>], format: Format) -> String {
     // Size the buffer from the previous scrape, so a large exposition is
     // written without repeated regrowth.
     static LAST_LEN: AtomicUsize = AtomicUsize::new(64 * 1024);
     let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
-    write_checks(rendered, format, &mut out);
+    // Writing to a String cannot fail.
+    let _ = write_checks(rendered, format, &mut out);
     LAST_LEN.store(out.len(), Ordering::Relaxed);
     out
 }
@@ -141,17 +201,21 @@ pub(super) fn tail(registry: Option<&Registry>, format: Format) -> String {
     out
 }
 
-/// Concatenate the checks' rendered families: each family's metadata once,
-/// then every check's samples of it, families in order of first appearance.
-fn write_checks(rendered: &[Arc<Rendered>], format: Format, out: &mut String) {
+/// Concatenate the checks' rendered families into `out`: each family's
+/// metadata once, then every check's samples of it, families in order of
+/// first appearance.
+pub(super) fn write_checks<W: std::fmt::Write>(
+    rendered: &[Arc<Rendered>],
+    format: Format,
+    out: &mut W,
+) -> std::fmt::Result {
     let mut order: Vec<&FamilyMeta> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut samples: Vec<Vec<&str>> = Vec::new();
     for r in rendered {
-        for (i, family) in r.families.iter().enumerate() {
+        for (i, (meta, lines)) in r.families().enumerate() {
             // Checks of one kind list their families in the same order, so
             // the position usually finds the family without hashing.
-            let meta: &FamilyMeta = &family.meta;
             let slot = match order.get(i) {
                 Some(f) if std::ptr::eq(*f, meta) => i,
                 _ => *index.entry(&meta.name).or_insert_with(|| {
@@ -160,18 +224,19 @@ fn write_checks(rendered: &[Arc<Rendered>], format: Format, out: &mut String) {
                     order.len() - 1
                 }),
             };
-            samples[slot].push(&family.samples);
+            samples[slot].push(lines);
         }
     }
     for (family, lines) in order.iter().zip(&samples) {
-        out.push_str(match format {
+        out.write_str(match format {
             Format::OpenMetrics => &family.header,
             Format::Text => &family.text_header,
-        });
+        })?;
         for l in lines {
-            out.push_str(l);
+            out.write_str(l)?;
         }
     }
+    Ok(())
 }
 
 /// The exposition formats we serve.
@@ -337,15 +402,8 @@ mod tests {
     fn families_without_samples_keep_their_own_metadata() {
         let r = Rendered::parse("# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\nb 1\n");
         let got: Vec<(&str, &str, &str)> = r
-            .families
-            .iter()
-            .map(|f| {
-                (
-                    f.meta.name.as_str(),
-                    f.meta.header.as_str(),
-                    f.samples.as_str(),
-                )
-            })
+            .families()
+            .map(|(meta, lines)| (meta.name.as_str(), meta.header.as_str(), lines))
             .collect();
         assert_eq!(
             got,

@@ -63,16 +63,21 @@ pub struct CheckState {
     /// This check's series, encoded when its state last changed, so that a
     /// scrape only concatenates text.
     rendered: ArcSwap<Rendered>,
+    /// Bumped each time `rendered` is replaced, so a cache of the scrape
+    /// body can tell whether this check changed.
+    generation: AtomicU64,
 }
 
 /// How many recent runs each check remembers for the status page.
 pub const HISTORY_LEN: usize = 20;
 
-/// One past run, as the status page shows it.
+/// One past run, as the status page shows it (24 bytes: thousands of
+/// checks keep [`HISTORY_LEN`] of these).
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub finished_at: f64,
-    pub duration: Duration,
+    /// How long the run took, milliseconds.
+    pub duration_ms: f32,
     /// The reason and message of a failed run; `None` for a success.
     /// Boxed: most runs succeed, and thousands of checks keep 20 of these.
     pub failure: Option<Box<(Reason, String)>>,
@@ -89,8 +94,10 @@ impl CheckState {
             last_success_bits: AtomicU64::new(0),
             interval_bits: AtomicU64::new(0),
             last: ArcSwapOption::empty(),
-            history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
+            // Allocated at the first run, exactly as large as it will grow.
+            history: Mutex::new(VecDeque::new()),
             rendered: ArcSwap::from_pointee(Rendered::default()),
+            generation: AtomicU64::new(0),
         });
         state.render();
         state
@@ -101,6 +108,13 @@ impl CheckState {
     fn render(self: &Arc<Self>) {
         let om = render::render(self.clone());
         self.rendered.store(Arc::new(Rendered::parse(&om)));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times this check's series were rendered: read before
+    /// [`Self::rendered`], an unchanged value means unchanged series.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// This check's series as last rendered, for a scrape to concatenate.
@@ -145,9 +159,12 @@ impl CheckState {
             if history.len() == HISTORY_LEN {
                 history.pop_front();
             }
+            if history.capacity() == 0 {
+                history.reserve_exact(HISTORY_LEN);
+            }
             history.push_back(RunSummary {
                 finished_at: record.finished_at,
-                duration: record.duration,
+                duration_ms: (record.duration.as_secs_f64() * 1000.0) as f32,
                 failure: record
                     .failure()
                     .map(|f| Box::new((f.reason, f.message.clone()))),
