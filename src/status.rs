@@ -87,7 +87,7 @@ pub fn render(checks: &[std::sync::Arc<CheckState>]) -> String {
         for run in history {
             let (c, title) = match &run.failure {
                 None => ("ok", "ok".to_string()),
-                Some(failure) => ("fail", format!("{}: {}", failure.0, failure.1)),
+                Some(reason) => ("fail", reason.to_string()),
             };
             let _ = write!(
                 html,

@@ -17,10 +17,11 @@ use super::{BuildError, Check, Kind, MetricDesc};
 macro_rules! registry {
     ($($variant:ident($spec:ty),)*) => {
         /// A check's kind-specific settings: one variant per kind, chosen by
-        /// `kind:` in YAML.
+        /// `kind:` in YAML. Boxed, so a check holds only its own kind's
+        /// settings, not room for the largest kind's.
         #[derive(Debug, Clone, PartialEq)]
         pub enum CheckSpec {
-            $($variant($spec),)*
+            $($variant(Box<$spec>),)*
         }
 
         /// Every kind name, as written in `kind:`.
@@ -63,7 +64,7 @@ macro_rules! registry {
                 fields: D,
             ) -> Option<Result<Self, D::Error>> {
                 $(if kind == <$spec as Kind>::NAME {
-                    return Some(<$spec>::deserialize(fields).map(CheckSpec::$variant));
+                    return Some(<$spec>::deserialize(fields).map(|s| CheckSpec::$variant(Box::new(s))));
                 })*
                 None
             }

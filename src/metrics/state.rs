@@ -71,16 +71,16 @@ pub struct CheckState {
 /// How many recent runs each check remembers for the status page.
 pub const HISTORY_LEN: usize = 20;
 
-/// One past run, as the status page shows it (24 bytes: thousands of
-/// checks keep [`HISTORY_LEN`] of these).
+/// One past run, as the status page shows it: 16 bytes, since thousands of
+/// checks keep [`HISTORY_LEN`] of these. The message of the last run is in
+/// [`CheckState::last`]; older failures keep their reason.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub finished_at: f64,
     /// How long the run took, milliseconds.
     pub duration_ms: f32,
-    /// The reason and message of a failed run; `None` for a success.
-    /// Boxed: most runs succeed, and thousands of checks keep 20 of these.
-    pub failure: Option<Box<(Reason, String)>>,
+    /// Why the run failed; `None` for a success.
+    pub failure: Option<Reason>,
 }
 
 impl CheckState {
@@ -165,9 +165,7 @@ impl CheckState {
             history.push_back(RunSummary {
                 finished_at: record.finished_at,
                 duration_ms: (record.duration.as_secs_f64() * 1000.0) as f32,
-                failure: record
-                    .failure()
-                    .map(|f| Box::new((f.reason, f.message.clone()))),
+                failure: record.failure().map(|f| f.reason),
             });
         }
         self.last.store(Some(Arc::new(record)));
