@@ -25,6 +25,13 @@
 #   proxy          58888 (tinyproxy, Basic auth)
 set -euo pipefail
 
+# `up` runs in a session of its own, so the servers it starts are in no
+# caller's process group: Ctrl-C on scripts/demo.sh, or a test runner
+# ending a test's process group, does not take them down with it.
+if [ "${1:-up}" = up ] && [ -z "${RUNBOOK_SERVICES_SESSION:-}" ] && command -v setsid >/dev/null; then
+  RUNBOOK_SERVICES_SESSION=1 exec setsid --wait "$0" "$@"
+fi
+
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export RUNBOOK_TEST_STATE="${RUNBOOK_TEST_STATE:-/var/tmp/runbook-exporter-test}"
 mkdir -p "$RUNBOOK_TEST_STATE/env" "$RUNBOOK_TEST_STATE/logs"
@@ -62,6 +69,20 @@ wait_tcp() {
 
 # port_open PORT: true if something accepts on 127.0.0.1:PORT now.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop_pidfile FILE [SECS]: stop the process whose PID is in FILE and wait
+# (up to SECS, default 30) until it has exited, so that an `up` right after
+# a `down` finds its ports free instead of a server about to go away.
+stop_pidfile() {
+  local file="$1" secs="${2:-30}" pid i
+  [ -s "$file" ] || { rm -f "$file"; return 0; }
+  pid="$(cat "$file")"
+  if kill "$pid" 2>/dev/null; then
+    for ((i = 0; i < secs * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && log "process $pid ($file) still runs after ${secs}s"
+  fi
+  rm -f "$file"
+}
 
 for f in "$here"/services/*.sh; do
   [ -e "$f" ] || continue
