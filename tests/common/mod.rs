@@ -1,12 +1,16 @@
 //! Helpers shared by the integration tests: building a check from YAML, a
 //! minimal HTTP/1.0 client for the exporter's own endpoints (every step
-//! bounded), TCP listeners, polling with a deadline, and (in `process`) the
-//! exporter binary and other child processes, each waited on with a bound.
+//! bounded), TCP listeners, polling with a deadline, (in `process`) the
+//! exporter binary and other child processes, each waited on with a bound,
+//! and (in `services`) stopping and restoring the shared test services.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 mod process;
 #[allow(unused_imports)] // Not every test crate starts processes.
 pub use process::*;
+mod services;
+#[allow(unused_imports)] // Only the outage tests stop services.
+pub use services::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
