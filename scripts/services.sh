@@ -71,15 +71,21 @@ wait_tcp() {
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # stop_pidfile FILE [SECS]: stop the process whose PID is in FILE and wait
-# (up to SECS, default 30) until it has exited, so that an `up` right after
-# a `down` finds its ports free instead of a server about to go away.
+# until it has exited, so that an `up` right after a `down` finds its ports
+# free instead of a server about to go away. SIGTERM first; after SECS
+# (default 30) SIGKILL (the last broker of a KRaft cluster whose quorum is
+# already gone never finishes its controlled shutdown).
 stop_pidfile() {
   local file="$1" secs="${2:-30}" pid i
   [ -s "$file" ] || { rm -f "$file"; return 0; }
   pid="$(cat "$file")"
   if kill "$pid" 2>/dev/null; then
     for ((i = 0; i < secs * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && log "process $pid ($file) still runs after ${secs}s"
+    if kill -0 "$pid" 2>/dev/null; then
+      log "process $pid ($file) still runs after ${secs}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
   fi
   rm -f "$file"
 }
