@@ -156,6 +156,14 @@ pub fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
+/// The status page's row of `check`, from its `<tr` to its `</tr>`.
+pub fn status_row(page: &str, check: &str) -> Option<String> {
+    let at = page.find(&format!("data-check=\"{check}\""))?;
+    let start = page[..at].rfind("<tr")?;
+    let end = at + page[at..].find("</tr>")?;
+    Some(page[start..end].to_string())
+}
+
 /// A listener on 127.0.0.1 that accepts and drops connections forever, in a
 /// background thread: a healthy TCP target.
 pub fn tcp_target() -> SocketAddr {
