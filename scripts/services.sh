@@ -90,6 +90,22 @@ stop_pidfile() {
   rm -f "$file"
 }
 
+# reserve_ports: the fixed ports above lie inside Linux's ephemeral range
+# (32768-60999). While a server is down (a `down`, a restart), an outgoing
+# connection can get its port as its local port, and the server then fails
+# to bind ("Address already in use"). Reserving them keeps the kernel from
+# handing them out; done when this runs as root with a writable /proc/sys.
+reserve_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports ours current
+  [ -w "$f" ] || return 0
+  ours="$(sed -n '/^#   service /,/^[^#]/p' "$here/services.sh" |
+    grep -o '[0-9]\{4,5\}\(-[0-9]\{4,5\}\)\?' | paste -sd, -)"
+  current="$(cat "$f")"
+  [ -n "$ours" ] || return 0
+  echo "${current:+$current,}$ours" >"$f" 2>/dev/null ||
+    log "could not reserve the service ports in $f (an outgoing connection may take one)"
+}
+
 for f in "$here"/services/*.sh; do
   [ -e "$f" ] || continue
   # shellcheck source=/dev/null
@@ -110,6 +126,7 @@ names=("$@")
 
 case "$cmd" in
   up)
+    reserve_ports
     for n in "${names[@]}"; do
       log "starting $n"
       "${n}_up"
