@@ -32,21 +32,20 @@ async fn diagnose(config: &std::path::Path, format: &str) -> (Option<i32>, Strin
     (out.status.code(), stdout)
 }
 
+/// The strings of a JSON array.
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_looping_pod_is_named_with_its_last_termination_runbook_and_commands() {
     let cluster = Shared::default();
     cluster.lock().unwrap().pods = vec![
-        pod(
-            "api-0",
-            "Running",
-            false,
-            vec![container(
-                "api",
-                6,
-                waiting_state("CrashLoopBackOff"),
-                terminated("OOMKilled", 137, "c6"),
-            )],
-        ),
+        crash_looping_pod("api-0", 6, terminated("OOMKilled", 137, "c6")),
         pod(
             "api-1",
             "Running",
@@ -95,12 +94,7 @@ async fn a_crash_looping_pod_is_named_with_its_last_termination_runbook_and_comm
     let last = format!(
         "runbook_kubernetes_container_last_termination_exit_code{{k8s_namespace=\"{NS}\",k8s_pod=\"api-0\",k8s_container=\"api\",reason=\"OOMKilled\"}} = 137"
     );
-    let evidence: Vec<&str> = d["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let evidence = strings(&d["evidence"]);
     assert_eq!(
         evidence[..2],
         [waiting.as_str(), last.as_str()],
@@ -110,12 +104,7 @@ async fn a_crash_looping_pod_is_named_with_its_last_termination_runbook_and_comm
         !evidence.iter().any(|e| e.contains("api-1")),
         "the healthy pod is no evidence: {evidence:#?}"
     );
-    let commands: Vec<&str> = d["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let commands = strings(&d["commands"]);
     for expected in [
         format!("kubectl -n {NS} get pods -o wide"),
         format!("kubectl -n {NS} logs api-0 --previous --all-containers"),

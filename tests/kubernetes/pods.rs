@@ -29,19 +29,7 @@ async fn a_pod_going_into_crash_loop_back_off_and_out() {
     assert_eq!(waiting(&s, "CrashLoopBackOff"), Some(0.0));
     assert_eq!(value(&s, "kubernetes_pods_not_ready", &[]), Some(0.0));
 
-    f.set(|c| {
-        c.pods = vec![pod(
-            "api-0",
-            "Running",
-            false,
-            vec![container(
-                "api",
-                4,
-                waiting_state("CrashLoopBackOff"),
-                terminated("Error", 1, "c4"),
-            )],
-        )]
-    });
+    f.set(|c| c.pods = vec![crash_looping_pod("api-0", 4, terminated("Error", 1, "c4"))]);
     let s = f.run_ok().await;
     assert_eq!(waiting(&s, "CrashLoopBackOff"), Some(1.0));
     assert_eq!(waiting(&s, "other"), Some(0.0));
