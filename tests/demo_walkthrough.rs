@@ -112,7 +112,7 @@ fn the_readme_redis_outage_walkthrough() {
         Duration::from_secs(120),
         "a RunbookRedisDown notification in the receiver's log",
         || {
-            let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(log).map_err(|e| e.to_string())?;
             let lines: Vec<String> = text
                 .lines()
                 .filter(|l| l.contains("RunbookRedisDown"))
