@@ -25,6 +25,13 @@
 #   proxy          58888 (tinyproxy, Basic auth)
 set -euo pipefail
 
+# `up` runs in a session of its own, so the servers it starts are in no
+# caller's process group: Ctrl-C on scripts/demo.sh, or a test runner
+# ending a test's process group, does not take them down with it.
+if [ "${1:-up}" = up ] && [ -z "${RUNBOOK_SERVICES_SESSION:-}" ] && command -v setsid >/dev/null; then
+  RUNBOOK_SERVICES_SESSION=1 exec setsid --wait "$0" "$@"
+fi
+
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export RUNBOOK_TEST_STATE="${RUNBOOK_TEST_STATE:-/var/tmp/runbook-exporter-test}"
 mkdir -p "$RUNBOOK_TEST_STATE/env" "$RUNBOOK_TEST_STATE/logs"
@@ -63,6 +70,42 @@ wait_tcp() {
 # port_open PORT: true if something accepts on 127.0.0.1:PORT now.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# stop_pidfile FILE [SECS]: stop the process whose PID is in FILE and wait
+# until it has exited, so that an `up` right after a `down` finds its ports
+# free instead of a server about to go away. SIGTERM first; after SECS
+# (default 30) SIGKILL (the last broker of a KRaft cluster whose quorum is
+# already gone never finishes its controlled shutdown).
+stop_pidfile() {
+  local file="$1" secs="${2:-30}" pid i
+  [ -s "$file" ] || { rm -f "$file"; return 0; }
+  pid="$(cat "$file")"
+  if kill "$pid" 2>/dev/null; then
+    for ((i = 0; i < secs * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "process $pid ($file) still runs after ${secs}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+  fi
+  rm -f "$file"
+}
+
+# reserve_ports: the fixed ports above lie inside Linux's ephemeral range
+# (32768-60999). While a server is down (a `down`, a restart), an outgoing
+# connection can get its port as its local port, and the server then fails
+# to bind ("Address already in use"). Reserving them keeps the kernel from
+# handing them out; done when this runs as root with a writable /proc/sys.
+reserve_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports ours current
+  [ -w "$f" ] || return 0
+  ours="$(sed -n '/^#   service /,/^[^#]/p' "$here/services.sh" |
+    grep -o '[0-9]\{4,5\}\(-[0-9]\{4,5\}\)\?' | paste -sd, -)"
+  current="$(cat "$f")"
+  [ -n "$ours" ] || return 0
+  echo "${current:+$current,}$ours" >"$f" 2>/dev/null ||
+    log "could not reserve the service ports in $f (an outgoing connection may take one)"
+}
+
 for f in "$here"/services/*.sh; do
   [ -e "$f" ] || continue
   # shellcheck source=/dev/null
@@ -83,6 +126,7 @@ names=("$@")
 
 case "$cmd" in
   up)
+    reserve_ports
     for n in "${names[@]}"; do
       log "starting $n"
       "${n}_up"

@@ -3,45 +3,15 @@
 //! then recovers on the same check instance. The broker is started again
 //! even if the test panics; nextest runs no other service test meanwhile.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{service_env, ServicesDown};
 use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext};
 
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} not set: run scripts/services.sh up kafka"))
-}
-
-fn services(cmd: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
-    // Bounded: five minutes, then coreutils' timeout ends the script and
-    // the test fails on its status.
-    let status = Command::new("timeout")
-        .args(["--kill-after=5s", "300s"])
-        .arg(script)
-        .args([cmd, "kafka"])
-        .status()
-        .expect("run scripts/services.sh");
-    assert!(status.success(), "scripts/services.sh {cmd} kafka failed");
-}
-
-/// The broker stopped until this is dropped: it is started again even when
-/// the test panics, so no later test finds it down.
-struct BrokerDown;
-
-impl BrokerDown {
-    fn stop() -> Self {
-        services("down");
-        BrokerDown
-    }
-}
-
-impl Drop for BrokerDown {
-    fn drop(&mut self) {
-        services("up");
-    }
-}
+/// `scripts/services.sh up kafka` may take this long to start the broker.
+const RESTORE_LIMIT: Duration = Duration::from_secs(300);
 
 /// One run, bounded: a run that never ends is a failure, not a hang.
 async fn run(check: &dyn Check, ctx: &RunContext) -> Result<(), Failure> {
@@ -55,7 +25,7 @@ async fn run(check: &dyn Check, ctx: &RunContext) -> Result<(), Failure> {
 async fn broker_down_fails_with_a_connection_reason_and_recovers() {
     let spec: CheckSpec = serde_saphyr::from_str(&format!(
         "kind: kafka\nbrokers: [{}]",
-        env("RUNBOOK_TEST_KAFKA_BROKERS")
+        service_env("RUNBOOK_TEST_KAFKA_BROKERS", "kafka")
     ))
     .unwrap();
     let check = spec.build().unwrap();
@@ -67,7 +37,7 @@ async fn broker_down_fails_with_a_connection_reason_and_recovers() {
         .expect("healthy before the outage");
 
     {
-        let _down = BrokerDown::stop();
+        let _down = ServicesDown::stop(&["kafka"], RESTORE_LIMIT);
         let failure = run(check.as_ref(), &ctx)
             .await
             .expect_err("fails while the broker is down");

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{closed_port, get, output_within, tcp_target, wait_until};
+use common::{closed_port, get, output_within, status_row, tcp_target, wait_until};
 use runbook_exporter::app::App;
 
 fn chromium() -> String {
@@ -76,11 +76,7 @@ async fn a_failing_check_is_rendered_as_failing() {
     );
 
     let row = |check: &str| -> String {
-        let start = dom
-            .find(&format!("data-check=\"{check}\""))
-            .unwrap_or_else(|| panic!("no row for {check} in {dom}"));
-        let end = start + dom[start..].find("</tr>").unwrap();
-        dom[start..end].to_string()
+        status_row(&dom, check).unwrap_or_else(|| panic!("no row for {check} in {dom}"))
     };
     let broken = row("broken_dep");
     assert!(

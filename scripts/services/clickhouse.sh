@@ -255,16 +255,7 @@ ENV
 }
 
 clickhouse_down() {
-  local pidfile
-  pidfile="$(clickhouse_dir)/clickhouse.pid"
-  if [ -s "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  fi
-  pidfile="$(clickhouse_dir)/zookeeper/zookeeper.pid"
-  if [ -s "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  fi
+  stop_pidfile "$(clickhouse_dir)/clickhouse.pid" 60
+  stop_pidfile "$(clickhouse_dir)/zookeeper/zookeeper.pid"
   rm -f "$RUNBOOK_TEST_STATE/env/clickhouse.env"
 }

@@ -101,11 +101,5 @@ ENV
 }
 
 kafka_down() {
-  local pid
-  [ -f "$kafka_dir/kafka.pid" ] || return 0
-  pid="$(cat "$kafka_dir/kafka.pid")"
-  if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -f "$kafka_dir/kafka.pid"
+  stop_pidfile "$kafka_dir/kafka.pid"
 }

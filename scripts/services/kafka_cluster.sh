@@ -121,13 +121,8 @@ ENV
 
 # kafka_cluster_down: stop every node.
 kafka_cluster_down() {
-  local n pid
+  local n
   for n in 1 2 3; do
-    [ -f "$kcl_dir/node$n/kafka.pid" ] || continue
-    pid="$(cat "$kcl_dir/node$n/kafka.pid")"
-    if kill "$pid" 2>/dev/null; then
-      for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    rm -f "$kcl_dir/node$n/kafka.pid"
+    stop_pidfile "$kcl_dir/node$n/kafka.pid"
   done
 }

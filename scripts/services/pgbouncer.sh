@@ -84,13 +84,9 @@ EOF
 }
 
 pgbouncer_down() {
-  local mode pidfile
+  local mode
   for mode in transaction session; do
-    pidfile="$(pgb_dir)/$mode.pid"
-    if [ -s "$pidfile" ]; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
-      rm -f "$pidfile"
-    fi
+    stop_pidfile "$(pgb_dir)/$mode.pid"
   done
   rm -f "$RUNBOOK_TEST_STATE/env/pgbouncer.env"
 }

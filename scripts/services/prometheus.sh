@@ -59,10 +59,6 @@ EOF
 }
 
 prometheus_down() {
-  local f
-  for f in "$prometheus_dir/prometheus.pid" "$prometheus_dir/alertmanager.pid"; do
-    [ -f "$f" ] || continue
-    kill "$(cat "$f")" 2>/dev/null || true
-    rm -f "$f"
-  done
+  stop_pidfile "$prometheus_dir/prometheus.pid"
+  stop_pidfile "$prometheus_dir/alertmanager.pid"
 }

@@ -43,11 +43,6 @@ ENV
 }
 
 proxy_down() {
-  local pid
-  [ -f "$proxy_dir/tinyproxy.pid" ] || return 0
-  pid="$(cat "$proxy_dir/tinyproxy.pid")"
-  if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -f "$proxy_dir/tinyproxy.pid" "$RUNBOOK_TEST_STATE/env/proxy.env"
+  stop_pidfile "$proxy_dir/tinyproxy.pid" 5
+  rm -f "$RUNBOOK_TEST_STATE/env/proxy.env"
 }

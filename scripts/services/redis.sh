@@ -69,13 +69,9 @@ ENV
 }
 
 redis_down() {
-  local name pidfile
+  local name
   for name in replica primary; do
-    pidfile="$(redis_dir)/$name/redis.pid"
-    if [ -s "$pidfile" ]; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
-      rm -f "$pidfile"
-    fi
+    stop_pidfile "$(redis_dir)/$name/redis.pid"
   done
   rm -f "$RUNBOOK_TEST_STATE/env/redis.env"
 }

@@ -45,11 +45,5 @@ ENV
 }
 
 s3_down() {
-  local pid
-  [ -f "$s3_dir/minio.pid" ] || return 0
-  pid="$(cat "$s3_dir/minio.pid")"
-  if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -f "$s3_dir/minio.pid"
+  stop_pidfile "$s3_dir/minio.pid" 10
 }

@@ -12,6 +12,8 @@ use crate::checks::{CheckSpec, Reason, Sample};
 /// rules here: one run has no rate.
 pub struct Degraded {
     pub metric: &'static str,
+    /// Labels the sample must carry (the alert's matchers).
+    pub labels: &'static [(&'static str, &'static str)],
     pub threshold: f64,
     pub alert: &'static str,
 }
@@ -28,8 +30,18 @@ pub struct KindDiagnosis {
 }
 
 const fn over(metric: &'static str, threshold: f64, alert: &'static str) -> Degraded {
+    over_with(metric, &[], threshold, alert)
+}
+
+const fn over_with(
+    metric: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    threshold: f64,
+    alert: &'static str,
+) -> Degraded {
     Degraded {
         metric,
+        labels,
         threshold,
         alert,
     }
@@ -113,7 +125,11 @@ pub static TABLE: &[KindDiagnosis] = &[
     },
     KindDiagnosis {
         kind: "kubernetes",
+        // The crash-looping (or otherwise waiting) containers by pod and
+        // their last termination first: what `describe pod` would say.
         evidence: &[
+            "runbook_kubernetes_container_waiting",
+            "runbook_kubernetes_container_last_termination_exit_code",
             "runbook_kubernetes_containers_waiting",
             "runbook_kubernetes_container_restarts_total",
             "runbook_kubernetes_container_terminations_total",
@@ -121,11 +137,15 @@ pub static TABLE: &[KindDiagnosis] = &[
             "runbook_kubernetes_container_oom_kills_total",
             "runbook_kubernetes_pods_not_ready",
         ],
-        degraded: &[over("runbook_kubernetes_pods_not_ready", 0.0, "RunbookKubePodsNotReady")],
+        degraded: &[
+            over_with("runbook_kubernetes_containers_waiting", &[("reason", "CrashLoopBackOff")], 0.0, "RunbookKubePodCrashLooping"),
+            over("runbook_kubernetes_pods_not_ready", 0.0, "RunbookKubePodsNotReady"),
+        ],
         commands: &[(None, &[
             "kubectl -n {namespace} get pods -o wide",
+            "kubectl -n {namespace} logs {pod} --previous --all-containers",
+            "kubectl -n {namespace} describe pod {pod} | grep -A5 'Last State'",
             "kubectl -n {namespace} get events --sort-by=.lastTimestamp | tail -20",
-            "kubectl -n {namespace} describe pods | grep -A5 'Last State'",
         ])],
     },
     KindDiagnosis {
@@ -212,9 +232,14 @@ impl KindDiagnosis {
     pub fn degraded_by(&self, samples: &[Sample]) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         for rule in self.degraded {
-            let crossing = samples
-                .iter()
-                .find(|s| s.desc.exposed_name() == rule.metric && s.value > rule.threshold);
+            let crossing = samples.iter().find(|s| {
+                s.desc.exposed_name() == rule.metric
+                    && s.value > rule.threshold
+                    && rule
+                        .labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+            });
             if let Some(s) = crossing {
                 out.push((
                     rule.alert,
@@ -277,15 +302,42 @@ pub fn target_facts(spec: &CheckSpec) -> Vec<(&'static str, String)> {
             ));
         }
         CheckSpec::S3(s) => facts.push(("bucket", s.bucket.clone())),
-        CheckSpec::Kubernetes(s) => facts.push((
-            "namespace",
-            s.namespace
+        // Without one in the config, the kubeconfig's or the service
+        // account's namespace is used: [`evidence_facts`] knows it, else
+        // the user fills in `$NAMESPACE`.
+        CheckSpec::Kubernetes(s) => {
+            if let Some(ns) = s
+                .namespace
                 .clone()
                 .or_else(|| s.namespaces.first().cloned())
-                .unwrap_or_else(|| "default".into()),
-        )),
+            {
+                facts.push(("namespace", ns));
+            }
+        }
         CheckSpec::Clickhouse(s) => facts.push(("user", s.user.clone())),
         _ => {}
+    }
+    facts
+}
+
+/// The placeholders the run itself fills: for kubernetes, the namespace
+/// and pod of the first evidence sample that names them (the crash-looping
+/// pod comes first), which beats the configuration's guess when the check
+/// takes its namespace from the kubeconfig or lists several.
+pub fn evidence_facts(table: &KindDiagnosis, samples: &[Sample]) -> Vec<(&'static str, String)> {
+    let mut facts = Vec::new();
+    for (fact, label) in [("namespace", "k8s_namespace"), ("pod", "k8s_pod")] {
+        let found = table.evidence.iter().find_map(|metric| {
+            samples
+                .iter()
+                .filter(|s| s.desc.exposed_name() == *metric && s.value != 0.0)
+                .max_by(|a, b| a.value.total_cmp(&b.value))
+                .and_then(|s| s.labels.iter().find(|(k, _)| *k == label))
+                .map(|(_, v)| v.to_string())
+        });
+        if let Some(v) = found {
+            facts.push((fact, v));
+        }
     }
     facts
 }
@@ -306,6 +358,7 @@ pub fn fill(template: &str, facts: &[(&'static str, String)]) -> String {
         "group",
         "bucket",
         "namespace",
+        "pod",
     ] {
         out = out.replace(&format!("{{{k}}}"), &format!("${}", k.to_uppercase()));
     }

@@ -110,7 +110,8 @@ pub fn diagnose(config: &CheckConfig, record: &RunRecord) -> Diagnosis {
             .iter()
             .map(|l| scrub(l))
             .collect();
-        let facts = kinds::target_facts(&config.spec);
+        let mut facts = kinds::evidence_facts(t, samples);
+        facts.extend(kinds::target_facts(&config.spec));
         let reason: Option<Reason> = failure.map(|f| f.reason);
         d.commands = t
             .commands_for(reason)

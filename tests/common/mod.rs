@@ -1,12 +1,16 @@
 //! Helpers shared by the integration tests: building a check from YAML, a
 //! minimal HTTP/1.0 client for the exporter's own endpoints (every step
-//! bounded), TCP listeners, polling with a deadline, and (in `process`) the
-//! exporter binary and other child processes, each waited on with a bound.
+//! bounded), TCP listeners, polling with a deadline, (in `process`) the
+//! exporter binary and other child processes, each waited on with a bound,
+//! and (in `services`) stopping and restoring the shared test services.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 mod process;
 #[allow(unused_imports)] // Not every test crate starts processes.
 pub use process::*;
+mod services;
+#[allow(unused_imports)] // Only the outage tests stop services.
+pub use services::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -150,6 +154,14 @@ pub fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
         })
         .and_then(|l| l.rsplit_once(' '))
         .and_then(|(_, v)| v.parse().ok())
+}
+
+/// The status page's row of `check`, from its `<tr` to its `</tr>`.
+pub fn status_row(page: &str, check: &str) -> Option<String> {
+    let at = page.find(&format!("data-check=\"{check}\""))?;
+    let start = page[..at].rfind("<tr")?;
+    let end = at + page[at..].find("</tr>")?;
+    Some(page[start..end].to_string())
 }
 
 /// A listener on 127.0.0.1 that accepts and drops connections forever, in a

@@ -7,11 +7,13 @@
 //! in `pods`, `resources` (events, nodes, services, deployments), `usage`
 //! (resource use against limits, terminations by reason and exit code),
 //! `scale` (namespaces beyond the caps, paging, Deployments through their
-//! ReplicaSets), `failures` and `config` (with the RBAC rules).
+//! ReplicaSets), `failures`, `config` (with the RBAC rules) and `diagnose`
+//! (the `diagnose` command's evidence for a crash-looping pod).
 
 #[path = "../common/mod.rs"]
 mod common;
 mod config;
+mod diagnose;
 mod failures;
 mod fake_api;
 mod objects;

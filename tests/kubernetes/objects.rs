@@ -43,6 +43,22 @@ pub(crate) fn pod(name: &str, phase: &str, ready: bool, containers: Vec<Value>) 
     })
 }
 
+/// A not-ready pod whose container `api` is in CrashLoopBackOff after
+/// `restarts` restarts, its last termination `last` (see [`terminated`]).
+pub(crate) fn crash_looping_pod(name: &str, restarts: u32, last: Value) -> Value {
+    pod(
+        name,
+        "Running",
+        false,
+        vec![container(
+            "api",
+            restarts,
+            waiting_state("CrashLoopBackOff"),
+            last,
+        )],
+    )
+}
+
 /// A container status; `state` and `last_state` are ContainerState objects.
 pub(crate) fn container(name: &str, restarts: u32, state: Value, last_state: Value) -> Value {
     json!({

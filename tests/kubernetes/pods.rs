@@ -29,19 +29,7 @@ async fn a_pod_going_into_crash_loop_back_off_and_out() {
     assert_eq!(waiting(&s, "CrashLoopBackOff"), Some(0.0));
     assert_eq!(value(&s, "kubernetes_pods_not_ready", &[]), Some(0.0));
 
-    f.set(|c| {
-        c.pods = vec![pod(
-            "api-0",
-            "Running",
-            false,
-            vec![container(
-                "api",
-                4,
-                waiting_state("CrashLoopBackOff"),
-                terminated("Error", 1, "c4"),
-            )],
-        )]
-    });
+    f.set(|c| c.pods = vec![crash_looping_pod("api-0", 4, terminated("Error", 1, "c4"))]);
     let s = f.run_ok().await;
     assert_eq!(waiting(&s, "CrashLoopBackOff"), Some(1.0));
     assert_eq!(waiting(&s, "other"), Some(0.0));
@@ -56,6 +44,14 @@ async fn a_pod_going_into_crash_loop_back_off_and_out() {
         value(&s, "kubernetes_container_oom_kills", &restarts),
         Some(0.0)
     );
+    // The pod itself is named, with its last termination.
+    let named = [("k8s_pod", "api-0"), ("reason", "CrashLoopBackOff")];
+    assert_eq!(value(&s, "kubernetes_container_waiting", &named), Some(1.0));
+    let last = [("k8s_pod", "api-0"), ("reason", "Error")];
+    assert_eq!(
+        value(&s, "kubernetes_container_last_termination_exit_code", &last),
+        Some(1.0)
+    );
 
     f.set(|c| {
         c.pods = vec![pod(
@@ -68,6 +64,12 @@ async fn a_pod_going_into_crash_loop_back_off_and_out() {
     let s = f.run_ok().await;
     assert_eq!(waiting(&s, "CrashLoopBackOff"), Some(0.0));
     assert_eq!(value(&s, "kubernetes_pods_not_ready", &[]), Some(0.0));
+    // Running again: no longer waiting; the last termination stays.
+    assert_eq!(value(&s, "kubernetes_container_waiting", &named), None);
+    assert_eq!(
+        value(&s, "kubernetes_container_last_termination_exit_code", &last),
+        Some(1.0)
+    );
     assert_eq!(
         value(&s, "kubernetes_container_restarts", &restarts),
         Some(4.0)

@@ -47,6 +47,20 @@ pub static CONTAINER_OOM_KILLS: MetricDesc = MetricDesc::counter(
     "Terminations of each container with reason OOMKilled seen by the exporter (each counted once) up to the last scheduled run; at most max_pods pods.",
 );
 
+/// One container waiting, with its reason.
+pub static CONTAINER_WAITING: MetricDesc = MetricDesc::gauge(
+    "kubernetes_container_waiting",
+    None,
+    "1 for each container (init containers included) of the first max_pods pods that is waiting, with its reason (CrashLoopBackOff, ImagePullBackOff, ErrImagePull, CreateContainerConfigError, ContainerCreating, other), in the last scheduled run; absent for a container that is not waiting.",
+);
+
+/// Exit code of a container's latest termination, with its reason.
+pub static CONTAINER_LAST_EXIT_CODE: MetricDesc = MetricDesc::gauge(
+    "kubernetes_container_last_termination_exit_code",
+    None,
+    "Exit code of the latest termination of each container of the first max_pods pods (its current terminated state, else its last state), with its reason (OOMKilled, Error, Completed, ContainerCannotRun, DeadlineExceeded, other), in the last scheduled run; absent for a container that never terminated.",
+);
+
 /// Objects without their own series because of a limit.
 pub static OVER_LIMIT: MetricDesc = MetricDesc::gauge(
     "kubernetes_over_limit",
@@ -181,13 +195,15 @@ pub static CPU_LIMIT: MetricDesc = MetricDesc::gauge(
 );
 
 /// Every metric this kind can report.
-pub static METRICS: [&MetricDesc; 25] = [
+pub static METRICS: [&MetricDesc; 27] = [
     &PODS,
     &PODS_NOT_READY,
     &OLDEST_PENDING,
     &CONTAINERS_WAITING,
     &CONTAINER_RESTARTS,
     &CONTAINER_OOM_KILLS,
+    &CONTAINER_WAITING,
+    &CONTAINER_LAST_EXIT_CODE,
     &OVER_LIMIT,
     &DEPLOYMENT_DESIRED,
     &DEPLOYMENT_UPDATED,

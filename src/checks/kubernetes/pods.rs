@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::fold::{container_statuses, pod_name, seconds};
 use super::metrics::*;
-use super::terminations::NamespaceCounts;
+use super::terminations::{latest_termination, NamespaceCounts};
 use super::usage::{limits, NamespaceUsage};
 use crate::checks::Sample;
 
@@ -24,6 +24,11 @@ pub(super) struct KeptContainer {
     name: String,
     restarts: i32,
     oom_kills: u64,
+    /// The reason it waits for, from [`WAITING_REASONS`].
+    waiting: Option<&'static str>,
+    /// Its latest termination: reason (from [`TERMINATION_REASONS`]) and
+    /// exit code.
+    last_termination: Option<(&'static str, i32)>,
     cpu_limit: Option<f64>,
     memory_limit: Option<f64>,
 }
@@ -122,10 +127,15 @@ impl NamespacePods {
                     .get(status.name.as_str())
                     .copied()
                     .unwrap_or_default();
+                let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
                 KeptContainer {
                     name: status.name.clone(),
                     restarts: status.restart_count.max(0),
                     oom_kills: kills,
+                    waiting: waiting
+                        .map(|w| bucket(&WAITING_REASONS, w.reason.as_deref().unwrap_or(""))),
+                    last_termination: latest_termination(status)
+                        .map(|t| (bucket(&TERMINATION_REASONS, &t.reason), t.exit_code)),
                     cpu_limit,
                     memory_limit,
                 }
@@ -212,6 +222,17 @@ pub(super) fn per_pod_samples(
                 &CONTAINER_OOM_KILLS,
                 c.oom_kills as f64,
             )));
+            if let Some(reason) = c.waiting {
+                samples.push(
+                    labels(Sample::new(&CONTAINER_WAITING, 1.0)).with_label("reason", reason),
+                );
+            }
+            if let Some((reason, code)) = c.last_termination {
+                samples.push(
+                    labels(Sample::new(&CONTAINER_LAST_EXIT_CODE, f64::from(code)))
+                        .with_label("reason", reason),
+                );
+            }
             let used = ns_usage.and_then(|u| u.get(&(pod.to_string(), c.name.clone())));
             let values = [
                 (&MEMORY_WORKING_SET, used.and_then(|u| u.memory_bytes)),

@@ -109,13 +109,15 @@ impl Terminations {
 
 /// One termination: a hash of its identity (the terminated container's ID,
 /// else its finish time), its reason and exit code.
-struct Termination {
+pub(super) struct Termination {
     identity: u64,
-    reason: String,
-    exit_code: i32,
+    pub(super) reason: String,
+    pub(super) exit_code: i32,
 }
 
-fn latest_termination(status: &ContainerStatus) -> Option<Termination> {
+/// A container's latest termination: its current terminated state, else
+/// its last state.
+pub(super) fn latest_termination(status: &ContainerStatus) -> Option<Termination> {
     let current = status.state.as_ref().and_then(|s| s.terminated.as_ref());
     let last = status
         .last_state
