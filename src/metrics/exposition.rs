@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::registry::Registry;
 
+use super::compact::{self, LabelBlocks};
 use super::state::CheckState;
 
 /// One check's series, split by metric family, stored compactly: the
@@ -18,8 +19,11 @@ use super::state::CheckState;
 #[derive(Debug)]
 pub(super) struct Rendered {
     layout: Arc<Layout>,
-    /// Every family's sample lines, one family after the other.
+    /// Every family's sample lines, one family after the other, in compact
+    /// form ([`compact`]) when `blocks` is set.
     text: Box<str>,
+    /// The check's label text the compact lines refer to.
+    blocks: Option<Arc<LabelBlocks>>,
     /// Where each family's lines end in `text`, in `layout` order.
     ends: Box<[u32]>,
 }
@@ -29,6 +33,7 @@ impl Default for Rendered {
         Self {
             layout: Layout::interned(Vec::new()),
             text: Box::default(),
+            blocks: None,
             ends: Box::default(),
         }
     }
@@ -103,8 +108,9 @@ impl FamilyMeta {
 
 impl Rendered {
     /// Split prometheus-client's OpenMetrics output (without `# EOF`) into
-    /// families.
-    pub(super) fn parse(om: &str) -> Self {
+    /// families, stored compactly against the check's `blocks`.
+    pub(super) fn parse(om: &str, blocks: &Arc<LabelBlocks>) -> Self {
+        let blocks = compact::compactable(om).then(|| blocks.clone());
         // (name, metadata lines, sample lines) per family, in order.
         let mut parts: Vec<(&str, String, String)> = Vec::new();
         for line in om.split_inclusive('\n') {
@@ -125,18 +131,35 @@ impl Rendered {
         let mut ends = Vec::with_capacity(parts.len());
         let mut families = Vec::with_capacity(parts.len());
         for (name, header, samples) in parts {
-            text.push_str(&samples);
+            match &blocks {
+                Some(b) => compact::compact_into(&mut text, &samples, name, b),
+                None => text.push_str(&samples),
+            }
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             families.push(FamilyMeta::interned(name, &header));
         }
         Self {
             layout: Layout::interned(families),
             text: text.into_boxed_str(),
+            blocks,
             ends: ends.into_boxed_slice(),
         }
     }
 
-    /// Each family with its sample lines, in order.
+    /// Write one family's lines (from [`Self::families`]) in full.
+    fn write_family<W: std::fmt::Write>(
+        &self,
+        out: &mut W,
+        family: &FamilyMeta,
+        lines: &str,
+    ) -> std::fmt::Result {
+        match &self.blocks {
+            Some(b) => compact::expand(out, lines, &family.name, b),
+            None => out.write_str(lines),
+        }
+    }
+
+    /// Each family with its sample lines (compact), in order.
     fn families(&self) -> impl Iterator<Item = (&FamilyMeta, &str)> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.layout
@@ -211,7 +234,7 @@ pub(super) fn write_checks<W: std::fmt::Write>(
 ) -> std::fmt::Result {
     let mut order: Vec<&FamilyMeta> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut samples: Vec<Vec<&str>> = Vec::new();
+    let mut samples: Vec<Vec<(&Rendered, &str)>> = Vec::new();
     for r in rendered {
         for (i, (meta, lines)) in r.families().enumerate() {
             // Checks of one kind list their families in the same order, so
@@ -224,7 +247,7 @@ pub(super) fn write_checks<W: std::fmt::Write>(
                     order.len() - 1
                 }),
             };
-            samples[slot].push(lines);
+            samples[slot].push((r, lines));
         }
     }
     for (family, lines) in order.iter().zip(&samples) {
@@ -232,8 +255,8 @@ pub(super) fn write_checks<W: std::fmt::Write>(
             Format::OpenMetrics => &family.header,
             Format::Text => &family.text_header,
         })?;
-        for l in lines {
-            out.write_str(l)?;
+        for (r, l) in lines {
+            r.write_family(out, family, l)?;
         }
     }
     Ok(())
@@ -400,7 +423,11 @@ mod tests {
 
     #[test]
     fn families_without_samples_keep_their_own_metadata() {
-        let r = Rendered::parse("# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\nb 1\n");
+        let blocks = Arc::new(LabelBlocks::new("c", "test", &[]));
+        let r = Rendered::parse(
+            "# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\nb 1\n",
+            &blocks,
+        );
         let got: Vec<(&str, &str, &str)> = r
             .families()
             .map(|(meta, lines)| (meta.name.as_str(), meta.header.as_str(), lines))

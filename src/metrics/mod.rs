@@ -1,6 +1,7 @@
 //! Owns every metric the exporter serves: the per-check state that runs
 //! write into ([`state`]), the rendering of one check's series when its
-//! state changes ([`render`]), the scrape-time body and its formats
+//! state changes ([`render`]) and its compact stored form ([`compact`]),
+//! the scrape-time body and its formats
 //! ([`exposition`]) and its gzip form ([`compress`]), and the exporter's
 //! self-metrics ([`exporter`]).
 //!
@@ -8,6 +9,7 @@
 //! check fails, values it could not measure disappear instead of going
 //! stale.
 
+mod compact;
 mod compress;
 mod exporter;
 mod exposition;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus_client::metrics::histogram::Histogram;
 
+use super::compact::LabelBlocks;
 use super::exposition::Rendered;
 use super::render::{self, CheckView, Viewed};
 use crate::checks::{Failure, Reason, RunResult, Sample};
@@ -63,6 +64,8 @@ pub struct CheckState {
     /// This check's series, encoded when its state last changed, so that a
     /// scrape only concatenates text.
     rendered: ArcSwap<Rendered>,
+    /// This check's label text, shared by each of its renders.
+    blocks: Arc<LabelBlocks>,
     /// Bumped each time `rendered` is replaced, so a cache of the scrape
     /// body can tell whether this check changed.
     generation: AtomicU64,
@@ -85,7 +88,9 @@ pub struct RunSummary {
 
 impl CheckState {
     pub fn new(name: String, kind: &'static str, labels: Vec<(String, String)>) -> Arc<Self> {
+        let blocks = Arc::new(LabelBlocks::new(&name, kind, &labels));
         let state = Arc::new(Self {
+            blocks,
             name,
             kind,
             labels,
@@ -107,7 +112,8 @@ impl CheckState {
     /// check's own task, off the scrape path.
     fn render(self: &Arc<Self>) {
         let om = render::render(self.clone());
-        self.rendered.store(Arc::new(Rendered::parse(&om)));
+        self.rendered
+            .store(Arc::new(Rendered::parse(&om, &self.blocks)));
         self.generation.fetch_add(1, Ordering::Release);
     }
 
