@@ -111,32 +111,37 @@ impl Rendered {
     /// families, stored compactly against the check's `blocks`.
     pub(super) fn parse(om: &str, blocks: &Arc<LabelBlocks>) -> Self {
         let blocks = compact::compactable(om).then(|| blocks.clone());
-        // (name, metadata lines, sample lines) per family, in order.
-        let mut parts: Vec<(&str, String, String)> = Vec::new();
+        // Each family is its metadata lines then its sample lines, so both
+        // are ranges of `om`: (name, metadata, samples) per family, in order.
+        let mut parts: Vec<(&str, &str, &str)> = Vec::new();
+        let (mut at, mut samples_at) = (0, 0);
+        let mut name = None;
         for line in om.split_inclusive('\n') {
+            let start = at;
+            at += line.len();
             if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split(' ').next().unwrap_or("");
-                parts.push((name, String::new(), String::new()));
+                if let Some(prev) = name.take() {
+                    parts.push(split_family(om, prev, samples_at, start));
+                }
+                name = Some((rest.split(' ').next().unwrap_or(""), start));
+                samples_at = at;
+            } else if line.starts_with('#') {
+                samples_at = at;
             }
-            let Some((_, header, samples)) = parts.last_mut() else {
-                continue;
-            };
-            if line.starts_with('#') {
-                header.push_str(line);
-            } else {
-                samples.push_str(line);
-            }
+        }
+        if let Some(prev) = name {
+            parts.push(split_family(om, prev, samples_at, at));
         }
         let mut text = String::with_capacity(parts.iter().map(|p| p.2.len()).sum());
         let mut ends = Vec::with_capacity(parts.len());
         let mut families = Vec::with_capacity(parts.len());
         for (name, header, samples) in parts {
             match &blocks {
-                Some(b) => compact::compact_into(&mut text, &samples, name, b),
-                None => text.push_str(&samples),
+                Some(b) => compact::compact_into(&mut text, samples, name, b),
+                None => text.push_str(samples),
             }
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-            families.push(FamilyMeta::interned(name, &header));
+            families.push(FamilyMeta::interned(name, header));
         }
         Self {
             layout: Layout::interned(families),
@@ -171,6 +176,17 @@ impl Rendered {
                 (meta.as_ref(), text)
             })
     }
+}
+
+/// One family of `om`: its name, the metadata from where its `# HELP`
+/// starts to `samples_at`, and the sample lines from there to `end`.
+fn split_family<'a>(
+    om: &'a str,
+    (name, start): (&'a str, usize),
+    samples_at: usize,
+    end: usize,
+) -> (&'a str, &'a str, &'a str) {
+    (name, &om[start..samples_at], &om[samples_at..end])
 }
 
 /// The `/metrics` body: every check's pre-rendered series, merged by

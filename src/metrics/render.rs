@@ -40,13 +40,32 @@ pub(super) trait Viewed: fmt::Debug + Send + Sync + 'static {
 
 /// The check's series in OpenMetrics text, without `# EOF`: every family's
 /// metadata, even of a family without samples.
-pub(super) fn render<C: Viewed>(check: Arc<C>) -> String {
+/// Handed to `with` in a buffer the thread reuses, so that rendering
+/// allocates no text of its own beyond what the caller keeps.
+pub(super) fn render<C: Viewed, T>(check: Arc<C>, with: impl FnOnce(&str) -> T) -> T {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
     let mut registry = Registry::default();
     registry.register_collector(Box::new(CheckCollector(check)));
-    let mut om = String::with_capacity(2048);
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode_registry(&mut om, &registry);
-    om
+    BUFFER.with(|buffer| {
+        // A reentrant render (never done) would get a buffer of its own.
+        let mut own = String::new();
+        let mut borrowed = buffer.try_borrow_mut();
+        let om = match borrowed.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut own,
+        };
+        om.clear();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(om, &registry);
+        let out = with(om);
+        // A check with very many series leaves no large buffer behind.
+        if om.capacity() > 64 * 1024 {
+            *om = String::new();
+        }
+        out
+    })
 }
 
 /// Lends one check to prometheus-client's encoder, which wants an owned

@@ -111,9 +111,8 @@ impl CheckState {
     /// Re-encode this check's series after its state changed. Runs on the
     /// check's own task, off the scrape path.
     fn render(self: &Arc<Self>) {
-        let om = render::render(self.clone());
-        self.rendered
-            .store(Arc::new(Rendered::parse(&om, &self.blocks)));
+        let rendered = render::render(self.clone(), |om| Rendered::parse(om, &self.blocks));
+        self.rendered.store(Arc::new(rendered));
         self.generation.fetch_add(1, Ordering::Release);
     }
 
