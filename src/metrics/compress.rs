@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use flate2::write::DeflateEncoder;
 use flate2::Compression;
 use prometheus_client::registry::Registry;
@@ -141,27 +142,40 @@ struct Cached {
 
 static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
 
-/// The `/metrics` body gzip-compressed; decompressed, it is exactly
-/// [`super::exposition`]'s body.
+/// The `/metrics` body gzip-compressed, as the pieces to send in order (the
+/// cached checks' part shared, not copied); decompressed, it is exactly
+/// [`super::exposition`]'s body. Compressing 100,000 checks takes a while:
+/// call it off the async runtime's workers.
 pub fn exposition_gzip(
     checks: &[Arc<CheckState>],
     registry: Option<&Registry>,
     format: Format,
-) -> Vec<u8> {
+) -> Vec<Bytes> {
     let head = cached_checks_part(checks, format);
     let tail = Piece::new(&tail(registry, format), true);
     let mut crc = head.crc.clone();
     crc.combine(&tail.crc);
     let len = head.len + tail.len;
-    let mut out = Vec::with_capacity(18 + head.deflated.len() + tail.deflated.len());
-    // Header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-    out.extend_from_slice(&head.deflated);
-    out.extend_from_slice(&tail.deflated);
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    let mut end = Vec::with_capacity(tail.deflated.len() + 8);
+    end.extend_from_slice(&tail.deflated);
+    end.extend_from_slice(&crc.finalize().to_le_bytes());
     // ISIZE is the length modulo 2^32, by the format's definition.
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out
+    end.extend_from_slice(&(len as u32).to_le_bytes());
+    vec![
+        // Header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+        Bytes::from_static(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]),
+        Bytes::from_owner(Deflated(head)),
+        Bytes::from(end),
+    ]
+}
+
+/// The cached piece's deflate data, lent to a response body.
+struct Deflated(Arc<Piece>);
+
+impl AsRef<[u8]> for Deflated {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.deflated
+    }
 }
 
 fn cached_checks_part(checks: &[Arc<CheckState>], format: Format) -> Arc<Piece> {
@@ -181,7 +195,10 @@ fn cached_checks_part(checks: &[Arc<CheckState>], format: Format) -> Arc<Piece> 
     // Deflating into memory cannot fail.
     let _ = write_checks(&rendered, format, &mut deflater);
     drop(rendered);
-    let piece = Arc::new(deflater.finish(false));
+    let mut piece = deflater.finish(false);
+    // Kept until the next generation: no room left over from growing.
+    piece.deflated.shrink_to_fit();
+    let piece = Arc::new(piece);
     if let Ok(mut cache) = CACHE.lock() {
         *cache = Some(Cached {
             format,
@@ -243,9 +260,9 @@ mod tests {
         }
     }
 
-    fn gunzip(body: &[u8]) -> String {
+    fn gunzip(body: &[Bytes]) -> String {
         let mut out = String::new();
-        GzDecoder::new(body)
+        GzDecoder::new(&body.concat()[..])
             .read_to_string(&mut out)
             .expect("valid gzip");
         out
