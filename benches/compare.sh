@@ -6,7 +6,7 @@
 #   benches/compare.sh
 #
 # Knobs (environment): COMPARE_ROUNDS (5), COMPARE_PROBES per round and
-# exporter (4000), COMPARE_CONCURRENCY (4), COMPARE_SCRAPES per round (200),
+# exporter (10000), COMPARE_CONCURRENCY (4), COMPARE_SCRAPES per round (200),
 # COMPARE_CHECKS for the memory figure (1000). COMPARE_BASELINE_BIN: another
 # runbook-exporter binary (an older build) to put beside ours in the /probe
 # rounds, for before/after figures from one run. COMPARE_OURS_BIN and
@@ -21,13 +21,13 @@
 #    process over the requests, from /proc/PID/stat. Medians over rounds.
 # 2. /metrics scrape p50/p99: ours with one postgres and one redis check,
 #    against postgres_exporter and redis_exporter watching the same servers.
-# 3. Resident memory per check: ours with 1 and with COMPARE_CHECKS tcp
-#    checks; the peers' whole process (see the notes printed with it).
-# 4. Connections opened on the monitored servers while each exporter is
+# 3. Connections opened on the monitored servers while each exporter is
 #    scraped: PostgreSQL `pg_stat_database.sessions` of a database each
 #    exporter has to itself on the shared test server; Redis
 #    `total_connections_received` of a private redis-server per exporter
 #    (the shared test Redis serves other tests at the same time).
+# 4. Resident memory per check: ours with 1 and with COMPARE_CHECKS tcp
+#    checks; the peers' whole process (see the notes printed with it).
 #
 # Everything listens on free 127.0.0.1 ports; every child it starts is
 # stopped on exit. The test services come from `scripts/services.sh up`.
@@ -35,7 +35,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 rounds="${COMPARE_ROUNDS:-5}"
-probes="${COMPARE_PROBES:-4000}"
+probes="${COMPARE_PROBES:-10000}"
 concurrency="${COMPARE_CONCURRENCY:-4}"
 scrapes="${COMPARE_SCRAPES:-200}"
 checks="${COMPARE_CHECKS:-1000}"
@@ -136,7 +136,7 @@ if [ -n "$baseline_bin" ]; then
 fi
 wait_up "http://127.0.0.1:$bb_port/metrics" || die "blackbox_exporter did not start: $(cat "$tmp/blackbox.log")"
 
-echo "runbook-exporter $(git describe --always --dirty 2>/dev/null) vs Debian's exporters, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
+echo "runbook-exporter $(git describe --always --dirty 2>/dev/null) ($ours_bin) vs Debian's exporters, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
 echo "blackbox_exporter $(prometheus-blackbox-exporter --version 2>&1 | awk 'NR == 1 {print $3}'), postgres_exporter $(prometheus-postgres-exporter --version 2>&1 | awk 'NR == 1 {print $3}'), redis_exporter $(dpkg-query -W -f='${Version}' prometheus-redis-exporter)"
 echo
 echo "1. CPU per /probe ($rounds rounds x $probes probes, $concurrency keep-alive connections, same client)"
@@ -180,6 +180,7 @@ su_dsn="$RUNBOOK_TEST_PG_SUPERUSER_DSN"
 sql() { psql -X -q -t -A "$su_dsn" -c "$1"; }
 for db in runbook_compare_ours runbook_compare_peer; do
   sql "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || sql "CREATE DATABASE $db" >/dev/null
+  psql -X -q "${su_dsn/\/postgres\?//$db?}" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null 2>&1
 done
 dsn_of() { echo "${RUNBOOK_TEST_PG_PRIMARY_DSN/\/postgres\?//$1?}"; }
 # sessions DB: sessions established on DB so far.
@@ -270,10 +271,11 @@ echo "   (ours answers from the results of its last runs; the peers query the se
 total=$((rounds * scrapes))
 secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", b - a}')"
 echo
-echo "4. Connections opened on the monitored servers during those ${secs} s ($total scrapes of each exporter; ours ran its checks $(awk -v a="$runs0" -v b="$runs1" 'BEGIN {print b - a}') times meanwhile)"
+echo "3. Connections opened on the monitored servers during those ${secs} s ($total scrapes of each exporter; ours ran its checks $(awk -v a="$runs0" -v b="$runs1" 'BEGIN {print b - a}') times meanwhile)"
 printf '   %-12s %18s %18s\n' server runbook-exporter peer
 printf '   %-12s %18s %18s\n' PostgreSQL "$((ours_s1 - ours_s0))" "$((pg_s1 - pg_s0))"
 printf '   %-12s %18s %18s\n' Redis "$((ours_r1 - ours_r0 - 1))" "$((rx_r1 - rx_r0 - 1))"
+echo "   (counted after each exporter's first scrape, so a long-lived session opened at start is not in it)"
 ours_db_rss="$(rss_mb "$ours_pid")"
 pg_rss="$(rss_mb "$pg_pid")"
 rx_rss="$(rss_mb "$rx_pid")"
@@ -310,7 +312,7 @@ one="$(cat "$tmp/rss-one")"
 many="$(cat "$tmp/rss-many")"
 per="$(awk -v a="$one" -v b="$many" -v n="$checks" 'BEGIN {printf "%.1f", (b - a) * 1024 / (n - 1)}')"
 echo
-echo "3. Resident memory"
+echo "4. Resident memory"
 echo "   runbook-exporter: $one MB with 1 tcp check, $many MB with $checks: $per KB per tcp check"
 echo "     (and $ours_probe_rss MB after serving the /probe rounds; $ours_db_rss MB with the postgres and redis checks)"
 echo "   blackbox_exporter: $bb_rss MB after the /probe rounds. It keeps nothing per target: each target is a"
