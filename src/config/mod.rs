@@ -75,9 +75,12 @@ pub struct CheckConfig {
 }
 
 impl CheckConfig {
-    /// This check with its target (`url`, `address`, ...) replaced by
-    /// `target`, validated and built, for `/probe`.
-    pub fn with_target(&self, target: &str) -> Result<CheckConfig, TargetError> {
+    /// The runnable check of this module with its target (`url`,
+    /// `address`, ...) replaced by `target`, validated and built, for
+    /// `/probe`. The name, schedule and labels are the module's own; only
+    /// the kind's fields are derived again, from one copy of the fields as
+    /// written.
+    pub fn with_target(&self, target: &str) -> Result<Arc<dyn Check>, TargetError> {
         let kind = self.kind();
         let field = CheckSpec::probe_target_field(kind).ok_or_else(|| {
             TargetError::Invalid(format!(
@@ -91,7 +94,7 @@ impl CheckConfig {
             _ => Value::String(target.into()),
         };
         fields.insert(field.to_string(), value);
-        let mut spec = match CheckSpec::deserialize_kind(kind, Value::Object(fields.clone())) {
+        let mut spec = match CheckSpec::deserialize_kind(kind, Value::Object(fields)) {
             Some(Ok(spec)) => spec,
             Some(Err(e)) => {
                 return Err(TargetError::Invalid(format!(
@@ -124,12 +127,7 @@ impl CheckConfig {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             TargetError::Invalid(format!("invalid target {target:?}: {}", text.join("; ")))
         })?;
-        Ok(CheckConfig {
-            spec,
-            check: Arc::from(check),
-            fields,
-            ..self.clone()
-        })
+        Ok(Arc::from(check))
     }
 
     /// The kind's name.

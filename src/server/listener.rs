@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -134,15 +134,15 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (phase, watch_phase) = watch::channel(Phase::Head(Instant::now()));
-        let phase = Arc::new(phase);
+        let phase = Arc::new(Clock(Mutex::new(Phase::Head(Instant::now()))));
         let io = TokioIo::new(Watched {
             inner: stream,
             phase: phase.clone(),
         });
         let router = self.router;
+        let clock = phase.clone();
         let service = hyper::service::service_fn(move |req| {
-            let busy = Busy::start(phase.clone());
+            let busy = Busy::start(clock.clone());
             let call = router.clone().oneshot(req);
             async move {
                 let response = call.await;
@@ -157,7 +157,7 @@ impl Conn {
                     tracing::debug!(peer = %self.peer, error = %e, "connection error");
                 }
             }
-            () = head_deadline(watch_phase, self.header_read_timeout) => {
+            () = head_deadline(&phase, self.header_read_timeout) => {
                 tracing::debug!(peer = %self.peer, "request head not complete in time; closing");
             }
         }
@@ -177,47 +177,62 @@ enum Phase {
     Busy,
 }
 
+/// A connection's [`Phase`], shared by its stream, its requests and its
+/// head clock. Changing it wakes nothing: the head clock looks at it when its
+/// own timer fires, so a request costs no timer and no task wake-up.
+struct Clock(Mutex<Phase>);
+
+impl Clock {
+    fn get(&self) -> Phase {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, phase: Phase) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+    }
+
+    /// A head starts now if the connection was idle.
+    fn head_started(&self) {
+        let mut phase = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *phase == Phase::Idle {
+            *phase = Phase::Head(Instant::now());
+        }
+    }
+}
+
 /// Marks a request as being handled for as long as it lives.
-struct Busy(Arc<watch::Sender<Phase>>);
+struct Busy(Arc<Clock>);
 
 impl Busy {
-    fn start(phase: Arc<watch::Sender<Phase>>) -> Self {
-        phase.send_replace(Phase::Busy);
-        Self(phase)
+    fn start(clock: Arc<Clock>) -> Self {
+        clock.set(Phase::Busy);
+        Self(clock)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.send_replace(Phase::Idle);
+        self.0.set(Phase::Idle);
     }
 }
 
 /// Completes when a request head has taken longer than `limit` since its
 /// first byte; pending for as long as heads arrive in time.
-async fn head_deadline(mut phase: watch::Receiver<Phase>, limit: Duration) {
+///
+/// One timer, re-armed when it fires: at a head's deadline while a head is
+/// being read, else `limit` from now. A head that starts after a look
+/// begins no earlier than that look, so the next look (at most `limit`
+/// later) comes no later than the head's deadline, and then waits for
+/// exactly that deadline: a slow head is closed on time, never late.
+async fn head_deadline(clock: &Clock, limit: Duration) {
     loop {
-        let current = *phase.borrow_and_update();
-        let expired = async {
-            match current {
-                Phase::Head(since) => tokio::time::sleep_until(since + limit).await,
-                Phase::Idle | Phase::Busy => std::future::pending().await,
-            }
+        let now = Instant::now();
+        let next = match clock.get() {
+            Phase::Head(since) if since + limit <= now => return,
+            Phase::Head(since) => since + limit,
+            Phase::Idle | Phase::Busy => now + limit,
         };
-        tokio::select! {
-            changed = phase.changed() => {
-                if changed.is_err() {
-                    // The connection is gone; its task ends with it.
-                    std::future::pending::<()>().await;
-                }
-            }
-            () = expired => {
-                // The head may have completed at the same instant.
-                if *phase.borrow() == current {
-                    return;
-                }
-            }
-        }
+        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -225,7 +240,7 @@ async fn head_deadline(mut phase: watch::Receiver<Phase>, limit: Duration) {
 /// arrives on an idle connection.
 struct Watched<S> {
     inner: S,
-    phase: Arc<watch::Sender<Phase>>,
+    phase: Arc<Clock>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -238,13 +253,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.phase.send_if_modified(|phase| {
-                let idle = *phase == Phase::Idle;
-                if idle {
-                    *phase = Phase::Head(Instant::now());
-                }
-                idle
-            });
+            this.phase.head_started();
         }
         polled
     }

@@ -5,17 +5,18 @@
 
 mod listener;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use url::form_urlencoded;
 
 use crate::app::{App, ProbeTable};
 use crate::config::TargetError;
@@ -157,18 +158,16 @@ const PROBE_RESPONSE_MARGIN: Duration = Duration::from_millis(100);
 /// replaced by T, and answer with that run's metrics only. Only `modules:`
 /// are probeable; a module with `allowed_targets` runs only against hosts it
 /// lists. The run is aborted if the caller hangs up.
-async fn probe(
-    State(ctx): State<Ctx>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
+async fn probe(State(ctx): State<Ctx>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     let bad = |status: StatusCode, msg: String| (status, format!("{msg}\n")).into_response();
-    let Some(module) = params.get("module") else {
+    let (module, target) = probe_params(query.as_deref().unwrap_or(""));
+    let Some(module) = module else {
         return bad(StatusCode::BAD_REQUEST, "missing parameter: module".into());
     };
-    let Some(target) = params.get("target").filter(|t| !t.is_empty()) else {
+    let Some(target) = target.filter(|t| !t.is_empty()) else {
         return bad(StatusCode::BAD_REQUEST, "missing parameter: target".into());
     };
+    let (module, target) = (module.as_ref(), target.as_ref());
     let table = ctx.app.probes();
     let Some(template) = table.modules.get(module) else {
         return bad(StatusCode::BAD_REQUEST, unknown_module(&table, module));
@@ -197,18 +196,37 @@ async fn probe(
         Err(TargetError::NotAllowed(e)) => return bad(StatusCode::FORBIDDEN, e),
         Err(TargetError::Invalid(e)) => return bad(StatusCode::BAD_REQUEST, e),
     };
-    let mut timeout = check.timeout;
+    let mut timeout = template.timeout;
     if let Some(scrape) = scrape_timeout(&headers) {
         let scrape = scrape.saturating_sub(PROBE_RESPONSE_MARGIN);
         timeout = timeout.min(scrape.max(Duration::from_millis(1)));
     }
     let held = (permit, ctx.app.store().probe_in_flight());
-    let record = run_holding(check.check.clone(), timeout, held).await;
-    let state = CheckState::new(check.name.clone(), check.kind(), check.labels.clone());
+    let record = run_holding(check, timeout, held).await;
+    let state = CheckState::new(
+        template.name.clone(),
+        template.kind(),
+        template.labels.clone(),
+    );
     state.record(record);
     let format = negotiate(&headers);
     let body = metrics::exposition(&[state], None, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// The `module` and `target` parameters of a `/probe` query string,
+/// percent-decoded (invalid UTF-8 replaced), the last of each if repeated.
+/// Other parameters are ignored.
+fn probe_params(query: &str) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+    let (mut module, mut target) = (None, None);
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "module" => module = Some(value),
+            "target" => target = Some(value),
+            _ => {}
+        }
+    }
+    (module, target)
 }
 
 /// Why `module` names nothing `/probe` can run, and what to do about it.
@@ -238,4 +256,26 @@ fn scrape_timeout(headers: &HeaderMap) -> Option<Duration> {
     Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|d| !d.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_params;
+
+    #[test]
+    fn probe_params_are_decoded_and_the_last_of_each_wins() {
+        let (module, target) =
+            probe_params("module=a&target=x&other=1&target=http%3A%2F%2Fh%2F%3Fq%3D1+2");
+        assert_eq!(module.as_deref(), Some("a"));
+        assert_eq!(target.as_deref(), Some("http://h/?q=1 2"));
+        let (module, target) = probe_params("module=a&module=b&target=");
+        assert_eq!(
+            (module.as_deref(), target.as_deref()),
+            (Some("b"), Some(""))
+        );
+        assert_eq!(probe_params(""), (None, None));
+        // Invalid UTF-8 is replaced, as the query extractor did.
+        let (_, target) = probe_params("target=%FF");
+        assert_eq!(target.as_deref(), Some("\u{FFFD}"));
+    }
 }

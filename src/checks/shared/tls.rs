@@ -83,6 +83,10 @@ impl TlsSpec {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        } else if self.ca_file.is_none() && !self.accept_ca_leaf {
+            // The shared store: a check (or a /probe) built without a CA
+            // file copies no certificate.
+            builder.with_root_certificates(system_roots().clone())
         } else {
             let mut roots = RootCertStore::empty();
             roots.extend(system_roots().roots.iter().cloned());
@@ -198,14 +202,14 @@ fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The system trust store, loaded once per process. A system without one
 /// (a scratch container) yields an empty store: only `ca_file` is trusted.
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+fn system_roots() -> &'static Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut store = RootCertStore::empty();
         let loaded = rustls_native_certs::load_native_certs();
         let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
         tracing::debug!(added, "loaded system CA certificates");
-        store
+        Arc::new(store)
     })
 }
 
