@@ -88,8 +88,28 @@ pub struct RunSummary {
 
 impl CheckState {
     pub fn new(name: String, kind: &'static str, labels: Vec<(String, String)>) -> Arc<Self> {
+        let state = Self::unrendered(name, kind, labels);
+        state.render();
+        state
+    }
+
+    /// The state of a check that ran once, `record` (a `/probe` answer),
+    /// rendered once.
+    pub fn with_run(
+        name: String,
+        kind: &'static str,
+        labels: Vec<(String, String)>,
+        record: RunRecord,
+    ) -> Arc<Self> {
+        let state = Self::unrendered(name, kind, labels);
+        state.apply(record);
+        state.render();
+        state
+    }
+
+    fn unrendered(name: String, kind: &'static str, labels: Vec<(String, String)>) -> Arc<Self> {
         let blocks = Arc::new(LabelBlocks::new(&name, kind, &labels));
-        let state = Arc::new(Self {
+        Arc::new(Self {
             blocks,
             name,
             kind,
@@ -103,9 +123,7 @@ impl CheckState {
             history: Mutex::new(VecDeque::new()),
             rendered: ArcSwap::from_pointee(Rendered::default()),
             generation: AtomicU64::new(0),
-        });
-        state.render();
-        state
+        })
     }
 
     /// Re-encode this check's series after its state changed. Runs on the
@@ -151,6 +169,12 @@ impl CheckState {
 
     /// Record a finished run.
     pub fn record(self: &Arc<Self>, record: RunRecord) {
+        self.apply(record);
+        self.render();
+    }
+
+    /// Count `record` and make it the last run, without rendering.
+    fn apply(&self, record: RunRecord) {
         self.runs.fetch_add(1, Ordering::Relaxed);
         match &record.result {
             Ok(_) => self
@@ -174,7 +198,6 @@ impl CheckState {
             });
         }
         self.last.store(Some(Arc::new(record)));
-        self.render();
     }
 
     /// The most recent runs, oldest first (at most [`HISTORY_LEN`]).

@@ -203,12 +203,12 @@ async fn probe(State(ctx): State<Ctx>, RawQuery(query): RawQuery, headers: Heade
     }
     let held = (permit, ctx.app.store().probe_in_flight());
     let record = run_holding(check, timeout, held).await;
-    let state = CheckState::new(
+    let state = CheckState::with_run(
         template.name.clone(),
         template.kind(),
         template.labels.clone(),
+        record,
     );
-    state.record(record);
     let format = negotiate(&headers);
     let body = metrics::exposition(&[state], None, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
