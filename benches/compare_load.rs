@@ -118,8 +118,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat(5); rest starts at 3.
     let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = rustix::param::clock_ticks_per_second() as f64;
     match (ticks(14), ticks(15)) {
         (Some(u), Some(s)) => (u + s) / hz,
         _ => f64::NAN,

@@ -160,22 +160,8 @@ fn own_checks(config: &Config, shard: Shard) -> Config {
 /// Load the config off the async threads: building checks reads files.
 async fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let path = path.to_path_buf();
-    let result = match tokio::task::spawn_blocking(move || config::load(&path)).await {
+    match tokio::task::spawn_blocking(move || config::load(&path)).await {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
-    release_freed_memory();
-    result
-}
-
-/// Parsing a large config allocates far more, briefly, than the running
-/// checks keep; hand the freed heap back to the system so a sidecar's
-/// resident memory reflects what it uses.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it has no
-    // preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

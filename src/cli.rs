@@ -168,7 +168,6 @@ enum LogFormat {
 
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     init_tracing(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -192,18 +191,6 @@ pub fn main() -> ExitCode {
         }
     });
     ExitCode::from(code)
-}
-
-/// glibc gives every thread that allocates its own heap arena; with a
-/// thread pool that multiplies fragmentation for no gain in an exporter that
-/// mostly waits. Two arenas keep resident memory close to what is used.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; called before any
-    // thread is started.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }
 
 fn init_tracing(log: &LogArgs) {
