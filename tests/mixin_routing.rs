@@ -266,19 +266,8 @@ fn the_mixin_subcommand_renders_the_shipped_files_from_the_shipped_config() {
             ),
     )
     .unwrap();
-    let status = Command::new("timeout")
-        .args([
-            "--kill-after=5s",
-            "60s",
-            env!("CARGO_BIN_EXE_runbook-exporter"),
-        ])
-        .args(["mixin", "--config"])
-        .arg(&mine)
-        .arg("--out")
-        .arg(out_dir.path().join("mine"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = render_mixin(&mine, &out_dir.path().join("mine"));
+    assert!(out.status.success(), "{out:?}");
     let rules = std::fs::read_to_string(
         out_dir
             .path()
@@ -296,18 +285,7 @@ fn the_mixin_subcommand_renders_the_shipped_files_from_the_shipped_config() {
         ),
     )
     .unwrap();
-    let out = Command::new("timeout")
-        .args([
-            "--kill-after=5s",
-            "60s",
-            env!("CARGO_BIN_EXE_runbook-exporter"),
-        ])
-        .args(["mixin", "--config"])
-        .arg(&mine)
-        .arg("--out")
-        .arg(out_dir.path().join("bad"))
-        .output()
-        .unwrap();
+    let out = render_mixin(&mine, &out_dir.path().join("bad"));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -315,4 +293,20 @@ fn the_mixin_subcommand_renders_the_shipped_files_from_the_shipped_config() {
         "{err}"
     );
     assert!(!out_dir.path().join("bad").exists());
+}
+
+/// `runbook-exporter mixin --config CONFIG --out OUT`, ended after 60 s.
+fn render_mixin(config: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    Command::new("timeout")
+        .args([
+            "--kill-after=5s",
+            "60s",
+            env!("CARGO_BIN_EXE_runbook-exporter"),
+        ])
+        .args(["mixin", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
 }

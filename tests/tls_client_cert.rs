@@ -132,75 +132,77 @@ fn client_setups(dir: &Path, server_ca: &Ca, client_ca: &Ca) -> [(String, &'stat
     ]
 }
 
-#[tokio::test]
-async fn tcp_a_refused_or_missing_client_certificate_is_tls() {
+/// The trusted client setup, for a control run after the refusals; the
+/// directory holds its certificate files.
+struct Trusted {
+    yaml: String,
+    what: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+/// Start a server that requires a client certificate from its own CA and
+/// answers `reply`; run the check `yaml` makes of `(addr, tls)` with no
+/// client certificate and with a foreign one, asserting each fails with
+/// `tls`; and return the check's config with the trusted certificate.
+async fn refused_unless_trusted(
+    names: &[&str],
+    reply: &'static [u8],
+    yaml: impl Fn(SocketAddr, &str) -> String,
+) -> Trusted {
     let ca = ca();
-    let server = leaf(&ca, &["localhost"], false);
-    let addr = serve_mtls(&ca, &server, b"+OK\r\n").await;
+    let server = leaf(&ca, names, false);
+    let addr = serve_mtls(&ca, &server, reply).await;
     let dir = tempfile::tempdir().unwrap();
-    let [none, foreign, trusted] = client_setups(dir.path(), &ca, &ca);
+    let [none, foreign, (tls, what)] = client_setups(dir.path(), &ca, &ca);
     for (tls, what) in [none, foreign] {
-        let check = build(&format!(
-            "kind: tcp\naddress: {addr}\ntls: true\ntls_config: {{{tls}, server_name: localhost}}\nsend: \"hello\\n\"\nexpect: '^\\+OK'"
-        ));
-        let failure = run(check.as_ref())
+        let failure = run(build(&yaml(addr, &tls)).as_ref())
             .await
             .expect_err(&format!("{what}: the server refuses the connection"));
         assert_eq!(failure.reason, Reason::Tls, "{what}: {}", failure.message);
     }
+    Trusted {
+        yaml: yaml(addr, &tls),
+        what,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn tcp_a_refused_or_missing_client_certificate_is_tls() {
+    let trusted = refused_unless_trusted(&["localhost"], b"+OK\r\n", |addr, tls| {
+        format!(
+            "kind: tcp\naddress: {addr}\ntls: true\ntls_config: {{{tls}, server_name: localhost}}\nsend: \"hello\\n\"\nexpect: '^\\+OK'"
+        )
+    })
+    .await;
     // The control: the same server accepts the trusted certificate.
-    let (tls, what) = trusted;
-    let check = build(&format!(
-        "kind: tcp\naddress: {addr}\ntls: true\ntls_config: {{{tls}, server_name: localhost}}\nsend: \"hello\\n\"\nexpect: '^\\+OK'"
-    ));
-    if let Err(f) = run(check.as_ref()).await {
-        panic!("{what}: {} {}", f.reason, f.message);
+    if let Err(f) = run(build(&trusted.yaml).as_ref()).await {
+        panic!("{}: {} {}", trusted.what, f.reason, f.message);
     }
 }
 
 #[tokio::test]
 async fn clickhouse_https_a_refused_or_missing_client_certificate_is_tls() {
-    let ca = ca();
-    let server = leaf(&ca, &["127.0.0.1"], false);
     let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nOk.";
-    let addr = serve_mtls(&ca, &server, reply).await;
-    let dir = tempfile::tempdir().unwrap();
-    let [none, foreign, trusted] = client_setups(dir.path(), &ca, &ca);
-    for (tls, what) in [none, foreign] {
-        let check = build(&format!(
-            "kind: clickhouse\nurl: https://{addr}\nuser: runbook\ntls: {{{tls}}}"
-        ));
-        let failure = run(check.as_ref())
-            .await
-            .expect_err(&format!("{what}: the server refuses the connection"));
-        assert_eq!(failure.reason, Reason::Tls, "{what}: {}", failure.message);
-    }
+    let trusted = refused_unless_trusted(&["127.0.0.1"], reply, |addr, tls| {
+        format!("kind: clickhouse\nurl: https://{addr}\nuser: runbook\ntls: {{{tls}}}")
+    })
+    .await;
     // The control: with the trusted certificate TLS succeeds, and the run
     // gets as far as this server's non-ClickHouse answers.
-    let (tls, what) = trusted;
-    let check = build(&format!(
-        "kind: clickhouse\nurl: https://{addr}\nuser: runbook\ntls: {{{tls}}}"
-    ));
-    if let Err(f) = run(check.as_ref()).await {
-        assert_ne!(f.reason, Reason::Tls, "{what}: {}", f.message);
+    if let Err(f) = run(build(&trusted.yaml).as_ref()).await {
+        assert_ne!(f.reason, Reason::Tls, "{}: {}", trusted.what, f.message);
     }
 }
 
 #[tokio::test]
 async fn kafka_a_refused_or_missing_client_certificate_is_tls() {
-    let ca = ca();
-    let server = leaf(&ca, &["localhost"], false);
-    // Never gets as far as a Kafka answer: the refusal comes first.
-    let addr = serve_mtls(&ca, &server, b"").await;
-    let dir = tempfile::tempdir().unwrap();
-    let [none, foreign, _] = client_setups(dir.path(), &ca, &ca);
-    for (tls, what) in [none, foreign] {
-        let check = build(&format!(
+    // Never gets as far as a Kafka answer: the refusal comes first (this
+    // server has no Kafka answers, so there is no control run).
+    refused_unless_trusted(&["localhost"], b"", |addr, tls| {
+        format!(
             "kind: kafka\nbrokers: ['{addr}']\ntopics: [none]\ntls: true\ntls_config: {{{tls}, server_name: localhost}}"
-        ));
-        let failure = run(check.as_ref())
-            .await
-            .expect_err(&format!("{what}: the server refuses the connection"));
-        assert_eq!(failure.reason, Reason::Tls, "{what}: {}", failure.message);
-    }
+        )
+    })
+    .await;
 }
