@@ -5,20 +5,59 @@
 //! scrape writes it back. The check's label text is kept once, shared by
 //! all of its renders ([`LabelBlocks`]).
 //!
-//! Markers are bytes 1 to 4, which the text format never contains outside
-//! label values; a check whose text holds one anyway is stored as it is.
+//! Markers are bytes 1 to 4 and 16 to 24, which the text format never
+//! contains outside label values; a check whose text holds one anyway is
+//! stored as it is. Bytes 16 to 24 also stand for a `reason` label of the
+//! fixed set after the check's labels, so the nine failure counters every
+//! check exports take a few bytes each.
 
 use std::fmt::{self, Write as _};
 
-/// What a marker stands for: the family's name (with `_total` for a
-/// counter's sample), `{`, and the check's labels with or without `kind`.
-const MARKERS: [(u8, bool, bool); 4] = [
-    // (byte, `_total`, with `kind`)
-    (1, false, true),
-    (2, true, true),
-    (3, false, false),
-    (4, true, false),
-];
+use crate::checks::Reason;
+
+/// What a marker byte stands for: the family's name (with `_total` for a
+/// counter's sample), `{`, the check's labels with or without `kind`, and
+/// perhaps a `reason` label.
+#[derive(Debug, Clone, Copy)]
+struct Marker {
+    byte: u8,
+    total: bool,
+    with_kind: bool,
+    reason: Option<Reason>,
+}
+
+const fn marker(byte: u8, total: bool, with_kind: bool) -> Marker {
+    Marker {
+        byte,
+        total,
+        with_kind,
+        reason: None,
+    }
+}
+
+/// Every marker; those with a reason first, as they match longer prefixes.
+const MARKERS: [Marker; 4 + Reason::ALL.len()] = {
+    let mut all = [marker(0, false, false); 4 + Reason::ALL.len()];
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        all[i] = Marker {
+            byte: 16 + i as u8,
+            total: true,
+            with_kind: true,
+            reason: Some(Reason::ALL[i]),
+        };
+        i += 1;
+    }
+    all[i] = marker(1, false, true);
+    all[i + 1] = marker(2, true, true);
+    all[i + 2] = marker(3, false, false);
+    all[i + 3] = marker(4, true, false);
+    all
+};
+
+fn is_marker(byte: u8) -> bool {
+    (1..=4).contains(&byte) || (16..16 + Reason::ALL.len() as u8).contains(&byte)
+}
 
 /// A check's own labels as the text format writes them: `check="…",
 /// kind="…",user…` (the shared families) and `check="…",user…` (the kind's
@@ -77,7 +116,7 @@ fn escape_into(out: &mut String, value: &str) {
 
 /// Whether `text` can be stored compactly (holds no marker byte).
 pub(super) fn compactable(text: &str) -> bool {
-    !text.bytes().any(|b| (1..=4).contains(&b))
+    !text.bytes().any(is_marker)
 }
 
 /// Append `lines` (one family's sample lines) to `out` in compact form.
@@ -97,14 +136,20 @@ pub(super) fn compact_into(out: &mut String, lines: &str, family: &str, blocks: 
 /// marker stands for.
 fn compact_line<'a>(line: &'a str, family: &str, blocks: &LabelBlocks) -> Option<(u8, &'a str)> {
     let after_name = line.strip_prefix(family)?;
-    MARKERS.iter().find_map(|&(marker, total, with_kind)| {
-        let after = if total {
+    MARKERS.iter().find_map(|m| {
+        let after = if m.total {
             after_name.strip_prefix("_total{")?
         } else {
             after_name.strip_prefix('{')?
         };
-        let rest = after.strip_prefix(blocks.block(with_kind))?;
-        rest.starts_with([',', '}']).then_some((marker, rest))
+        let mut rest = after.strip_prefix(blocks.block(m.with_kind))?;
+        if let Some(reason) = m.reason {
+            rest = rest
+                .strip_prefix(",reason=\"")?
+                .strip_prefix(reason.as_str())?
+                .strip_prefix('"')?;
+        }
+        rest.starts_with([',', '}']).then_some((m.byte, rest))
     })
 }
 
@@ -117,11 +162,16 @@ pub(super) fn expand<W: fmt::Write>(
 ) -> fmt::Result {
     for line in text.split_inclusive('\n') {
         let first = line.as_bytes().first().copied().unwrap_or(0);
-        match MARKERS.iter().find(|(m, _, _)| *m == first) {
-            Some(&(_, total, with_kind)) => {
+        match MARKERS.iter().find(|m| m.byte == first) {
+            Some(m) => {
                 out.write_str(family)?;
-                out.write_str(if total { "_total{" } else { "{" })?;
-                out.write_str(blocks.block(with_kind))?;
+                out.write_str(if m.total { "_total{" } else { "{" })?;
+                out.write_str(blocks.block(m.with_kind))?;
+                if let Some(reason) = m.reason {
+                    out.write_str(",reason=\"")?;
+                    out.write_str(reason.as_str())?;
+                    out.write_str("\"")?;
+                }
                 out.write_str(&line[1..])?;
             }
             None => out.write_str(line)?,
@@ -153,7 +203,7 @@ mod tests {
         assert_eq!(full, lines);
         assert_eq!(
             compact,
-            "\u{2},reason=\"dns\"} 0\n\u{1}} 1.0\n\u{3},phase=\"tls\"} 0.5\nrunbook_check_failures{check=\"other\"} 2\n"
+            "\u{13}} 0\n\u{1}} 1.0\n\u{3},phase=\"tls\"} 0.5\nrunbook_check_failures{check=\"other\"} 2\n"
         );
     }
 
@@ -166,5 +216,16 @@ mod tests {
         assert_eq!(full, lines);
         assert_eq!(compact, "\u{3},kind=\"tcp2\"} 1\n");
         assert!(!compactable("x{check=\"a\u{1}\"} 1\n"));
+        assert!(!compactable("x{check=\"a\u{10}\"} 1\n"));
+    }
+
+    #[test]
+    fn a_reason_outside_the_set_keeps_its_label_text() {
+        let blocks = LabelBlocks::new("db", "postgres", &[]);
+        let lines = "f_total{check=\"db\",kind=\"postgres\",reason=\"timeouts\"} 1\n\
+                     f_total{check=\"db\",kind=\"postgres\",reason=\"timeout\",x=\"y\"} 2\n";
+        let (compact, full) = round_trip(lines, "f", &blocks);
+        assert_eq!(full, lines);
+        assert_eq!(compact, "\u{2},reason=\"timeouts\"} 1\n\u{10},x=\"y\"} 2\n");
     }
 }
