@@ -56,7 +56,7 @@ pub struct TcpSpec {
     /// TLS settings used when `tls` is true: `ca_file`, `cert_file` and
     /// `key_file` (mutual TLS), `server_name` (default: the host of
     /// `address`), `insecure_skip_verify`.
-    pub tls_config: Option<TlsSpec>,
+    pub tls_config: Option<Box<TlsSpec>>,
 
     /// Data to send once connected (after the TLS handshake with `tls`).
     /// Write control characters with a double-quoted YAML string:
@@ -109,7 +109,7 @@ impl super::shared::targets::ProbeSafety for TcpSpec {
         super::shared::targets::set_fields(&[
             (
                 "tls_config.key_file",
-                TlsSpec::has_client_key(self.tls_config.as_ref()),
+                TlsSpec::has_client_key(self.tls_config.as_deref()),
             ),
             ("send", self.send.is_some()),
             (
@@ -198,7 +198,8 @@ pub struct TcpCheck {
     expect: Option<Regex>,
     max_read_bytes: usize,
     dialer: Dialer,
-    proxy: Option<Proxy>,
+    /// Boxed: most checks have none, and thousands of checks are built.
+    proxy: Option<Box<Proxy>>,
 }
 
 impl TcpCheck {
@@ -207,7 +208,7 @@ impl TcpCheck {
             split_host_port(&spec.address).map_err(|e| BuildError::new("address", e))?;
         let ip = host.parse::<IpAddr>().ok();
         let tls = if spec.tls {
-            let tls_spec = spec.tls_config.clone().unwrap_or_default();
+            let tls_spec = spec.tls_config.as_deref().cloned().unwrap_or_default();
             Some(tls_spec.connector("tls_config", "address", &host)?)
         } else {
             None
@@ -234,13 +235,13 @@ impl TcpCheck {
                 ip_protocol: spec.ip_protocol,
                 connect_timeout: spec.connect_timeout,
             },
-            proxy,
+            proxy: proxy.map(Box::new),
         })
     }
 
     async fn probe(&self) -> RunResult {
         let mut samples = Vec::new();
-        let proxy = self.proxy.as_ref().filter(|p| p.applies_to(&self.host));
+        let proxy = self.proxy.as_deref().filter(|p| p.applies_to(&self.host));
         let (host, port, ip) = match proxy {
             Some(p) => {
                 let (host, port) = p.host_port();
@@ -380,7 +381,10 @@ impl Check for TcpCheck {
     }
 
     fn secrets(&self) -> Vec<String> {
-        self.proxy.as_ref().map(Proxy::secrets).unwrap_or_default()
+        self.proxy
+            .as_deref()
+            .map(Proxy::secrets)
+            .unwrap_or_default()
     }
 }
 
