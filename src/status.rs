@@ -85,15 +85,15 @@ pub fn render(checks: &[std::sync::Arc<CheckState>]) -> String {
             message = escape(message),
         );
         for run in history {
-            let (c, title) = match &run.failure {
+            let (c, title) = match run.failure() {
                 None => ("ok", "ok".to_string()),
                 Some(reason) => ("fail", reason.to_string()),
             };
             let _ = write!(
                 html,
                 "<span class=\"{c}\" title=\"{} ago, {:.1} ms, {}\"></span>",
-                ago(now - run.finished_at),
-                run.duration_ms,
+                ago(now - run.finished_at()),
+                run.duration_ms(),
                 escape(&title)
             );
         }

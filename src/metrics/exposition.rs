@@ -164,17 +164,11 @@ impl Rendered {
         }
     }
 
-    /// Each family with its sample lines (compact), in order.
-    fn families(&self) -> impl Iterator<Item = (&FamilyMeta, &str)> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        self.layout
-            .families
-            .iter()
-            .zip(starts.zip(self.ends.iter().copied()))
-            .map(|(meta, (start, end))| {
-                let text = self.text.get(start as usize..end as usize).unwrap_or("");
-                (meta.as_ref(), text)
-            })
+    /// The sample lines (compact) of the family at `pos` in the layout.
+    fn lines(&self, pos: usize) -> &str {
+        let start = pos.checked_sub(1).map_or(0, |p| self.ends[p]);
+        let end = self.ends.get(pos).copied().unwrap_or(start);
+        self.text.get(start as usize..end as usize).unwrap_or("")
     }
 }
 
@@ -243,6 +237,10 @@ pub(super) fn tail(registry: Option<&Registry>, format: Format) -> String {
 /// Concatenate the checks' rendered families into `out`: each family's
 /// metadata once, then every check's samples of it, families in order of
 /// first appearance.
+///
+/// The work is planned on the checks' layouts, which are few (a handful
+/// per kind): what is kept while writing is a layout number per check, not
+/// a list of every check's lines per family.
 pub(super) fn write_checks<W: std::fmt::Write>(
     rendered: &[Arc<Rendered>],
     format: Format,
@@ -250,29 +248,40 @@ pub(super) fn write_checks<W: std::fmt::Write>(
 ) -> std::fmt::Result {
     let mut order: Vec<&FamilyMeta> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut samples: Vec<Vec<(&Rendered, &str)>> = Vec::new();
+    // Each distinct layout, and for each family of `order` the positions it
+    // takes in that layout (a family name may repeat; usually it is one).
+    let mut layouts: Vec<(&Layout, Vec<Vec<usize>>)> = Vec::new();
+    let mut layout_of: Vec<usize> = Vec::with_capacity(rendered.len());
     for r in rendered {
-        for (i, (meta, lines)) in r.families().enumerate() {
-            // Checks of one kind list their families in the same order, so
-            // the position usually finds the family without hashing.
-            let slot = match order.get(i) {
-                Some(f) if std::ptr::eq(*f, meta) => i,
-                _ => *index.entry(&meta.name).or_insert_with(|| {
+        let known = layouts
+            .iter()
+            .rposition(|(l, _)| std::ptr::eq(*l, &*r.layout));
+        let id = known.unwrap_or_else(|| {
+            let mut at: Vec<Vec<usize>> = Vec::new();
+            for (pos, meta) in r.layout.families.iter().enumerate() {
+                let g = *index.entry(&meta.name).or_insert_with(|| {
                     order.push(meta);
-                    samples.push(Vec::new());
                     order.len() - 1
-                }),
-            };
-            samples[slot].push((r, lines));
-        }
+                });
+                if at.len() <= g {
+                    at.resize(g + 1, Vec::new());
+                }
+                at[g].push(pos);
+            }
+            layouts.push((&r.layout, at));
+            layouts.len() - 1
+        });
+        layout_of.push(id);
     }
-    for (family, lines) in order.iter().zip(&samples) {
+    for (g, family) in order.iter().enumerate() {
         out.write_str(match format {
             Format::OpenMetrics => &family.header,
             Format::Text => &family.text_header,
         })?;
-        for (r, l) in lines {
-            r.write_family(out, family, l)?;
+        for (r, &id) in rendered.iter().zip(&layout_of) {
+            for &pos in layouts[id].1.get(g).map(Vec::as_slice).unwrap_or(&[]) {
+                r.write_family(out, family, r.lines(pos))?;
+            }
         }
     }
     Ok(())
@@ -444,9 +453,8 @@ mod tests {
             "# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\nb 1\n",
             &blocks,
         );
-        let got: Vec<(&str, &str, &str)> = r
-            .families()
-            .map(|(meta, lines)| (meta.name.as_str(), meta.header.as_str(), lines))
+        let got: Vec<(&str, &str, &str)> = (r.layout.families.iter().enumerate())
+            .map(|(pos, meta)| (meta.name.as_str(), meta.header.as_str(), r.lines(pos)))
             .collect();
         assert_eq!(
             got,
@@ -458,12 +466,20 @@ mod tests {
     }
 
     #[test]
-    fn a_forgotten_run_drops_its_samples() {
+    fn a_restarted_check_drops_its_last_run_and_keeps_its_counters() {
         let a = CheckState::new("a".into(), "test", vec![]);
         a.record(run(vec![
             Sample::new(&PHASE, 0.5).with_label("phase", "connect")
         ]));
-        a.forget_last_run();
+        let om = exposition(std::slice::from_ref(&a), None, Format::OpenMetrics);
+        assert!(
+            om.contains("runbook_test_phase_duration_seconds{check=\"a\",phase=\"connect\"} 0.5\n")
+        );
+        assert!(
+            a.last().is_some_and(|r| r.samples().is_empty()),
+            "kept as text only"
+        );
+        a.restart(Duration::from_secs(30));
         let om = exposition(&[a], None, Format::OpenMetrics);
         assert!(!om.contains("runbook_test_phase_duration_seconds{"));
         assert!(!om.contains("runbook_check_up{"));
@@ -472,8 +488,7 @@ mod tests {
 
     #[test]
     fn a_scheduled_check_exports_its_interval_and_a_probe_run_none() {
-        let scheduled = CheckState::new("a".into(), "test", vec![]);
-        scheduled.set_interval(Duration::from_secs(120));
+        let scheduled = CheckState::scheduled("a".into(), "test", vec![], Duration::from_secs(120));
         let probe = CheckState::new("b".into(), "test", vec![]);
         let om = exposition(&[scheduled, probe], None, Format::OpenMetrics);
         assert!(om.contains("runbook_check_interval_seconds{check=\"a\",kind=\"test\"} 120"));

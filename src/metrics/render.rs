@@ -24,6 +24,7 @@ pub(super) struct CheckView<'a> {
     pub(super) kind: &'static str,
     /// User labels, sorted by name.
     pub(super) labels: &'a [(String, String)],
+    /// The last run; its samples are handed to [`render`] apart.
     pub(super) last: Option<Arc<RunRecord>>,
     pub(super) last_success: Option<f64>,
     /// The scheduled interval, seconds; `None` for a `/probe` run.
@@ -40,14 +41,19 @@ pub(super) trait Viewed: fmt::Debug + Send + Sync + 'static {
 
 /// The check's series in OpenMetrics text, without `# EOF`: every family's
 /// metadata, even of a family without samples.
+/// `samples` are the last run's kind-specific samples.
 /// Handed to `with` in a buffer the thread reuses, so that rendering
 /// allocates no text of its own beyond what the caller keeps.
-pub(super) fn render<C: Viewed, T>(check: Arc<C>, with: impl FnOnce(&str) -> T) -> T {
+pub(super) fn render<C: Viewed, T>(
+    check: Arc<C>,
+    samples: Vec<Sample>,
+    with: impl FnOnce(&str) -> T,
+) -> T {
     thread_local! {
         static BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(CheckCollector(check)));
+    registry.register_collector(Box::new(CheckCollector(check, samples)));
     BUFFER.with(|buffer| {
         // A reentrant render (never done) would get a buffer of its own.
         let mut own = String::new();
@@ -68,17 +74,17 @@ pub(super) fn render<C: Viewed, T>(check: Arc<C>, with: impl FnOnce(&str) -> T) 
     })
 }
 
-/// Lends one check to prometheus-client's encoder, which wants an owned
-/// collector.
+/// Lends one check and its last run's samples to prometheus-client's
+/// encoder, which wants an owned collector.
 #[derive(Debug)]
-struct CheckCollector<C>(Arc<C>);
+struct CheckCollector<C>(Arc<C>, Vec<Sample>);
 
 impl<C: Viewed> Collector for CheckCollector<C> {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let view = self.0.view();
         encode_state(&view, &mut encoder)?;
         encode_counters(&view, &mut encoder)?;
-        encode_samples(&view, &mut encoder)
+        encode_samples(&view, &self.1, &mut encoder)
     }
 }
 
@@ -168,12 +174,14 @@ fn encode_counters(view: &CheckView, encoder: &mut DescriptorEncoder) -> Result<
 
 /// The kind-specific samples of the last run, grouped into families by
 /// metric name.
-fn encode_samples(view: &CheckView, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+fn encode_samples(
+    view: &CheckView,
+    samples: &[Sample],
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), fmt::Error> {
     let mut families: BTreeMap<&'static str, Vec<&Sample>> = BTreeMap::new();
-    if let Some(record) = &view.last {
-        for sample in record.samples() {
-            families.entry(sample.desc.name).or_default().push(sample);
-        }
+    for sample in samples {
+        families.entry(sample.desc.name).or_default().push(sample);
     }
     let mut name = String::new();
     let mut labels = Vec::new();

@@ -37,11 +37,20 @@ impl RunRecord {
         self.result.as_ref().err()
     }
 
-    /// The kind-specific samples that are valid for this run.
+    /// The kind-specific samples that are valid for this run (none in a
+    /// record a [`CheckState`] keeps: they are in its rendered series).
     pub fn samples(&self) -> &[Sample] {
         match &self.result {
             Ok(samples) => samples,
             Err(f) => &f.samples,
+        }
+    }
+
+    /// Take the samples out, leaving the rest of the record.
+    fn take_samples(&mut self) -> Vec<Sample> {
+        match &mut self.result {
+            Ok(samples) => std::mem::take(samples),
+            Err(f) => std::mem::take(&mut f.samples),
         }
     }
 }
@@ -59,6 +68,8 @@ pub struct CheckState {
     /// The scheduled interval in seconds, as f64 bits; 0 for a `/probe` run,
     /// which has none.
     interval_bits: AtomicU64,
+    /// The last run, without its samples: once rendered, they live only in
+    /// `rendered`, so that a check keeps one copy of them, as text.
     last: ArcSwapOption<RunRecord>,
     history: Mutex<VecDeque<RunSummary>>,
     /// This check's series, encoded when its state last changed, so that a
@@ -74,22 +85,70 @@ pub struct CheckState {
 /// How many recent runs each check remembers for the status page.
 pub const HISTORY_LEN: usize = 20;
 
-/// One past run, as the status page shows it: 16 bytes, since thousands of
+/// One past run, as the status page shows it: 8 bytes, since thousands of
 /// checks keep [`HISTORY_LEN`] of these. The message of the last run is in
 /// [`CheckState::last`]; older failures keep their reason.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct RunSummary {
-    pub finished_at: f64,
+    /// When the run ended, whole Unix seconds (the page shows ages).
+    finished_at: u32,
+    /// The run's duration in tenths of a millisecond (saturating at about
+    /// seven hours) above four bits of outcome: 0 for a success, else the
+    /// reason's index in [`Reason::ALL`] plus one.
+    packed: u32,
+}
+
+// Every outcome fits in the four bits.
+const _: () = assert!(Reason::ALL.len() < 16);
+
+impl RunSummary {
+    const OUTCOME_BITS: u32 = 4;
+
+    fn new(record: &RunRecord) -> Self {
+        let outcome = record.failure().map_or(0, |f| f.reason.index() as u32 + 1);
+        let tenths = (record.duration.as_secs_f64() * 10_000.0).min(f64::from(u32::MAX)) as u32;
+        let tenths = tenths.min(u32::MAX >> Self::OUTCOME_BITS);
+        Self {
+            finished_at: record.finished_at.clamp(0.0, f64::from(u32::MAX)) as u32,
+            packed: (tenths << Self::OUTCOME_BITS) | outcome,
+        }
+    }
+
+    /// When the run ended, Unix seconds.
+    pub fn finished_at(&self) -> f64 {
+        f64::from(self.finished_at)
+    }
+
     /// How long the run took, milliseconds.
-    pub duration_ms: f32,
+    pub fn duration_ms(&self) -> f64 {
+        f64::from(self.packed >> Self::OUTCOME_BITS) / 10.0
+    }
+
     /// Why the run failed; `None` for a success.
-    pub failure: Option<Reason>,
+    pub fn failure(&self) -> Option<Reason> {
+        let outcome = (self.packed & ((1 << Self::OUTCOME_BITS) - 1)) as usize;
+        outcome
+            .checked_sub(1)
+            .and_then(|i| Reason::ALL.get(i).copied())
+    }
 }
 
 impl CheckState {
     pub fn new(name: String, kind: &'static str, labels: Vec<(String, String)>) -> Arc<Self> {
         let state = Self::unrendered(name, kind, labels);
-        state.render();
+        state.render(Vec::new());
+        state
+    }
+
+    /// The state of a check scheduled at `interval`, before its first run.
+    pub fn scheduled(
+        name: String,
+        kind: &'static str,
+        labels: Vec<(String, String)>,
+        interval: Duration,
+    ) -> Arc<Self> {
+        let state = Self::unrendered(name, kind, labels);
+        state.restart(interval);
         state
     }
 
@@ -102,8 +161,7 @@ impl CheckState {
         record: RunRecord,
     ) -> Arc<Self> {
         let state = Self::unrendered(name, kind, labels);
-        state.apply(record);
-        state.render();
+        state.record(record);
         state
     }
 
@@ -126,10 +184,13 @@ impl CheckState {
         })
     }
 
-    /// Re-encode this check's series after its state changed. Runs on the
-    /// check's own task, off the scrape path.
-    fn render(self: &Arc<Self>) {
-        let rendered = render::render(self.clone(), |om| Rendered::parse(om, &self.blocks));
+    /// Re-encode this check's series after its state changed, with
+    /// `samples` as the last run's. Runs on the check's own task, off the
+    /// scrape path.
+    fn render(self: &Arc<Self>, samples: Vec<Sample>) {
+        let rendered = render::render(self.clone(), samples, |om| {
+            Rendered::parse(om, &self.blocks)
+        });
         self.rendered.store(Arc::new(rendered));
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -151,26 +212,22 @@ impl CheckState {
         self.name == name && self.kind == kind && self.labels == labels
     }
 
-    /// Set the interval the check is scheduled at (exported as
+    /// Start the check's schedule over at `interval` (exported as
     /// `runbook_check_interval_seconds`, so that staleness alerts can be
-    /// relative to it).
-    pub fn set_interval(self: &Arc<Self>, interval: Duration) {
-        let bits = interval.as_secs_f64().to_bits();
-        if self.interval_bits.swap(bits, Ordering::Relaxed) != bits {
-            self.render();
-        }
-    }
-
-    /// Drop the last run's result (its check changed), keeping counters.
-    pub fn forget_last_run(self: &Arc<Self>) {
+    /// relative to it): the last run's result is dropped, since the check
+    /// that produced it changed, and the counters are kept.
+    pub fn restart(self: &Arc<Self>, interval: Duration) {
+        self.interval_bits
+            .store(interval.as_secs_f64().to_bits(), Ordering::Relaxed);
         self.last.store(None);
-        self.render();
+        self.render(Vec::new());
     }
 
     /// Record a finished run.
-    pub fn record(self: &Arc<Self>, record: RunRecord) {
+    pub fn record(self: &Arc<Self>, mut record: RunRecord) {
+        let samples = record.take_samples();
         self.apply(record);
-        self.render();
+        self.render(samples);
     }
 
     /// Count `record` and make it the last run, without rendering.
@@ -191,11 +248,7 @@ impl CheckState {
             if history.capacity() == 0 {
                 history.reserve_exact(HISTORY_LEN);
             }
-            history.push_back(RunSummary {
-                finished_at: record.finished_at,
-                duration_ms: (record.duration.as_secs_f64() * 1000.0) as f32,
-                failure: record.failure().map(|f| f.reason),
-            });
+            history.push_back(RunSummary::new(&record));
         }
         self.last.store(Some(Arc::new(record)));
     }
@@ -208,7 +261,7 @@ impl CheckState {
             .unwrap_or_default()
     }
 
-    /// The last run, if any.
+    /// The last run, if any, without its samples.
     pub fn last(&self) -> Option<Arc<RunRecord>> {
         self.last.load_full()
     }
@@ -369,5 +422,40 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.counter().fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Failure;
+
+    fn summary(duration: Duration, result: RunResult) -> RunSummary {
+        RunSummary::new(&RunRecord {
+            finished_at: 1_764_770_000.75,
+            duration,
+            result,
+            notes: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_summary_keeps_the_outcome_seconds_and_tenths_of_a_millisecond() {
+        assert_eq!(std::mem::size_of::<RunSummary>(), 8);
+        let ok = summary(Duration::from_micros(12_345), Ok(Vec::new()));
+        assert_eq!(ok.failure(), None);
+        assert_eq!(ok.finished_at(), 1_764_770_000.0);
+        assert_eq!(ok.duration_ms(), 12.3);
+        for reason in Reason::ALL {
+            let failed = summary(Duration::from_secs(5), Err(Failure::new(reason, "x")));
+            assert_eq!(failed.failure(), Some(reason));
+            assert_eq!(failed.duration_ms(), 5000.0);
+        }
+        let long = summary(
+            Duration::from_secs(86_400),
+            Err(Failure::new(Reason::Timeout, "")),
+        );
+        assert_eq!(long.failure(), Some(Reason::Timeout));
+        assert!(long.duration_ms() > 26_000_000.0, "saturates, about 7.4 h");
     }
 }

@@ -85,7 +85,6 @@ impl Table {
     }
 
     fn insert(&mut self, config: Arc<CheckConfig>, state: Arc<CheckState>) {
-        state.set_interval(config.interval);
         let origin = Instant::now() + start_offset(&config.name, config.interval);
         let id = self.next_id;
         self.next_id += 1;
@@ -213,7 +212,12 @@ impl Drop for Scheduler {
 }
 
 fn new_state(check: &CheckConfig) -> Arc<CheckState> {
-    CheckState::new(check.name.clone(), check.kind(), check.labels.clone())
+    CheckState::scheduled(
+        check.name.clone(),
+        check.kind(),
+        check.labels.clone(),
+        check.interval,
+    )
 }
 
 /// The state a changed check continues with: its counters when its series
@@ -231,7 +235,7 @@ fn carried_over(prev: Slot, check: &CheckConfig) -> Arc<CheckState> {
         .state
         .same_series(&check.name, check.kind(), &check.labels)
     {
-        prev.state.forget_last_run();
+        prev.state.restart(check.interval);
         prev.state
     } else {
         new_state(check)
