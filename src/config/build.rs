@@ -93,8 +93,10 @@ struct RawCommon {
 const COMMON_FIELDS: &[&str] = &["name", "interval", "timeout", "labels"];
 
 /// The validated config of `doc`, or `None` when its top level cannot be
-/// read; other problems are added to `errors`.
-pub(super) fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
+/// read; other problems are added to `errors`. The document's value is
+/// taken, not copied, and each entry's part of it is dropped once the entry
+/// is built.
+pub(super) fn build(doc: &mut Document, errors: &mut Errors) -> Option<Config> {
     if !doc.value.is_object() {
         errors.at(
             doc.position(""),
@@ -103,7 +105,7 @@ pub(super) fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
         );
         return None;
     }
-    let top: RawTop = match serde_path_to_error::deserialize(&doc.value) {
+    let top: RawTop = match serde_path_to_error::deserialize(std::mem::take(&mut doc.value)) {
         Ok(top) => top,
         Err(e) => {
             errors.serde(doc, "", e);
@@ -133,7 +135,8 @@ pub(super) fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
     let allowed_targets = probe_patterns(doc, errors, &top.probe.allowed_targets);
 
     // Checks and modules share one namespace: /probe?module= names either.
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    // Where each name was first used: its section and index.
+    let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
     let mut sections = [
         ("checks", top.checks, Vec::new()),
         ("modules", top.modules, Vec::new()),
@@ -145,17 +148,18 @@ pub(super) fn build(doc: &Document, errors: &mut Errors) -> Option<Config> {
                 continue;
             };
             let name_path = format!("{path}.name");
-            if let Some(first) = seen.get(&check.name) {
+            if let Some((first_section, first)) = seen.get(&check.name) {
+                let first_line = doc.position(&format!("{first_section}[{first}].name")).line;
                 errors.at(
                     doc.position(&name_path),
                     &name_path,
                     format!(
-                        "duplicate check name {:?} (first used at line {})",
-                        check.name, first
+                        "duplicate check name {:?} (first used at line {first_line})",
+                        check.name
                     ),
                 );
             } else {
-                seen.insert(check.name.clone(), doc.position(&name_path).line);
+                seen.insert(check.name.clone(), (section, i));
                 built.push(Arc::new(check));
             }
         }

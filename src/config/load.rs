@@ -62,14 +62,14 @@ pub fn parse(
         }
     };
     let subs = &interpolated.substitutions;
-    let doc = match Document::parse(&interpolated.text) {
+    let mut doc = match Document::parse(&interpolated.text) {
         Ok(doc) => doc,
         Err((pos, message)) => {
             errors.at(pos, "", message);
             return Err(errors.finish(subs));
         }
     };
-    let config = build(&doc, &mut errors);
+    let config = build(&mut doc, &mut errors);
     match config {
         Some(c) if errors.list.is_empty() => Ok(c),
         _ => Err(errors.finish(subs)),

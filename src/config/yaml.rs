@@ -1,10 +1,15 @@
 //! YAML parsing with positions: the document becomes a `serde_json::Value`
-//! plus a map from each field's path (`checks[2].timeout`) to the line and
-//! column where it was written. Deserializing from the value with
-//! `serde_path_to_error` then gives every error a path, and the map turns
-//! the path into a position, even inside tagged enums where YAML libraries
-//! lose track of positions.
+//! plus, when an error needs one, a map from each field's path
+//! (`checks[2].timeout`) to the line and column where it was written.
+//! Deserializing from the value with `serde_path_to_error` then gives every
+//! error a path, and the map turns the path into a position, even inside
+//! tagged enums where YAML libraries lose track of positions.
+//!
+//! The map is made by parsing the text a second time, at the first
+//! question about a position: a valid file of 100,000 checks never holds
+//! a path string per field.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -18,10 +23,18 @@ pub struct Pos {
     pub column: usize,
 }
 
-/// A parsed document: the value, and where each path was written.
+/// A parsed document: the value, and the text, to tell where each path
+/// was written.
 #[derive(Debug)]
-pub struct Document {
+pub struct Document<'t> {
     pub value: Value,
+    text: &'t str,
+    spans: OnceCell<Spans>,
+}
+
+/// Where each path's value and key were written.
+#[derive(Debug, Default)]
+struct Spans {
     values: HashMap<String, Pos>,
     keys: HashMap<String, Pos>,
 }
@@ -42,66 +55,50 @@ fn budget_for(len: usize) -> Option<serde_saphyr::Budget> {
     }
 }
 
-impl Document {
+/// Parse `text` into `T` under the budget, with YAML 1.2 scalars.
+fn parse_as<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (Pos, String)> {
+    // YAML 1.2 booleans only: `name: y` or `country: no` stay strings.
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        budget: budget_for(text.len()),
+    };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let pos = e.location().map(|l| pos(&l)).unwrap_or_default();
+        (pos, syntax_message(&e.without_snippet().to_string()))
+    })
+}
+
+impl<'t> Document<'t> {
     /// Parse YAML text (YAML 1.2 scalars). The error is a position and a
     /// message.
-    pub fn parse(text: &str) -> Result<Self, (Pos, String)> {
-        // YAML 1.2 booleans only: `name: y` or `country: no` stay strings.
-        let options = serde_saphyr::options! {
-            strict_booleans: true,
-            budget: budget_for(text.len()),
-        };
-        let root: Spanned<Node> =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-                let pos = e.location().map(|l| pos(&l)).unwrap_or_default();
-                (pos, syntax_message(&e.without_snippet().to_string()))
-            })?;
-        let mut doc = Document {
-            value: Value::Null,
-            values: HashMap::new(),
-            keys: HashMap::new(),
-        };
-        doc.value = doc.convert(root, String::new());
-        Ok(doc)
+    pub fn parse(text: &'t str) -> Result<Self, (Pos, String)> {
+        let root: Spanned<Node> = parse_as(text)?;
+        Ok(Document {
+            value: value_of(root.value),
+            text,
+            spans: OnceCell::new(),
+        })
     }
 
-    fn convert(&mut self, node: Spanned<Node>, path: String) -> Value {
-        self.values.insert(path.clone(), pos(&node.referenced));
-        match node.value {
-            Node::Null => Value::Null,
-            Node::Bool(b) => Value::Bool(b),
-            Node::Int(i) => Value::from(i),
-            Node::UInt(u) => Value::from(u),
-            Node::Float(f) => serde_json::Number::from_f64(f)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-            Node::Str(s) => Value::String(s),
-            Node::Seq(items) => Value::Array(
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| self.convert(item, format!("{path}[{i}]")))
-                    .collect(),
-            ),
-            Node::Map(entries) => {
-                let mut map = Map::new();
-                for (key, value) in entries {
-                    let child = join(&path, &key.value);
-                    self.keys.insert(child.clone(), pos(&key.referenced));
-                    let v = self.convert(value, child);
-                    map.insert(key.value, v);
-                }
-                Value::Object(map)
+    /// Where each path was written, from a second parse of the text (which
+    /// parsed once, so it parses the same again).
+    fn spans(&self) -> &Spans {
+        self.spans.get_or_init(|| {
+            let mut spans = Spans::default();
+            if let Ok(root) = parse_as::<Spanned<Node>>(self.text) {
+                spans.record(&root, String::new());
             }
-        }
+            spans
+        })
     }
 
     /// Where the value at `path` was written; falls back to the nearest
     /// ancestor that has a position.
     pub fn position(&self, path: &str) -> Pos {
+        let values = &self.spans().values;
         let mut p = path.to_string();
         loop {
-            if let Some(pos) = self.values.get(&p) {
+            if let Some(pos) = values.get(&p) {
                 return *pos;
             }
             match p.rfind(['.', '[']) {
@@ -114,7 +111,50 @@ impl Document {
 
     /// Where the key of `path` was written (for unknown-field errors).
     pub fn key_position(&self, path: &str) -> Option<Pos> {
-        self.keys.get(path).copied()
+        self.spans().keys.get(path).copied()
+    }
+}
+
+/// The value of a parsed node, positions dropped.
+fn value_of(node: Node) -> Value {
+    match node {
+        Node::Null => Value::Null,
+        Node::Bool(b) => Value::Bool(b),
+        Node::Int(i) => Value::from(i),
+        Node::UInt(u) => Value::from(u),
+        Node::Float(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Node::Str(s) => Value::String(s),
+        Node::Seq(items) => Value::Array(items.into_iter().map(|i| value_of(i.value)).collect()),
+        Node::Map(entries) => Value::Object(
+            entries
+                .into_iter()
+                .map(|(key, value)| (key.value, value_of(value.value)))
+                .collect::<Map<String, Value>>(),
+        ),
+    }
+}
+
+impl Spans {
+    /// Note where `node` (at `path`) and everything under it was written.
+    fn record(&mut self, node: &Spanned<Node>, path: String) {
+        match &node.value {
+            Node::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.record(item, format!("{path}[{i}]"));
+                }
+            }
+            Node::Map(entries) => {
+                for (key, value) in entries {
+                    let child = join(&path, &key.value);
+                    self.keys.insert(child.clone(), pos(&key.referenced));
+                    self.record(value, child);
+                }
+            }
+            _ => {}
+        }
+        self.values.insert(path, pos(&node.referenced));
     }
 }
 
@@ -234,6 +274,7 @@ mod tests {
     #[test]
     fn positions_of_values_and_keys() {
         let doc = Document::parse("a: 1\nchecks:\n  - name: x\n    port: 80\n").unwrap();
+        assert!(doc.spans.get().is_none(), "no positions until one is asked");
         assert_eq!(
             doc.position("checks[0].port"),
             Pos {
