@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::registry::Registry;
 
 use super::compact::{self, LabelBlocks};
-use super::state::CheckState;
+use super::render::{self, OneRun};
+use super::state::{CheckState, RunRecord};
 
 /// One check's series, split by metric family, stored compactly: the
 /// family list is shared by every check with the same families (interned),
@@ -194,6 +195,29 @@ pub fn exposition(
     let mut out = checks_part(&rendered, format);
     out.push_str(&tail(registry, format));
     out
+}
+
+/// The answer to a `/probe`: the series of one run of a check, rendered
+/// straight to text (no stored state, nothing to merge), then `# EOF` in
+/// OpenMetrics.
+pub fn probe_exposition(
+    name: String,
+    kind: &'static str,
+    labels: Vec<(String, String)>,
+    mut record: RunRecord,
+    format: Format,
+) -> String {
+    let samples = record.take_samples();
+    let run = OneRun {
+        name,
+        kind,
+        labels,
+        record: Arc::new(record),
+    };
+    render::render(Arc::new(run), samples, |om| match format {
+        Format::OpenMetrics => format!("{om}# EOF\n"),
+        Format::Text => openmetrics_to_text(om),
+    })
 }
 
 /// Each check's current pre-rendered series.
@@ -444,6 +468,31 @@ mod tests {
         let text = exposition(&[a, b, c], None, Format::Text);
         assert!(text.contains("# TYPE runbook_other_reads_total counter\nrunbook_other_reads_total{check=\"b\"} 7.0\n"));
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    }
+
+    #[test]
+    fn a_probe_answer_is_what_a_check_that_ran_once_exports() {
+        use crate::checks::{Failure, Reason};
+        let failed = RunRecord {
+            result: Err(Failure::new(Reason::Tls, "bad certificate")
+                .with_samples(vec![Sample::new(&PHASE, 0.1).with_label("phase", "connect")])),
+            ..run(Vec::new())
+        };
+        let passed = run(vec![
+            Sample::new(&PHASE, 0.5).with_label("phase", "connect"),
+            Sample::new(&READS, 3.0),
+        ]);
+        let labels = vec![("team".to_string(), "x\"y".to_string())];
+        for record in [passed, failed] {
+            for format in [Format::OpenMetrics, Format::Text] {
+                let state = CheckState::new("p".into(), "test", labels.clone());
+                state.record(record.clone());
+                let want = exposition(&[state], None, format);
+                let got =
+                    probe_exposition("p".into(), "test", labels.clone(), record.clone(), format);
+                assert_eq!(got, want, "{format:?}");
+            }
+        }
     }
 
     #[test]

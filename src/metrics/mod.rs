@@ -18,5 +18,5 @@ mod state;
 
 pub use compress::{accepts_gzip, exposition_gzip};
 pub use exporter::registry;
-pub use exposition::{exposition, Format};
+pub use exposition::{exposition, probe_exposition, Format};
 pub use state::{CheckState, InFlight, RunRecord, RunSummary, Store, HISTORY_LEN};

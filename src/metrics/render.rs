@@ -39,6 +39,32 @@ pub(super) trait Viewed: fmt::Debug + Send + Sync + 'static {
     fn view(&self) -> CheckView<'_>;
 }
 
+/// One `/probe` run, shown as the series of a check that ran once: one
+/// run, counted as a success or as a failure of its reason.
+#[derive(Debug)]
+pub(super) struct OneRun {
+    pub(super) name: String,
+    pub(super) kind: &'static str,
+    pub(super) labels: Vec<(String, String)>,
+    pub(super) record: Arc<RunRecord>,
+}
+
+impl Viewed for OneRun {
+    fn view(&self) -> CheckView<'_> {
+        let reason = self.record.failure().map(|f| f.reason);
+        CheckView {
+            name: &self.name,
+            kind: self.kind,
+            labels: &self.labels,
+            last: Some(self.record.clone()),
+            last_success: reason.is_none().then_some(self.record.finished_at),
+            interval: None,
+            runs: 1,
+            failures: Reason::ALL.map(|r| u64::from(reason == Some(r))),
+        }
+    }
+}
+
 /// The check's series in OpenMetrics text, without `# EOF`: every family's
 /// metadata, even of a family without samples.
 /// `samples` are the last run's kind-specific samples.

@@ -47,7 +47,7 @@ impl RunRecord {
     }
 
     /// Take the samples out, leaving the rest of the record.
-    fn take_samples(&mut self) -> Vec<Sample> {
+    pub(super) fn take_samples(&mut self) -> Vec<Sample> {
         match &mut self.result {
             Ok(samples) => std::mem::take(samples),
             Err(f) => std::mem::take(&mut f.samples),
@@ -149,19 +149,6 @@ impl CheckState {
     ) -> Arc<Self> {
         let state = Self::unrendered(name, kind, labels);
         state.restart(interval);
-        state
-    }
-
-    /// The state of a check that ran once, `record` (a `/probe` answer),
-    /// rendered once.
-    pub fn with_run(
-        name: String,
-        kind: &'static str,
-        labels: Vec<(String, String)>,
-        record: RunRecord,
-    ) -> Arc<Self> {
-        let state = Self::unrendered(name, kind, labels);
-        state.record(record);
         state
     }
 

@@ -20,7 +20,7 @@ use url::form_urlencoded;
 
 use crate::app::{App, ProbeTable};
 use crate::config::TargetError;
-use crate::metrics::{self, CheckState, Format};
+use crate::metrics::{self, Format};
 use crate::scheduler::run_holding;
 use crate::web::WebConfig;
 
@@ -203,14 +203,14 @@ async fn probe(State(ctx): State<Ctx>, RawQuery(query): RawQuery, headers: Heade
     }
     let held = (permit, ctx.app.store().probe_in_flight());
     let record = run_holding(check, timeout, held).await;
-    let state = CheckState::with_run(
+    let format = negotiate(&headers);
+    let body = metrics::probe_exposition(
         template.name.clone(),
         template.kind(),
         template.labels.clone(),
         record,
+        format,
     );
-    let format = negotiate(&headers);
-    let body = metrics::exposition(&[state], None, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
