@@ -63,6 +63,10 @@ async fn metrics_are_gzipped_when_the_scraper_accepts_it() {
         .await
         .unwrap();
     assert_eq!(header(&plain_headers, "content-encoding"), None);
+    assert!(
+        header(&plain_headers, "content-length").is_some(),
+        "a small body comes whole, with its length"
+    );
     let plain = String::from_utf8(plain).expect("an uncompressed body");
     assert!(plain.contains("runbook_check_up{check=\"gz_tcp\",kind=\"tcp\"} 1"));
 
@@ -92,5 +96,42 @@ async fn metrics_are_gzipped_when_the_scraper_accepts_it() {
         "{} vs {}",
         raw.len(),
         decoded.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_plain_body_is_sent_in_chunks_and_whole() {
+    let target = tcp_target();
+    let mut config = String::from("defaults: {interval: 1h, timeout: 5s}\nchecks:\n");
+    for i in 0..1500 {
+        config.push_str(&format!(
+            "  - {{name: big_{i}, kind: tcp, address: \"{target}\"}}\n"
+        ));
+    }
+    let (_app, addr, _dir) = serve_config(&config).await;
+
+    let (headers, body) = tokio::task::spawn_blocking(move || curl(addr, &[]))
+        .await
+        .unwrap();
+    let body = String::from_utf8(body).expect("an uncompressed body");
+    assert!(body.len() > 10 * 64 * 1024, "{} bytes", body.len());
+    assert_eq!(header(&headers, "transfer-encoding"), Some("chunked"));
+    assert_eq!(header(&headers, "content-length"), None);
+    for i in 0..1500 {
+        let line = format!("runbook_check_runs_total{{check=\"big_{i}\",kind=\"tcp\"}} ");
+        assert_eq!(body.matches(&line).count(), 1, "{line}");
+    }
+    let types = body
+        .lines()
+        .filter(|l| l.starts_with("# TYPE runbook_check_runs_total"))
+        .count();
+    assert_eq!(types, 1, "each family's metadata once");
+    let own = body
+        .find("# TYPE runbook_exporter_build_info")
+        .expect("the exporter's own metrics");
+    let last_check = body.rfind("{check=\"big_").expect("check series");
+    assert!(
+        last_check < own,
+        "the exporter's own metrics come after every check's series"
     );
 }

@@ -25,7 +25,8 @@ use flate2::write::DeflateEncoder;
 use flate2::Compression;
 use prometheus_client::registry::Registry;
 
-use super::exposition::{rendered_of, tail, write_checks, Format};
+use super::body::write_checks;
+use super::exposition::{rendered_of, tail, Format};
 use super::state::CheckState;
 
 /// Whether an `Accept-Encoding` header allows gzip: `gzip` (or `x-gzip`)
@@ -190,11 +191,9 @@ fn cached_checks_part(checks: &[Arc<CheckState>], format: Format) -> Arc<Piece> 
     }
     // Compressed without holding the lock, so a large body never makes a
     // concurrent scrape wait; the last one to finish is kept.
-    let rendered = rendered_of(checks);
     let mut deflater = Deflater::new(cached_len());
     // Deflating into memory cannot fail.
-    let _ = write_checks(&rendered, format, &mut deflater);
-    drop(rendered);
+    let _ = write_checks(rendered_of(checks), format, &mut deflater);
     let mut piece = deflater.finish(false);
     // Kept until the next generation: no room left over from growing.
     piece.deflated.shrink_to_fit();

@@ -3,13 +3,13 @@
 //! check's pre-rendered families and appending the exporter's own metrics.
 //! A scrape copies text; it never encodes a check.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::registry::Registry;
 
+use super::body;
 use super::compact::{self, LabelBlocks};
 use super::render::{self, OneRun};
 use super::state::{CheckState, RunRecord};
@@ -42,8 +42,8 @@ impl Default for Rendered {
 
 /// The families of a rendered check, in order.
 #[derive(Debug)]
-struct Layout {
-    families: Vec<Arc<FamilyMeta>>,
+pub(super) struct Layout {
+    pub(super) families: Vec<Arc<FamilyMeta>>,
 }
 
 impl Layout {
@@ -75,12 +75,12 @@ impl Layout {
 /// A family's name and metadata lines, shared by every check that has the
 /// family (interned: thousands of checks share a handful of families).
 #[derive(Debug)]
-struct FamilyMeta {
-    name: String,
+pub(super) struct FamilyMeta {
+    pub(super) name: String,
     /// `# HELP`, `# TYPE` (and `# UNIT`) lines in OpenMetrics.
-    header: String,
+    pub(super) header: String,
     /// The same metadata in the classic text format.
-    text_header: String,
+    pub(super) text_header: String,
 }
 
 impl FamilyMeta {
@@ -152,8 +152,13 @@ impl Rendered {
         }
     }
 
-    /// Write one family's lines (from [`Self::families`]) in full.
-    fn write_family<W: std::fmt::Write>(
+    /// This check's families, in order (shared by checks of one kind).
+    pub(super) fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+
+    /// Write one family's lines (from [`Self::lines`]) in full.
+    pub(super) fn write_family<W: std::fmt::Write>(
         &self,
         out: &mut W,
         family: &FamilyMeta,
@@ -166,7 +171,7 @@ impl Rendered {
     }
 
     /// The sample lines (compact) of the family at `pos` in the layout.
-    fn lines(&self, pos: usize) -> &str {
+    pub(super) fn lines(&self, pos: usize) -> &str {
         let start = pos.checked_sub(1).map_or(0, |p| self.ends[p]);
         let end = self.ends.get(pos).copied().unwrap_or(start);
         self.text.get(start as usize..end as usize).unwrap_or("")
@@ -191,8 +196,9 @@ pub fn exposition(
     registry: Option<&Registry>,
     format: Format,
 ) -> String {
-    let rendered = rendered_of(checks);
-    let mut out = checks_part(&rendered, format);
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = body::write_checks(rendered_of(checks), format, &mut out);
     out.push_str(&tail(registry, format));
     out
 }
@@ -225,19 +231,6 @@ pub(super) fn rendered_of(checks: &[Arc<CheckState>]) -> Vec<Arc<Rendered>> {
     checks.iter().map(|c| c.rendered()).collect()
 }
 
-/// The checks' part of the body (everything but the exporter's own metrics
-/// and `# EOF`).
-fn checks_part(rendered: &[Arc<Rendered>], format: Format) -> String {
-    // Size the buffer from the previous scrape, so a large exposition is
-    // written without repeated regrowth.
-    static LAST_LEN: AtomicUsize = AtomicUsize::new(64 * 1024);
-    let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
-    // Writing to a String cannot fail.
-    let _ = write_checks(rendered, format, &mut out);
-    LAST_LEN.store(out.len(), Ordering::Relaxed);
-    out
-}
-
 /// The end of the body: the exporter's own metrics (read at each scrape)
 /// and, in OpenMetrics, `# EOF`.
 pub(super) fn tail(registry: Option<&Registry>, format: Format) -> String {
@@ -256,59 +249,6 @@ pub(super) fn tail(registry: Option<&Registry>, format: Format) -> String {
         out.push_str("# EOF\n");
     }
     out
-}
-
-/// Concatenate the checks' rendered families into `out`: each family's
-/// metadata once, then every check's samples of it, families in order of
-/// first appearance.
-///
-/// The work is planned on the checks' layouts, which are few (a handful
-/// per kind): what is kept while writing is a layout number per check, not
-/// a list of every check's lines per family.
-pub(super) fn write_checks<W: std::fmt::Write>(
-    rendered: &[Arc<Rendered>],
-    format: Format,
-    out: &mut W,
-) -> std::fmt::Result {
-    let mut order: Vec<&FamilyMeta> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    // Each distinct layout, and for each family of `order` the positions it
-    // takes in that layout (a family name may repeat; usually it is one).
-    let mut layouts: Vec<(&Layout, Vec<Vec<usize>>)> = Vec::new();
-    let mut layout_of: Vec<usize> = Vec::with_capacity(rendered.len());
-    for r in rendered {
-        let known = layouts
-            .iter()
-            .rposition(|(l, _)| std::ptr::eq(*l, &*r.layout));
-        let id = known.unwrap_or_else(|| {
-            let mut at: Vec<Vec<usize>> = Vec::new();
-            for (pos, meta) in r.layout.families.iter().enumerate() {
-                let g = *index.entry(&meta.name).or_insert_with(|| {
-                    order.push(meta);
-                    order.len() - 1
-                });
-                if at.len() <= g {
-                    at.resize(g + 1, Vec::new());
-                }
-                at[g].push(pos);
-            }
-            layouts.push((&r.layout, at));
-            layouts.len() - 1
-        });
-        layout_of.push(id);
-    }
-    for (g, family) in order.iter().enumerate() {
-        out.write_str(match format {
-            Format::OpenMetrics => &family.header,
-            Format::Text => &family.text_header,
-        })?;
-        for (r, &id) in rendered.iter().zip(&layout_of) {
-            for &pos in layouts[id].1.get(g).map(Vec::as_slice).unwrap_or(&[]) {
-                r.write_family(out, family, r.lines(pos))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The exposition formats we serve.

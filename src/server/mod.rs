@@ -121,8 +121,22 @@ async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
         let encoding = (header::CONTENT_ENCODING, "gzip");
         return ([content_type, vary, encoding], body).into_response();
     }
-    let body = metrics::exposition(&checks, registry, format);
-    ([content_type, vary], body).into_response()
+    // Uncompressed, the body is sent in chunks made as the client reads
+    // them, so a scrape of 100,000 checks (about 130 MB of text) never
+    // holds the whole text, and a client that stops reading stops the work.
+    let mut body = metrics::PlainBody::new(&checks, registry, format);
+    let first = body.next_chunk().unwrap_or_default();
+    if body.is_done() {
+        return ([content_type, vary], first).into_response();
+    }
+    let rest = futures::stream::unfold(body, |mut body| async move {
+        body.next_chunk().map(|chunk| (chunk, body))
+    });
+    let chunks = futures::StreamExt::map(
+        futures::StreamExt::chain(futures::stream::once(async { first }), rest),
+        |chunk| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)),
+    );
+    ([content_type, vary], axum::body::Body::from_stream(chunks)).into_response()
 }
 
 fn negotiate(headers: &HeaderMap) -> Format {
