@@ -65,8 +65,8 @@ pub struct CheckState {
     runs: AtomicU64,
     failures: [AtomicU64; Reason::ALL.len()],
     last_success_bits: AtomicU64,
-    /// The scheduled interval in seconds, as f64 bits; 0 for a `/probe` run,
-    /// which has none.
+    /// The scheduled interval in seconds, as f64 bits; 0 until the check is
+    /// scheduled.
     interval_bits: AtomicU64,
     /// The last run, without its samples: once rendered, they live only in
     /// `rendered`, so that a check keeps one copy of them, as text.
