@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::config::{self, CheckConfig, Config, ConfigErrors};
 use crate::metrics::{self, Store};
 use crate::scheduler::Scheduler;
-use crate::shard::Shard;
+use crate::shard::{stable_hash, Shard};
 
 pub struct App {
     config_path: PathBuf,
@@ -29,12 +29,15 @@ pub struct App {
 }
 
 /// What `/probe` may run: the modules by name (never a scheduled check, so
-/// a check's credentials cannot be sent to a caller's target), the names of
-/// the scheduled checks (to explain a refusal), and the patterns targets
-/// must match.
+/// a check's credentials cannot be sent to a caller's target), the hashes
+/// of the scheduled checks' names (to explain a refusal), and the patterns
+/// targets must match.
 pub struct ProbeTable {
     pub modules: HashMap<String, Arc<CheckConfig>>,
-    pub checks: HashSet<String>,
+    /// [`stable_hash`] of every check's name in the config (every shard's),
+    /// sorted: 8 bytes per check rather than a copy of each name, which
+    /// every replica of a sharded fleet would hold for the whole fleet.
+    check_hashes: Vec<u64>,
     pub allowed_targets: Vec<regex::Regex>,
 }
 
@@ -46,9 +49,21 @@ impl ProbeTable {
                 .iter()
                 .map(|c| (c.name.clone(), c.clone()))
                 .collect(),
-            checks: config.checks.iter().map(|c| c.name.clone()).collect(),
+            check_hashes: {
+                let mut hashes: Vec<u64> =
+                    config.checks.iter().map(|c| stable_hash(&c.name)).collect();
+                hashes.sort_unstable();
+                hashes
+            },
             allowed_targets: config.probe_allowed_targets.clone(),
         }
+    }
+
+    /// Whether the config has a scheduled check named `name` (a 64-bit
+    /// hash collision could say yes wrongly; only a refusal's wording
+    /// depends on it).
+    pub fn is_check(&self, name: &str) -> bool {
+        self.check_hashes.binary_search(&stable_hash(name)).is_ok()
     }
 
     /// Whether `target` matches the global `probe.allowed_targets`.

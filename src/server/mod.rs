@@ -245,7 +245,7 @@ fn probe_params(query: &str) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
 
 /// Why `module` names nothing `/probe` can run, and what to do about it.
 fn unknown_module(table: &ProbeTable, module: &str) -> String {
-    if table.checks.contains(module) {
+    if table.is_check(module) {
         format!(
             "{module:?} is a scheduled check, and scheduled checks cannot be probed (their \
              credentials must not follow a caller's target); define a module under modules: \
