@@ -1,6 +1,7 @@
 //! The server's defences against misbehaving clients, on a real listener:
-//! header-read and idle timeouts (plain and TLS), the connection cap,
-//! shutdown with idle connections open, unusable scrape-timeout headers on
+//! header-read and idle timeouts (plain and TLS), the connection cap, a
+//! client that stops reading its response, shutdown with idle connections
+//! open, unusable scrape-timeout headers on
 //! /probe, and a flood of wrong passwords.
 
 mod common;
@@ -37,9 +38,14 @@ struct Server {
 
 /// Serve `CONFIG` with `options` and, if given, this web config.
 async fn start(options: Options, web_yaml: Option<&str>) -> Server {
+    start_config(CONFIG, options, web_yaml).await
+}
+
+/// Serve `config` with `options` and, if given, this web config.
+async fn start_config(config: &str, options: Options, web_yaml: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(&path, CONFIG).unwrap();
+    std::fs::write(&path, config).unwrap();
     let web = match web_yaml {
         None => WebConfig::insecure(),
         Some(yaml) => {
@@ -274,6 +280,76 @@ async fn connections_over_the_cap_wait_until_an_earlier_one_closes() {
     );
     // The slot of the second is still held and still serves.
     assert_eq!(get(&mut second, "/-/healthy").await, 200);
+}
+
+/// A config whose `/metrics` body (about 45 MB) is far larger than what the
+/// kernel buffers on a loopback connection: 1,000 checks, each line of
+/// which carries a 4 KB label.
+fn large_body_config() -> String {
+    let mut config = format!(
+        "defaults: {{interval: 1h, timeout: 5s, labels: {{padding: {}}}}}\nchecks:\n",
+        "x".repeat(4096)
+    );
+    for i in 0..1000 {
+        config.push_str(&format!(
+            "  - {{name: c{i}, kind: tcp, address: '127.0.0.1:1'}}\n"
+        ));
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_large_response_is_closed_after_the_write_stall_timeout() {
+    let stall = Duration::from_secs(2);
+    let server = start_config(
+        &large_body_config(),
+        Options {
+            write_stall_timeout: stall,
+            ..options(BOUND * 3, BOUND * 3, 1)
+        },
+        None,
+    )
+    .await;
+    // A client with a small receive buffer asks for /metrics and reads
+    // nothing: the server's writes soon wait on it. It holds the only slot.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = timeout(BOUND, socket.connect(server.addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let asked = Instant::now();
+    stuck
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // A scrape waiting for the slot is served once the stall clock has
+    // closed the stuck connection, not before.
+    let mut next = connect(server.addr).await;
+    assert_eq!(get(&mut next, "/-/healthy").await, 200);
+    let waited = asked.elapsed();
+    assert!(
+        waited + Duration::from_millis(300) >= stall,
+        "served after {waited:?}, before the stall timeout {stall:?}"
+    );
+    // The stuck client finds its response cut off: the chunked body never
+    // reaches its last, empty chunk.
+    let mut received = Vec::new();
+    let deadline = Instant::now() + BOUND;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stuck.read(&mut buf)).await {
+            Err(_) => panic!("the stuck connection is still open after {BOUND:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(received.starts_with(b"HTTP/1.1 200"), "no response head");
+    assert!(
+        !received.ends_with(b"\r\n0\r\n\r\n"),
+        "the whole body arrived ({} bytes): the server never waited on the client",
+        received.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

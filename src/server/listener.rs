@@ -13,6 +13,12 @@
 //!   byte of a request head (or from the start of the connection, for the
 //!   first request) to the complete head, however slowly the bytes trickle
 //!   in. It disconnects slowloris clients long before the idle timeout.
+//!
+//! A third clock bounds a response that does not move: the stall clock,
+//! `Options::write_stall_timeout`, runs while a write waits for the client
+//! to read (the socket's send buffer is full) and restarts whenever bytes
+//! go out. A client that asks for a large `/metrics` and never reads it
+//! would otherwise hold its connection, and the cap's slot, for ever.
 
 use std::future::Future;
 use std::io;
@@ -89,7 +95,10 @@ pub(crate) async fn serve(
             http: http.clone(),
             router: router.clone(),
             watcher: graceful.watcher(),
-            header_read_timeout: options.header_read_timeout,
+            limits: Limits {
+                head: options.header_read_timeout,
+                stall: options.write_stall_timeout,
+            },
         };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -113,7 +122,16 @@ struct Conn {
     http: http1::Builder,
     router: Router,
     watcher: Watcher,
-    header_read_timeout: Duration,
+    limits: Limits,
+}
+
+/// The limits of the clocks this module runs on a connection.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// `Options::header_read_timeout`.
+    head: Duration,
+    /// `Options::write_stall_timeout`.
+    stall: Duration,
 }
 
 impl Conn {
@@ -128,13 +146,16 @@ impl Conn {
         }
     }
 
-    /// Serve HTTP/1 on `stream` until either side closes it, the head clock
-    /// runs out, or shutdown drains it.
+    /// Serve HTTP/1 on `stream` until either side closes it, the head or
+    /// stall clock runs out, or shutdown drains it.
     async fn serve<S>(self, stream: S)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let phase = Arc::new(Clock(Mutex::new(Phase::Head(Instant::now()))));
+        let phase = Arc::new(Clock(Mutex::new(Marks {
+            phase: Phase::Head(Instant::now()),
+            stalled: None,
+        })));
         let io = TokioIo::new(Watched {
             inner: stream,
             phase: phase.clone(),
@@ -157,8 +178,9 @@ impl Conn {
                     tracing::debug!(peer = %self.peer, error = %e, "connection error");
                 }
             }
-            () = head_deadline(&phase, self.header_read_timeout) => {
-                tracing::debug!(peer = %self.peer, "request head not complete in time; closing");
+            ran_out = deadline(&phase, self.limits) => match ran_out {
+                RanOut::Head => tracing::debug!(peer = %self.peer, "request head not complete in time; closing"),
+                RanOut::Stall => tracing::debug!(peer = %self.peer, "client stopped reading the response; closing"),
             }
         }
     }
@@ -177,26 +199,47 @@ enum Phase {
     Busy,
 }
 
-/// A connection's [`Phase`], shared by its stream, its requests and its
-/// head clock. Changing it wakes nothing: the head clock looks at it when its
-/// own timer fires, so a request costs no timer and no task wake-up.
-struct Clock(Mutex<Phase>);
+/// What the clocks look at, shared by a connection's stream, its requests
+/// and its deadline.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    phase: Phase,
+    /// Since when a write has been waiting for the client to read, with no
+    /// byte written since; `None` while writes go through.
+    stalled: Option<Instant>,
+}
+
+/// A connection's [`Marks`]. Changing them wakes nothing: the deadline
+/// looks at them when its own timer fires, so a request costs no timer and
+/// no task wake-up.
+struct Clock(Mutex<Marks>);
 
 impl Clock {
-    fn get(&self) -> Phase {
+    fn get(&self) -> Marks {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn set(&self, phase: Phase) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).phase = phase;
     }
 
     /// A head starts now if the connection was idle.
     fn head_started(&self) {
-        let mut phase = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if *phase == Phase::Idle {
-            *phase = Phase::Head(Instant::now());
+        let mut marks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if marks.phase == Phase::Idle {
+            marks.phase = Phase::Head(Instant::now());
         }
+    }
+
+    /// Note how a write went: waiting on the client (starting the stall
+    /// clock unless it runs), or through (stopping it).
+    fn wrote(&self, waiting: bool) {
+        let mut marks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        marks.stalled = match (waiting, marks.stalled) {
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+            (false, _) => None,
+        };
     }
 }
 
@@ -216,28 +259,46 @@ impl Drop for Busy {
     }
 }
 
-/// Completes when a request head has taken longer than `limit` since its
-/// first byte; pending for as long as heads arrive in time.
+/// Which clock ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RanOut {
+    /// A request head took longer than `Limits::head` since its first byte.
+    Head,
+    /// A write waited longer than `Limits::stall` for the client to read.
+    Stall,
+}
+
+/// Completes when a clock runs out; pending for as long as heads arrive and
+/// responses drain in time.
 ///
-/// One timer, re-armed when it fires: at a head's deadline while a head is
-/// being read, else `limit` from now. A head that starts after a look
-/// begins no earlier than that look, so the next look (at most `limit`
-/// later) comes no later than the head's deadline, and then waits for
-/// exactly that deadline: a slow head is closed on time, never late.
-async fn head_deadline(clock: &Clock, limit: Duration) {
+/// One timer, re-armed when it fires: at the earliest running clock's
+/// deadline, else the shorter limit from now. A clock that starts after a
+/// look starts no earlier than that look, so the next look (at most the
+/// limit later) comes no later than the clock's deadline, and then waits
+/// for exactly that deadline: a connection is closed on time, never late.
+async fn deadline(clock: &Clock, limits: Limits) -> RanOut {
     loop {
         let now = Instant::now();
-        let next = match clock.get() {
-            Phase::Head(since) if since + limit <= now => return,
-            Phase::Head(since) => since + limit,
-            Phase::Idle | Phase::Busy => now + limit,
+        let marks = clock.get();
+        let head = match marks.phase {
+            Phase::Head(since) => since + limits.head,
+            Phase::Idle | Phase::Busy => now + limits.head,
         };
-        tokio::time::sleep_until(next).await;
+        let stall = marks
+            .stalled
+            .map_or(now + limits.stall, |since| since + limits.stall);
+        if matches!(marks.phase, Phase::Head(_)) && head <= now {
+            return RanOut::Head;
+        }
+        if marks.stalled.is_some() && stall <= now {
+            return RanOut::Stall;
+        }
+        tokio::time::sleep_until(head.min(stall)).await;
     }
 }
 
 /// The connection's stream, noting when the first byte of a request head
-/// arrives on an idle connection.
+/// arrives on an idle connection, and when writes wait on the client.
 struct Watched<S> {
     inner: S,
     phase: Arc<Clock>,
@@ -265,7 +326,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.phase.wrote(polled.is_pending());
+        polled
     }
 
     fn poll_write_vectored(
@@ -273,7 +337,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.phase.wrote(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -281,7 +348,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.phase.wrote(polled.is_pending());
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

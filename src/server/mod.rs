@@ -39,6 +39,11 @@ pub struct Options {
     /// Most connections open at once; past it, new connections wait in the
     /// listen backlog until one closes. At least 1.
     pub max_connections: usize,
+    /// Time a response may wait, with no byte going out, for the client to
+    /// read it before the connection is closed: a client that stops reading
+    /// a large body cannot hold a connection (and its slot under
+    /// `max_connections`) for ever.
+    pub write_stall_timeout: Duration,
 }
 
 /// Default of `Options::header_read_timeout`.
@@ -48,6 +53,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default of `Options::max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default of `Options::write_stall_timeout`: a scrape whose client has not
+/// read for this long has been given up by Prometheus long before.
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Options {
     fn default() -> Self {
@@ -56,6 +64,7 @@ impl Default for Options {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
         }
     }
 }
