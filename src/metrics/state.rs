@@ -7,7 +7,6 @@
 //! behind an `ArcSwap`, replaced whole when a run ends, so a scrape never
 //! waits on a check and never sees half a result.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,7 +70,7 @@ pub struct CheckState {
     /// The last run, without its samples: once rendered, they live only in
     /// `rendered`, so that a check keeps one copy of them, as text.
     last: ArcSwapOption<RunRecord>,
-    history: Mutex<VecDeque<RunSummary>>,
+    history: Mutex<History>,
     /// This check's series, encoded when its state last changed, so that a
     /// scrape only concatenates text.
     rendered: ArcSwap<Rendered>,
@@ -100,6 +99,45 @@ pub struct RunSummary {
 
 // Every outcome fits in the four bits.
 const _: () = assert!(Reason::ALL.len() < 16);
+
+/// The last [`HISTORY_LEN`] runs of a check, in place in its state: a ring
+/// that costs no allocation of its own.
+#[derive(Debug, Clone, Copy)]
+struct History {
+    runs: [RunSummary; HISTORY_LEN],
+    /// How many of `runs` hold a run (all of them once the ring is full).
+    len: u8,
+    /// Where the next run goes; the oldest run once the ring is full.
+    next: u8,
+}
+
+// The indexes fit in a byte.
+const _: () = assert!(HISTORY_LEN <= u8::MAX as usize);
+
+impl History {
+    const EMPTY: Self = Self {
+        runs: [RunSummary {
+            finished_at: 0,
+            packed: 0,
+        }; HISTORY_LEN],
+        len: 0,
+        next: 0,
+    };
+
+    fn push(&mut self, run: RunSummary) {
+        self.runs[usize::from(self.next)] = run;
+        self.next = ((usize::from(self.next) + 1) % HISTORY_LEN) as u8;
+        self.len = (usize::from(self.len) + 1).min(HISTORY_LEN) as u8;
+    }
+
+    fn oldest_first(&self) -> Vec<RunSummary> {
+        let len = usize::from(self.len);
+        let start = usize::from(self.next) + HISTORY_LEN - len;
+        (start..start + len)
+            .map(|i| self.runs[i % HISTORY_LEN])
+            .collect()
+    }
+}
 
 impl RunSummary {
     const OUTCOME_BITS: u32 = 4;
@@ -165,7 +203,7 @@ impl CheckState {
             interval_bits: AtomicU64::new(0),
             last: ArcSwapOption::empty(),
             // Allocated at the first run, exactly as large as it will grow.
-            history: Mutex::new(VecDeque::new()),
+            history: Mutex::new(History::EMPTY),
             rendered: ArcSwap::from_pointee(Rendered::default()),
             generation: AtomicU64::new(0),
         })
@@ -229,13 +267,7 @@ impl CheckState {
             }
         }
         if let Ok(mut history) = self.history.lock() {
-            if history.len() == HISTORY_LEN {
-                history.pop_front();
-            }
-            if history.capacity() == 0 {
-                history.reserve_exact(HISTORY_LEN);
-            }
-            history.push_back(RunSummary::new(&record));
+            history.push(RunSummary::new(&record));
         }
         self.last.store(Some(Arc::new(record)));
     }
@@ -244,7 +276,7 @@ impl CheckState {
     pub fn history(&self) -> Vec<RunSummary> {
         self.history
             .lock()
-            .map(|h| h.iter().cloned().collect())
+            .map(|h| h.oldest_first())
             .unwrap_or_default()
     }
 
@@ -444,5 +476,30 @@ mod tests {
         );
         assert_eq!(long.failure(), Some(Reason::Timeout));
         assert!(long.duration_ms() > 26_000_000.0, "saturates, about 7.4 h");
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_runs_oldest_first() {
+        let state = CheckState::new("c".into(), "tcp", Vec::new());
+        assert!(state.history().is_empty());
+        // Run i lasts i ms, so each summary says which run it was.
+        let run = |i: u64| RunRecord {
+            finished_at: 1_764_770_000.0 + i as f64,
+            duration: Duration::from_millis(i),
+            result: Ok(Vec::new()),
+            notes: Vec::new(),
+        };
+        let ms = |state: &CheckState| -> Vec<f64> {
+            state.history().iter().map(|r| r.duration_ms()).collect()
+        };
+        for i in 1..=3 {
+            state.record(run(i));
+        }
+        assert_eq!(ms(&state), [1.0, 2.0, 3.0]);
+        for i in 4..=HISTORY_LEN as u64 + 5 {
+            state.record(run(i));
+        }
+        let expected: Vec<f64> = (6..=HISTORY_LEN as u64 + 5).map(|i| i as f64).collect();
+        assert_eq!(ms(&state), expected, "the last {HISTORY_LEN}, oldest first");
     }
 }
