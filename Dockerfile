@@ -21,10 +21,6 @@ COPY --from=build /runbook-exporter /usr/local/bin/runbook-exporter
 COPY config/example.yaml /etc/runbook-exporter/config.yaml
 # 65532 is distroless's "nonroot" user.
 USER 65532:65532
-# glibc opens a heap arena per allocating thread; two keep resident memory
-# close to what the exporter uses (set here, not by the exporter, which
-# makes no calls into the C library of its own).
-ENV MALLOC_ARENA_MAX=2
 EXPOSE 9745
 ENTRYPOINT ["/usr/local/bin/runbook-exporter"]
 CMD ["serve", "--config", "/etc/runbook-exporter/config.yaml"]

@@ -42,9 +42,6 @@ checks="${COMPARE_CHECKS:-1000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runbook-exporter/target}"
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
-# As the container image runs it (see Dockerfile): two glibc heap arenas.
-export MALLOC_ARENA_MAX=2
-
 scripts/services.sh up postgres redis >/dev/null || die "scripts/services.sh up postgres redis failed"
 # shellcheck source=/dev/null
 eval "$(scripts/services.sh env)"

@@ -118,8 +118,6 @@ impl Exporter {
         let addr = free_port();
         let started = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_runbook-exporter"))
-            // As the container image runs it (see Dockerfile).
-            .env("MALLOC_ARENA_MAX", "2")
             .args(["serve", "--config"])
             .arg(&path)
             .args([
