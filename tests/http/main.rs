@@ -214,7 +214,15 @@ fn self_signed() -> SelfSigned {
     let not_after = params.not_after.unix_timestamp();
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
+    SelfSigned {
+        cert_pem: cert.pem(),
+        not_after,
+        acceptor: acceptor(&cert, &key),
+    }
+}
 
+/// A TLS acceptor for `cert` signed or self-signed with `key`.
+fn acceptor(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> TlsAcceptor {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -226,11 +234,7 @@ fn self_signed() -> SelfSigned {
         )
         .unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    SelfSigned {
-        cert_pem: cert.pem(),
-        not_after,
-        acceptor: TlsAcceptor::from(Arc::new(config)),
-    }
+    TlsAcceptor::from(Arc::new(config))
 }
 
 // ---------------------------------------------------------------------------

@@ -86,22 +86,6 @@ async fn https_with_insecure_skip_verify_passes() {
 
 // Certificates marked CA:TRUE, and expired ones
 
-/// A TLS acceptor for `cert` signed or self-signed with `key`.
-fn acceptor(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> TlsAcceptor {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    TlsAcceptor::from(Arc::new(config))
-}
-
 /// A self-signed certificate for 127.0.0.1 marked `CA:TRUE`, as
 /// `openssl req -x509` makes them: its PEM and an acceptor serving it.
 fn ca_true_leaf() -> (String, TlsAcceptor) {
