@@ -172,10 +172,11 @@ fn own_checks(config: &Config, shard: Shard) -> Config {
     }
 }
 
-/// Load the config off the async threads: building checks reads files.
+/// Load the config off the async threads (building checks reads files),
+/// each check keeping only what runs, reloads and probes it.
 async fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let path = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || config::load(&path)).await {
+    match tokio::task::spawn_blocking(move || config::load_runnable(&path)).await {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }

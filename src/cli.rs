@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::stream::{self, StreamExt};
 
 use crate::app::App;
+use crate::checks::CheckSpec;
 use crate::config::{self, CheckConfig, ConfigErrors};
 use crate::metrics::RunRecord;
 use crate::scheduler::run_once;
@@ -444,7 +445,7 @@ async fn diagnose(args: CheckArgs) -> u8 {
 /// it serves none of the exporter's endpoints.
 fn is_self_check(c: &CheckConfig, port: u16) -> bool {
     matches!(c.kind(), "http" | "tcp")
-        && c.spec.endpoints().iter().any(|e| {
+        && c.spec.iter().flat_map(CheckSpec::endpoints).any(|e| {
             e.port == port
                 && matches!(
                     e.host.trim_matches(['[', ']']),

@@ -279,3 +279,45 @@ fn a_missing_file_is_reported_with_its_name() {
         "/nonexistent/runbook.yaml:0:0: cannot read config file: No such file or directory (os error 2)"
     );
 }
+
+fn runnable(text: &str) -> config::Config {
+    config::parse_with("test.yaml", text, &env, config::Keep::Runnable).unwrap()
+}
+
+#[test]
+fn a_runnable_load_keeps_no_spec_and_still_tells_every_changed_setting_apart() {
+    let base =
+        "checks:\n  - {name: a, kind: tcp, address: \"127.0.0.1:9\", send: \"PING\\r\\n\"}\n";
+    let first = runnable(base);
+    assert!(first.checks[0].spec.is_none());
+    assert_eq!(first.checks[0].kind(), "tcp");
+    let same = |text: &str| first.checks[0].same_definition(&runnable(text).checks[0]);
+
+    assert!(same(base), "an unchanged check");
+    assert!(
+        same("checks:\n  # reordered, in block style\n  - send: \"PING\\r\\n\"\n    address: 127.0.0.1:9\n    kind: tcp\n    name: a\n"),
+        "the same fields in another order and style"
+    );
+    for changed in [
+        "checks:\n  - {name: a, kind: tcp, address: \"127.0.0.1:10\", send: \"PING\\r\\n\"}\n",
+        "checks:\n  - {name: a, kind: tcp, address: \"127.0.0.1:9\", send: \"PONG\\r\\n\"}\n",
+        "checks:\n  - {name: a, kind: tcp, address: \"127.0.0.1:9\"}\n",
+        "checks:\n  - {name: a, kind: tcp, address: \"127.0.0.1:9\", send: \"PING\\r\\n\", max_read_bytes: 10}\n",
+        "checks:\n  - {name: a, kind: tcp, address: \"127.0.0.1:9\", send: \"PING\\r\\n\", interval: 7s}\n",
+        "checks:\n  - {name: a, kind: http, url: \"http://127.0.0.1:9/\"}\n",
+    ] {
+        assert!(!same(changed), "not the same definition: {changed}");
+    }
+}
+
+#[test]
+fn a_runnable_load_sees_a_changed_environment_value() {
+    let text = "checks:\n  - {name: a, kind: tcp, address: \"${DB_HOST}:5432\"}\n";
+    let load = |host: &'static str| {
+        let env = move |name: &str| (name == "DB_HOST").then(|| host.to_string());
+        config::parse_with("test.yaml", text, &env, config::Keep::Runnable).unwrap()
+    };
+    let first = load("db1.internal");
+    assert!(first.checks[0].same_definition(&load("db1.internal").checks[0]));
+    assert!(!first.checks[0].same_definition(&load("db2.internal").checks[0]));
+}

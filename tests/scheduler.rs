@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use runbook_exporter::checks::{Check, CheckSpec, Failure, Reason, RunContext, RunResult};
+use runbook_exporter::checks::{Check, Failure, Reason, RunContext, RunResult};
 use runbook_exporter::config::{CheckConfig, Config};
 use runbook_exporter::metrics::Store;
 use runbook_exporter::scheduler::{run_once, start_offset, Scheduler};
@@ -84,16 +84,16 @@ fn check_config(
     timeout: Duration,
     check: Arc<dyn Check>,
 ) -> Arc<CheckConfig> {
-    let spec: CheckSpec = serde_saphyr::from_str("kind: tcp\naddress: 127.0.0.1:9").unwrap();
     Arc::new(CheckConfig {
         name: name.to_string(),
         interval,
         timeout,
         labels: Vec::new(),
-        spec,
+        kind: "tcp",
+        spec: None,
+        settings: Default::default(),
         check,
-        fields: Default::default(),
-        allowed_targets: None,
+        module: None,
         files: Default::default(),
     })
 }

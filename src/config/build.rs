@@ -13,8 +13,8 @@ use super::errors::Errors;
 use super::modules::{probe_rules, take_allowed_targets};
 use super::yaml::{self, Document};
 use super::{
-    duration, files, CheckConfig, Config, DEFAULT_INTERVAL, DEFAULT_MAX_CONCURRENT_RUNS,
-    DEFAULT_TIMEOUT,
+    duration, files, CheckConfig, Config, Keep, ModuleParts, SettingsDigest, DEFAULT_INTERVAL,
+    DEFAULT_MAX_CONCURRENT_RUNS, DEFAULT_TIMEOUT,
 };
 use crate::checks::shared::regex_problem;
 use crate::checks::{CheckSpec, KINDS};
@@ -95,8 +95,8 @@ const COMMON_FIELDS: &[&str] = &["name", "interval", "timeout", "labels"];
 /// The validated config of `doc`, or `None` when its top level cannot be
 /// read; other problems are added to `errors`. The document's value is
 /// taken, not copied, and each entry's part of it is dropped once the entry
-/// is built.
-pub(super) fn build(doc: &mut Document, errors: &mut Errors) -> Option<Config> {
+/// is built. Each check keeps what `keep` says.
+pub(super) fn build(doc: &mut Document, errors: &mut Errors, keep: Keep) -> Option<Config> {
     if !doc.value.is_object() {
         errors.at(
             doc.position(""),
@@ -144,7 +144,7 @@ pub(super) fn build(doc: &mut Document, errors: &mut Errors) -> Option<Config> {
     for (section, values, built) in sections.iter_mut() {
         for (i, value) in std::mem::take(values).into_iter().enumerate() {
             let path = format!("{section}[{i}]");
-            let Some(check) = build_check(doc, errors, &path, value, &top.defaults) else {
+            let Some(check) = build_check(doc, errors, &path, value, &top.defaults, keep) else {
                 continue;
             };
             let name_path = format!("{path}.name");
@@ -201,6 +201,7 @@ fn build_check(
     path: &str,
     value: Value,
     defaults: &RawDefaults,
+    keep: Keep,
 ) -> Option<CheckConfig> {
     let Value::Object(mut fields) = value else {
         errors.at(
@@ -246,13 +247,15 @@ fn build_check(
     }
     // Before the build: a file rewritten meanwhile differs at the next reload.
     let files = files::FileFingerprint::of(&kind_fields);
+    let settings = settings_digest(spec.kind(), &kind_fields);
     // Only a module derives checks from its fields (`/probe` never runs a
     // scheduled check); a check does not keep them.
-    let kind_fields = if path.starts_with("modules[") {
-        kind_fields
-    } else {
-        serde_json::Map::new()
-    };
+    let module = path.starts_with("modules[").then(|| {
+        Box::new(ModuleParts {
+            fields: kind_fields,
+            allowed_targets,
+        })
+    });
     let check = match spec.build() {
         Ok(c) => c,
         Err(problems) => {
@@ -270,12 +273,60 @@ fn build_check(
         interval,
         timeout,
         labels: labels.into_iter().collect(),
-        spec,
+        kind: spec.kind(),
+        spec: (keep == Keep::Specs).then_some(spec),
+        settings,
         check: Arc::from(check),
-        fields: kind_fields,
-        allowed_targets,
+        module,
         files,
     })
+}
+
+/// [`SettingsDigest`] of `kind` and its `fields`: every key, string and
+/// list is fed with its length and every value with its type, so that two
+/// different settings never feed the same bytes; keys come sorted.
+fn settings_digest(kind: &str, fields: &serde_json::Map<String, Value>) -> SettingsDigest {
+    fn text(context: &mut ring::digest::Context, s: &str) {
+        context.update(&(s.len() as u64).to_le_bytes());
+        context.update(s.as_bytes());
+    }
+    fn map(context: &mut ring::digest::Context, fields: &serde_json::Map<String, Value>) {
+        context.update(&(fields.len() as u64).to_le_bytes());
+        for (key, value) in fields {
+            text(context, key);
+            feed(context, value);
+        }
+    }
+    fn feed(context: &mut ring::digest::Context, value: &Value) {
+        match value {
+            Value::Null => context.update(b"n"),
+            Value::Bool(b) => context.update(if *b { b"t" } else { b"f" }),
+            Value::Number(n) => {
+                context.update(b"#");
+                text(context, &n.to_string());
+            }
+            Value::String(s) => {
+                context.update(b"s");
+                text(context, s);
+            }
+            Value::Array(items) => {
+                context.update(b"[");
+                context.update(&(items.len() as u64).to_le_bytes());
+                items.iter().for_each(|v| feed(context, v));
+            }
+            Value::Object(fields) => {
+                context.update(b"{");
+                map(context, fields);
+            }
+        }
+    }
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    text(&mut context, kind);
+    map(&mut context, fields);
+    let mut out = SettingsDigest::default();
+    let len = out.len();
+    out.copy_from_slice(&context.finish().as_ref()[..len]);
+    out
 }
 
 /// Remove and parse the fields every check has ([`COMMON_FIELDS`]).

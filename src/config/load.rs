@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::build::build;
 use super::errors::Errors;
 use super::yaml::{Document, Pos};
-use super::{interpolate, Config, ConfigError, ConfigErrors};
+use super::{interpolate, Config, ConfigError, ConfigErrors, Keep};
 
 /// Load and validate the config file at `path`, interpolating from the
 /// process environment.
@@ -17,14 +17,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     load_with_env(path, &|name| std::env::var(name).ok())
 }
 
+/// [`load`] for the server: each check keeps what runs, reloads and
+/// probes it, not its deserialized spec ([`Keep::Runnable`]).
+pub fn load_runnable(path: &Path) -> Result<Config, ConfigErrors> {
+    read_and_parse(path, &|name| std::env::var(name).ok(), Keep::Runnable)
+}
+
 /// [`load`] with an explicit environment, for tests.
 pub fn load_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    read_and_parse(path, env, Keep::Specs)
+}
+
+fn read_and_parse(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    keep: Keep,
+) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&file, &text, env),
+        Ok(text) => parse_with(&file, &text, env, keep),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file,
             line: 0,
@@ -40,6 +54,16 @@ pub fn parse(
     file: &str,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    parse_with(file, text, env, Keep::Specs)
+}
+
+/// [`parse`], keeping what `keep` says of each check.
+pub fn parse_with(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    keep: Keep,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = Errors {
         file,
@@ -69,7 +93,7 @@ pub fn parse(
             return Err(errors.finish(subs));
         }
     };
-    let config = build(&mut doc, &mut errors);
+    let config = build(&mut doc, &mut errors, keep);
     match config {
         Some(c) if errors.list.is_empty() => Ok(c),
         _ => Err(errors.finish(subs)),

@@ -31,7 +31,7 @@ use crate::checks::shared::targets::AllowedTargets;
 use crate::checks::{Check, CheckSpec};
 pub use build::is_label_safe;
 pub use errors::{ConfigError, ConfigErrors};
-pub use load::{load, load_with_env, parse, parse_file};
+pub use load::{load, load_runnable, load_with_env, parse, parse_file, parse_with};
 
 /// Default for `defaults.interval`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -54,6 +54,18 @@ pub struct Config {
     pub probe_allowed_targets: Vec<regex::Regex>,
 }
 
+/// What each loaded check keeps of its definition beside its built check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Its deserialized [`CheckSpec`] too, for readers of the kind's
+    /// settings: `check`, `diagnose`, tests.
+    Specs,
+    /// Only what running, reloading and `/probe` need: the server's load,
+    /// where each of thousands of checks would otherwise hold its settings
+    /// twice, as written and as built.
+    Runnable,
+}
+
 /// One check, validated and built.
 #[derive(Clone)]
 pub struct CheckConfig {
@@ -62,16 +74,34 @@ pub struct CheckConfig {
     pub timeout: Duration,
     /// The defaults' labels overridden by the check's, sorted by name.
     pub labels: Vec<(String, String)>,
-    pub spec: CheckSpec,
+    /// The kind's name, as written in `kind:`.
+    pub kind: &'static str,
+    /// The kind's settings as deserialized; `None` when loaded with
+    /// [`Keep::Runnable`].
+    pub spec: Option<CheckSpec>,
+    /// Digest of the kind and its fields as written (after interpolation):
+    /// what a reload compares, with or without the spec.
+    pub settings: SettingsDigest,
     pub check: Arc<dyn Check>,
-    /// A module's fields as written (after interpolation), from which
-    /// `/probe` derives a check for another target; empty for a check.
-    pub fields: serde_json::Map<String, Value>,
-    /// A module's own `allowed_targets`: the hosts a probe of it may reach.
-    /// Required when the module carries credentials; `None` for checks.
-    pub allowed_targets: Option<AllowedTargets>,
+    /// What only a module has; `None` for a scheduled check.
+    pub module: Option<Box<ModuleParts>>,
     /// The content of the files the check reads, taken before it was built.
     pub files: files::FileFingerprint,
+}
+
+/// The first 128 bits of the SHA-256 of a check's kind and fields. The
+/// fields may hold secrets, so it is compared, never shown.
+pub type SettingsDigest = [u8; 16];
+
+/// What a module keeps so that `/probe` can derive checks from it.
+#[derive(Debug, Clone)]
+pub struct ModuleParts {
+    /// The module's fields as written (after interpolation), from which
+    /// `/probe` derives a check for another target.
+    pub fields: serde_json::Map<String, Value>,
+    /// The module's own `allowed_targets`: the hosts a probe of it may
+    /// reach. Required when the module carries credentials.
+    pub allowed_targets: Option<AllowedTargets>,
 }
 
 impl CheckConfig {
@@ -87,7 +117,13 @@ impl CheckConfig {
                 "checks of kind {kind} cannot be probed with a target"
             ))
         })?;
-        let mut fields = self.fields.clone();
+        let Some(module) = &self.module else {
+            return Err(TargetError::Invalid(format!(
+                "{:?} is a scheduled check, not a module",
+                self.name
+            )));
+        };
+        let mut fields = module.fields.clone();
         let value = match fields.get(field) {
             // List-valued targets (Kafka brokers) take the one target.
             Some(Value::Array(_)) => Value::Array(vec![Value::String(target.into())]),
@@ -108,7 +144,7 @@ impl CheckConfig {
                 "invalid target {target:?}: {f}: {message}"
             )));
         }
-        if let Some(allowed) = &self.allowed_targets {
+        if let Some(allowed) = &module.allowed_targets {
             let endpoints = spec.endpoints();
             if endpoints.is_empty() {
                 return Err(TargetError::NotAllowed(format!(
@@ -132,18 +168,24 @@ impl CheckConfig {
 
     /// The kind's name.
     pub fn kind(&self) -> &'static str {
-        self.spec.kind()
+        self.kind
     }
 
-    /// Whether `other` defines the same check (same name, schedule, labels
-    /// and kind settings) and the files it reads hold the same content. A
-    /// reload keeps such a check running untouched.
+    /// A module's own `allowed_targets`, if it has them.
+    pub fn allowed_targets(&self) -> Option<&AllowedTargets> {
+        self.module.as_ref()?.allowed_targets.as_ref()
+    }
+
+    /// Whether `other` defines the same check (same name, schedule, labels,
+    /// kind and kind fields as written) and the files it reads hold the
+    /// same content. A reload keeps such a check running untouched.
     pub fn same_definition(&self, other: &CheckConfig) -> bool {
         self.name == other.name
             && self.interval == other.interval
             && self.timeout == other.timeout
             && self.labels == other.labels
-            && self.spec == other.spec
+            && self.kind == other.kind
+            && self.settings == other.settings
             && self.files == other.files
     }
 }
@@ -172,6 +214,7 @@ impl fmt::Debug for CheckConfig {
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
             .field("labels", &self.labels)
+            .field("kind", &self.kind)
             .field("spec", &self.spec)
             .finish_non_exhaustive()
     }

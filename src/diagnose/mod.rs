@@ -111,7 +111,9 @@ pub fn diagnose(config: &CheckConfig, record: &RunRecord) -> Diagnosis {
             .map(|l| scrub(l))
             .collect();
         let mut facts = kinds::evidence_facts(t, samples);
-        facts.extend(kinds::target_facts(&config.spec));
+        if let Some(spec) = &config.spec {
+            facts.extend(kinds::target_facts(spec));
+        }
         let reason: Option<Reason> = failure.map(|f| f.reason);
         d.commands = t
             .commands_for(reason)

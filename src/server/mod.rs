@@ -197,7 +197,7 @@ async fn probe(State(ctx): State<Ctx>, RawQuery(query): RawQuery, headers: Heade
     };
     // A module's own allowed_targets replace the global regexes; they are
     // matched on the parsed host and port in `with_target`.
-    if template.allowed_targets.is_none() && !table.allows(target) {
+    if template.allowed_targets().is_none() && !table.allows(target) {
         return bad(
             StatusCode::FORBIDDEN,
             format!("target {target:?} is not allowed by probe.allowed_targets"),
