@@ -50,8 +50,12 @@ impl ProbeTable {
                 .map(|c| (c.name.clone(), c.clone()))
                 .collect(),
             check_hashes: {
-                let mut hashes: Vec<u64> =
-                    config.checks.iter().map(|c| stable_hash(&c.name)).collect();
+                let mut hashes: Vec<u64> = config
+                    .checks
+                    .iter()
+                    .map(|c| stable_hash(&c.name))
+                    .chain(config.other_shards_checks.iter().copied())
+                    .collect();
                 hashes.sort_unstable();
                 hashes
             },
@@ -84,16 +88,15 @@ impl App {
     /// Like [`App::start`], running only the checks `shard` owns (every
     /// module stays probeable).
     pub async fn start_shard(config_path: PathBuf, shard: Shard) -> Result<Arc<App>, ConfigErrors> {
-        let config = load(&config_path).await?;
+        let config = load(&config_path, shard).await?;
         let store = Arc::new(Store::default());
         let mut scheduler = Scheduler::new(store.clone());
-        let own = own_checks(&config, shard);
-        scheduler.apply(&own);
+        scheduler.apply(&config);
         store.config_loaded(true);
         tracing::info!(
             config = %config_path.display(),
-            checks = config.checks.len(),
-            scheduled = own.checks.len(),
+            checks = config.checks.len() + config.other_shards_checks.len(),
+            scheduled = config.checks.len(),
             shard = shard.index,
             total_shards = shard.total,
             "config loaded, checks scheduled"
@@ -113,14 +116,15 @@ impl App {
     /// config. Returns the number of checks now configured.
     pub async fn reload(&self) -> Result<usize, ConfigErrors> {
         let mut scheduler = self.scheduler.lock().await;
-        match load(&self.config_path).await {
+        match load(&self.config_path, self.shard).await {
             Ok(config) => {
-                scheduler.apply(&own_checks(&config, self.shard));
+                scheduler.apply(&config);
                 self.probes
                     .store(Arc::new(ProbeTable::from_config(&config)));
                 self.store.config_loaded(true);
-                tracing::info!(checks = config.checks.len(), "config reloaded");
-                Ok(config.checks.len())
+                let checks = config.checks.len() + config.other_shards_checks.len();
+                tracing::info!(checks, scheduled = config.checks.len(), "config reloaded");
+                Ok(checks)
             }
             Err(errors) => {
                 self.store.config_loaded(false);
@@ -157,26 +161,12 @@ impl App {
     }
 }
 
-/// The config with only the checks `shard` owns.
-fn own_checks(config: &Config, shard: Shard) -> Config {
-    Config {
-        max_concurrent_runs: config.max_concurrent_runs,
-        checks: config
-            .checks
-            .iter()
-            .filter(|c| shard.owns(&c.name))
-            .cloned()
-            .collect(),
-        modules: config.modules.clone(),
-        probe_allowed_targets: config.probe_allowed_targets.clone(),
-    }
-}
-
-/// Load the config off the async threads (building checks reads files),
-/// each check keeping only what runs, reloads and probes it.
-async fn load(path: &Path) -> Result<Config, ConfigErrors> {
+/// Load the config off the async threads (building checks reads files):
+/// the checks `shard` owns, each keeping only what runs, reloads and
+/// probes it.
+async fn load(path: &Path, shard: Shard) -> Result<Config, ConfigErrors> {
     let path = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || config::load_runnable(&path)).await {
+    match tokio::task::spawn_blocking(move || config::load_runnable(&path, shard)).await {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }

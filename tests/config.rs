@@ -281,7 +281,13 @@ fn a_missing_file_is_reported_with_its_name() {
 }
 
 fn runnable(text: &str) -> config::Config {
-    config::parse_with("test.yaml", text, &env, config::Keep::Runnable).unwrap()
+    config::parse_with(
+        "test.yaml",
+        text,
+        &env,
+        config::Keep::Runnable(Default::default()),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -315,9 +321,53 @@ fn a_runnable_load_sees_a_changed_environment_value() {
     let text = "checks:\n  - {name: a, kind: tcp, address: \"${DB_HOST}:5432\"}\n";
     let load = |host: &'static str| {
         let env = move |name: &str| (name == "DB_HOST").then(|| host.to_string());
-        config::parse_with("test.yaml", text, &env, config::Keep::Runnable).unwrap()
+        config::parse_with(
+            "test.yaml",
+            text,
+            &env,
+            config::Keep::Runnable(Default::default()),
+        )
+        .unwrap()
     };
     let first = load("db1.internal");
     assert!(first.checks[0].same_definition(&load("db1.internal").checks[0]));
     assert!(!first.checks[0].same_definition(&load("db2.internal").checks[0]));
+}
+
+#[test]
+fn each_shard_keeps_only_its_checks_yet_every_shard_refuses_one_that_cannot_be_built() {
+    use runbook_exporter::shard::Shard;
+    let shard_load = |text: &str, index: u32| {
+        let keep = config::Keep::Runnable(Shard { index, total: 3 });
+        config::parse_with("test.yaml", text, &env, keep)
+    };
+    let mut text = String::from("checks:\n");
+    for i in 0..30 {
+        text.push_str(&format!(
+            "  - {{name: c{i}, kind: tcp, address: \"127.0.0.1:9\"}}\n"
+        ));
+    }
+    let mut kept = Vec::new();
+    for index in 0..3 {
+        let shard = Shard { index, total: 3 };
+        let loaded = shard_load(&text, index).unwrap();
+        assert_eq!(loaded.checks.len() + loaded.other_shards_checks.len(), 30);
+        assert!(loaded.checks.iter().all(|c| shard.owns(&c.name)));
+        kept.extend(loaded.checks.iter().map(|c| c.name.clone()));
+    }
+    kept.sort();
+    let mut all: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+    all.sort();
+    assert_eq!(kept, all, "every check kept by exactly one shard");
+
+    // Valid as written, but its CA file cannot be read: only the build
+    // finds that, and the check is one shard's.
+    text.push_str("  - {name: bad, kind: tcp, address: \"127.0.0.1:9\", tls: true, tls_config: {ca_file: /nonexistent/ca.pem}}\n");
+    for index in 0..3 {
+        let errors = shard_load(&text, index).unwrap_err().to_string();
+        assert!(
+            errors.contains("checks[30].tls_config.ca_file"),
+            "shard {index}: {errors}"
+        );
+    }
 }

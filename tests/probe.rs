@@ -178,6 +178,42 @@ async fn scheduled_checks_cannot_be_probed_and_modules_are_not_scheduled() {
     assert_eq!(names, ["scheduled"]);
 }
 
+/// On a shard that does not run it, a scheduled check is still known as
+/// one (by its name's hash), so `/probe` gives the same explanation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_explains_a_refusal_of_a_check_another_shard_runs() {
+    use runbook_exporter::app::App;
+    use runbook_exporter::shard::Shard;
+
+    let target = tcp_target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "defaults: {{interval: 1s, timeout: 900ms}}\n\
+             checks:\n  - name: scheduled\n    kind: tcp\n    address: {target}\n"
+        ),
+    )
+    .unwrap();
+    let shard = (0..2)
+        .map(|index| Shard { index, total: 2 })
+        .find(|s| !s.owns("scheduled"))
+        .unwrap();
+    let app = App::start_shard(path, shard).await.expect("config loads");
+    assert!(app.store().checks().is_empty(), "the other shard runs it");
+    let addr = common::serve_plain(&app).await;
+    let resp = probe(addr, format!("module=scheduled&target={target}"), vec![]).await;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(
+        resp.body.starts_with(
+            "\"scheduled\" is a scheduled check, and scheduled checks cannot be probed"
+        ),
+        "{}",
+        resp.body
+    );
+}
+
 /// README: "more than 64 probes in flight, a 503". 64 probes hang on a
 /// target that never answers; the 65th is refused at once; when their
 /// callers hang up the runs drain and probes are served again.

@@ -125,6 +125,7 @@ async fn runs_of_one_check_never_overlap_even_when_slower_than_the_interval() {
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
         max_concurrent_runs: 10,
+        other_shards_checks: Vec::new(),
         modules: Vec::new(),
         probe_allowed_targets: Vec::new(),
         checks: vec![check_config("slow", ms(100), ms(1000), check.clone())],
@@ -170,6 +171,7 @@ async fn ticks_missed_during_a_slow_run_are_skipped_not_bunched() {
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
         max_concurrent_runs: 10,
+        other_shards_checks: Vec::new(),
         modules: Vec::new(),
         probe_allowed_targets: Vec::new(),
         checks: vec![check_config("stall", ms(100), ms(1000), check.clone())],
@@ -200,6 +202,7 @@ async fn the_global_cap_bounds_concurrent_runs() {
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
         max_concurrent_runs: 2,
+        other_shards_checks: Vec::new(),
         modules: Vec::new(),
         probe_allowed_targets: Vec::new(),
         checks: checks
@@ -225,6 +228,7 @@ async fn checks_spread_over_their_interval() {
     let t0 = tokio::time::Instant::now();
     scheduler.apply(&Config {
         max_concurrent_runs: 100,
+        other_shards_checks: Vec::new(),
         modules: Vec::new(),
         probe_allowed_targets: Vec::new(),
         checks: checks
@@ -303,6 +307,7 @@ async fn results_reach_the_store() {
     let mut scheduler = Scheduler::new(store.clone());
     scheduler.apply(&Config {
         max_concurrent_runs: 1,
+        other_shards_checks: Vec::new(),
         modules: Vec::new(),
         probe_allowed_targets: Vec::new(),
         checks: vec![check_config("one", ms(100), ms(50), check)],

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::checks::shared::regex_problem;
 use crate::checks::{CheckSpec, KINDS};
+use crate::shard::stable_hash;
 
 /// Label names the exporter sets itself; user labels may not use them.
 const RESERVED_LABELS: &[&str] = &["check", "kind", "reason", "phase", "job", "instance"];
@@ -137,6 +138,7 @@ pub(super) fn build(doc: &mut Document, errors: &mut Errors, keep: Keep) -> Opti
     // Checks and modules share one namespace: /probe?module= names either.
     // Where each name was first used: its section and index.
     let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
+    let mut other_shards_checks = Vec::new();
     let mut sections = [
         ("checks", top.checks, Vec::new()),
         ("modules", top.modules, Vec::new()),
@@ -160,7 +162,11 @@ pub(super) fn build(doc: &mut Document, errors: &mut Errors, keep: Keep) -> Opti
                 );
             } else {
                 seen.insert(check.name.clone(), (section, i));
-                built.push(Arc::new(check));
+                if *section == "checks" && !keep.keeps(&check.name) {
+                    other_shards_checks.push(stable_hash(&check.name));
+                } else {
+                    built.push(Arc::new(check));
+                }
             }
         }
     }
@@ -168,6 +174,7 @@ pub(super) fn build(doc: &mut Document, errors: &mut Errors, keep: Keep) -> Opti
     Some(Config {
         max_concurrent_runs: top.max_concurrent_runs,
         checks,
+        other_shards_checks,
         modules,
         probe_allowed_targets: allowed_targets,
     })
@@ -274,7 +281,7 @@ fn build_check(
         timeout,
         labels: labels.into_iter().collect(),
         kind: spec.kind(),
-        spec: (keep == Keep::Specs).then_some(spec),
+        spec: matches!(keep, Keep::Specs).then_some(spec),
         settings,
         check: Arc::from(check),
         module,

@@ -10,6 +10,7 @@ use super::build::build;
 use super::errors::Errors;
 use super::yaml::{Document, Pos};
 use super::{interpolate, Config, ConfigError, ConfigErrors, Keep};
+use crate::shard::Shard;
 
 /// Load and validate the config file at `path`, interpolating from the
 /// process environment.
@@ -17,10 +18,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     load_with_env(path, &|name| std::env::var(name).ok())
 }
 
-/// [`load`] for the server: each check keeps what runs, reloads and
-/// probes it, not its deserialized spec ([`Keep::Runnable`]).
-pub fn load_runnable(path: &Path) -> Result<Config, ConfigErrors> {
-    read_and_parse(path, &|name| std::env::var(name).ok(), Keep::Runnable)
+/// [`load`] for the server: only the scheduled checks `shard` owns, each
+/// keeping what runs, reloads and probes it, not its deserialized spec
+/// ([`Keep::Runnable`]).
+pub fn load_runnable(path: &Path, shard: Shard) -> Result<Config, ConfigErrors> {
+    read_and_parse(
+        path,
+        &|name| std::env::var(name).ok(),
+        Keep::Runnable(shard),
+    )
 }
 
 /// [`load`] with an explicit environment, for tests.

@@ -29,6 +29,7 @@ use serde_json::Value;
 pub use crate::checks::shared::regex_problem;
 use crate::checks::shared::targets::AllowedTargets;
 use crate::checks::{Check, CheckSpec};
+use crate::shard::Shard;
 pub use build::is_label_safe;
 pub use errors::{ConfigError, ConfigErrors};
 pub use load::{load, load_runnable, load_with_env, parse, parse_file, parse_with};
@@ -45,8 +46,13 @@ pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 64;
 pub struct Config {
     /// Cap on check runs in flight at once, across all checks.
     pub max_concurrent_runs: usize,
-    /// Checks run on their schedules.
+    /// Checks run on their schedules (by this shard, when loaded with
+    /// [`Keep::Runnable`]).
     pub checks: Vec<Arc<CheckConfig>>,
+    /// [`stable_hash`](crate::shard::stable_hash) of the name of each
+    /// scheduled check that another shard runs: validated and built here
+    /// too, then dropped.
+    pub other_shards_checks: Vec<u64>,
     /// Check templates only run on demand through `/probe`; the only
     /// things `/probe` runs.
     pub modules: Vec<Arc<CheckConfig>>,
@@ -60,10 +66,23 @@ pub enum Keep {
     /// Its deserialized [`CheckSpec`] too, for readers of the kind's
     /// settings: `check`, `diagnose`, tests.
     Specs,
-    /// Only what running, reloading and `/probe` need: the server's load,
-    /// where each of thousands of checks would otherwise hold its settings
-    /// twice, as written and as built.
-    Runnable,
+    /// Only what running, reloading and `/probe` need, and only the
+    /// scheduled checks this shard owns: the server's load, where each of
+    /// thousands of checks would otherwise hold its settings twice, as
+    /// written and as built, and each replica of a sharded fleet every
+    /// replica's checks. Every check is still validated and built, so that
+    /// every shard refuses the same config.
+    Runnable(Shard),
+}
+
+impl Keep {
+    /// Whether a scheduled check called `name` is kept.
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            Keep::Specs => true,
+            Keep::Runnable(shard) => shard.owns(name),
+        }
+    }
 }
 
 /// One check, validated and built.
