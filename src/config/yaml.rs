@@ -1,5 +1,5 @@
-//! YAML parsing with positions: the document becomes a `serde_json::Value`
-//! plus, when an error needs one, a map from each field's path
+//! YAML parsing with positions: the document is parsed straight into a
+//! `serde_json::Value`, plus, when an error needs one, a map from each field's path
 //! (`checks[2].timeout`) to the line and column where it was written.
 //! Deserializing from the value with `serde_path_to_error` then gives every
 //! error a path, and the map turns the path into a position, even inside
@@ -13,7 +13,7 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use serde_saphyr::Spanned;
 
 /// 1-based line and column.
@@ -72,16 +72,19 @@ impl<'t> Document<'t> {
     /// Parse YAML text (YAML 1.2 scalars). The error is a position and a
     /// message.
     pub fn parse(text: &'t str) -> Result<Self, (Pos, String)> {
-        let root: Spanned<Node> = parse_as(text)?;
+        // Straight into the value: a tree of positioned nodes beside it
+        // would double the load's peak for a file of many checks.
+        let value: Value = parse_as(text)?;
         Ok(Document {
-            value: value_of(root.value),
+            value,
             text,
             spans: OnceCell::new(),
         })
     }
 
-    /// Where each path was written, from a second parse of the text (which
-    /// parsed once, so it parses the same again).
+    /// Where each path was written, from a second parse of the text, into
+    /// positioned shapes (the first parse, into the value, accepted the
+    /// same text under the same budget).
     fn spans(&self) -> &Spans {
         self.spans.get_or_init(|| {
             let mut spans = Spans::default();
@@ -112,27 +115,6 @@ impl<'t> Document<'t> {
     /// Where the key of `path` was written (for unknown-field errors).
     pub fn key_position(&self, path: &str) -> Option<Pos> {
         self.spans().keys.get(path).copied()
-    }
-}
-
-/// The value of a parsed node, positions dropped.
-fn value_of(node: Node) -> Value {
-    match node {
-        Node::Null => Value::Null,
-        Node::Bool(b) => Value::Bool(b),
-        Node::Int(i) => Value::from(i),
-        Node::UInt(u) => Value::from(u),
-        Node::Float(f) => serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        Node::Str(s) => Value::String(s),
-        Node::Seq(items) => Value::Array(items.into_iter().map(|i| value_of(i.value)).collect()),
-        Node::Map(entries) => Value::Object(
-            entries
-                .into_iter()
-                .map(|(key, value)| (key.value, value_of(value.value)))
-                .collect::<Map<String, Value>>(),
-        ),
     }
 }
 
@@ -201,14 +183,10 @@ fn syntax_message(raw: &str) -> String {
     }
 }
 
-/// A YAML node as the parser typed it, with positions on every child.
+/// A YAML node's shape, with positions on every child: what the second
+/// parse keeps, to tell where each path was written.
 enum Node {
-    Null,
-    Bool(bool),
-    Int(i64),
-    UInt(u64),
-    Float(f64),
-    Str(String),
+    Scalar,
     Seq(Vec<Spanned<Node>>),
     Map(Vec<(Spanned<String>, Spanned<Node>)>),
 }
@@ -221,29 +199,26 @@ impl<'de> Deserialize<'de> for Node {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any YAML value")
             }
-            fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
-                Ok(Node::Bool(v))
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Scalar)
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
-                Ok(Node::Int(v))
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Scalar)
             }
-            fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
-                Ok(Node::UInt(v))
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Scalar)
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
-                Ok(Node::Float(v))
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Scalar)
             }
-            fn visit_str<E>(self, v: &str) -> Result<Node, E> {
-                Ok(Node::Str(v.to_string()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Node, E> {
-                Ok(Node::Str(v))
+            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Scalar)
             }
             fn visit_unit<E>(self) -> Result<Node, E> {
-                Ok(Node::Null)
+                Ok(Node::Scalar)
             }
             fn visit_none<E>(self) -> Result<Node, E> {
-                Ok(Node::Null)
+                Ok(Node::Scalar)
             }
             fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
                 Node::deserialize(d)
