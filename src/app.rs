@@ -95,7 +95,7 @@ impl App {
         store.config_loaded(true);
         tracing::info!(
             config = %config_path.display(),
-            checks = config.checks.len() + config.other_shards_checks.len(),
+            checks = config.defined_checks(),
             scheduled = config.checks.len(),
             shard = shard.index,
             total_shards = shard.total,
@@ -122,7 +122,7 @@ impl App {
                 self.probes
                     .store(Arc::new(ProbeTable::from_config(&config)));
                 self.store.config_loaded(true);
-                let checks = config.checks.len() + config.other_shards_checks.len();
+                let checks = config.defined_checks();
                 tracing::info!(checks, scheduled = config.checks.len(), "config reloaded");
                 Ok(checks)
             }

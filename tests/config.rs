@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use runbook_exporter::config::{self, ConfigErrors};
+use runbook_exporter::shard::Shard;
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -280,14 +281,17 @@ fn a_missing_file_is_reported_with_its_name() {
     );
 }
 
+/// `text` loaded as the server loads it, for `shard`, with `env`.
+fn load_runnable(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    shard: Shard,
+) -> Result<config::Config, ConfigErrors> {
+    config::parse_with("test.yaml", text, env, config::Keep::Runnable(shard))
+}
+
 fn runnable(text: &str) -> config::Config {
-    config::parse_with(
-        "test.yaml",
-        text,
-        &env,
-        config::Keep::Runnable(Default::default()),
-    )
-    .unwrap()
+    load_runnable(text, &env, Shard::default()).unwrap()
 }
 
 #[test]
@@ -321,13 +325,7 @@ fn a_runnable_load_sees_a_changed_environment_value() {
     let text = "checks:\n  - {name: a, kind: tcp, address: \"${DB_HOST}:5432\"}\n";
     let load = |host: &'static str| {
         let env = move |name: &str| (name == "DB_HOST").then(|| host.to_string());
-        config::parse_with(
-            "test.yaml",
-            text,
-            &env,
-            config::Keep::Runnable(Default::default()),
-        )
-        .unwrap()
+        load_runnable(text, &env, Shard::default()).unwrap()
     };
     let first = load("db1.internal");
     assert!(first.checks[0].same_definition(&load("db1.internal").checks[0]));
@@ -336,11 +334,7 @@ fn a_runnable_load_sees_a_changed_environment_value() {
 
 #[test]
 fn each_shard_keeps_only_its_checks_yet_every_shard_refuses_one_that_cannot_be_built() {
-    use runbook_exporter::shard::Shard;
-    let shard_load = |text: &str, index: u32| {
-        let keep = config::Keep::Runnable(Shard { index, total: 3 });
-        config::parse_with("test.yaml", text, &env, keep)
-    };
+    let shard_load = |text: &str, index: u32| load_runnable(text, &env, Shard { index, total: 3 });
     let mut text = String::from("checks:\n");
     for i in 0..30 {
         text.push_str(&format!(

@@ -60,6 +60,14 @@ pub struct Config {
     pub probe_allowed_targets: Vec<regex::Regex>,
 }
 
+impl Config {
+    /// How many scheduled checks the file defines, this shard's and the
+    /// others'.
+    pub fn defined_checks(&self) -> usize {
+        self.checks.len() + self.other_shards_checks.len()
+    }
+}
+
 /// What each loaded check keeps of its definition beside its built check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {

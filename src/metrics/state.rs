@@ -202,7 +202,6 @@ impl CheckState {
             last_success_bits: AtomicU64::new(0),
             interval_bits: AtomicU64::new(0),
             last: ArcSwapOption::empty(),
-            // Allocated at the first run, exactly as large as it will grow.
             history: Mutex::new(History::EMPTY),
             rendered: ArcSwap::from_pointee(Rendered::default()),
             generation: AtomicU64::new(0),
