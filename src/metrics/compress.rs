@@ -280,6 +280,35 @@ mod tests {
         assert!(!accepts_gzip(Some("br, deflate")));
     }
 
+    #[test]
+    fn a_large_body_of_many_checks_round_trips_at_every_generation() {
+        // Deflated in many 64 KB writes and ended with a sync flush: the
+        // shape of a scrape of 1,000 checks.
+        let checks: Vec<_> = (0..1000)
+            .map(|i| CheckState::new(format!("gz_many_{i}"), "test", vec![]))
+            .collect();
+        for round in 0..20u32 {
+            for (i, c) in checks.iter().enumerate() {
+                let v = f64::from(round) * 1e-5 + (i as f64) * 1.37e-4;
+                c.record(record(v));
+            }
+            let text = exposition(&checks, None, Format::Text);
+            let mut deflater = Deflater::new(text.len());
+            for line in text.split_inclusive('\n') {
+                let _ = deflater.write_str(line);
+            }
+            let piece = deflater.finish(false);
+            let tail = Piece::new("# tail\n", true);
+            let mut raw = piece.deflated.clone();
+            raw.extend_from_slice(&tail.deflated);
+            let mut out = String::new();
+            flate2::read::DeflateDecoder::new(&raw[..])
+                .read_to_string(&mut out)
+                .expect("valid deflate");
+            assert!(out == format!("{text}# tail\n"), "round {round}: corrupt");
+        }
+    }
+
     // One test, because the cache is process-wide.
     #[test]
     fn the_compressed_body_is_the_plain_body_and_is_reused_until_a_check_changes() {
