@@ -18,17 +18,17 @@ use std::env;
 fn main() {
     println!("cargo:rerun-if-changed=link/startup-symbols.txt");
     println!("cargo:rerun-if-env-changed=RUNBOOK_NO_SYMBOL_ORDER");
-    let target = |key: &str| env::var(key).unwrap_or_default();
-    let lld_by_default = target("CARGO_CFG_TARGET_ARCH") == "x86_64"
-        && target("CARGO_CFG_TARGET_OS") == "linux"
-        && target("CARGO_CFG_TARGET_ENV") == "gnu";
+    let var = |key: &str| env::var(key).unwrap_or_default();
+    let lld_by_default = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && var("CARGO_CFG_TARGET_OS") == "linux"
+        && var("CARGO_CFG_TARGET_ENV") == "gnu";
     if !lld_by_default
-        || target("PROFILE") != "release"
+        || var("PROFILE") != "release"
         || env::var_os("RUNBOOK_NO_SYMBOL_ORDER").is_some()
     {
         return;
     }
-    let list = format!("{}/link/startup-symbols.txt", target("CARGO_MANIFEST_DIR"));
+    let list = format!("{}/link/startup-symbols.txt", var("CARGO_MANIFEST_DIR"));
     println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={list}");
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
 }

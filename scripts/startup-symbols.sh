@@ -6,12 +6,13 @@
 #
 # Usage: scripts/startup-symbols.sh [--check] [path/to/release/runbook-exporter]
 # --check only prints how many of the listed functions that binary defines.
-# Needs valgrind and binutils' nm. Function names carry a hash of the crate
-# that compiled them, so rerun it after a dependency or toolchain update; a
-# stale list only costs idle memory. Every wait is bounded.
-# Only the binary of `cargo build --release` (and so `cargo install` and the
-# Dockerfile) matches the list: `cargo bench` builds the dependencies with the
-# dev-dependencies' features, so its functions carry other hashes.
+# Needs valgrind and binutils' nm. Every wait is bounded.
+#
+# Function names carry a hash of the crate that compiled them, so rerun it
+# after a dependency or toolchain update; a stale list only costs idle
+# memory. Only the binary of `cargo build --release` (and so `cargo install`
+# and the Dockerfile) matches the list: `cargo bench` builds the dependencies
+# with the dev-dependencies' features, so its functions carry other hashes.
 set -euo pipefail
 check=false
 [ "${1:-}" = --check ] && { check=true; shift; }
