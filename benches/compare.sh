@@ -19,6 +19,9 @@
 #    /probe?module=tcp_connect (and http_2xx) to each exporter in turn,
 #    round after round; CPU is the user + system time of the exporter
 #    process over the requests, from /proc/PID/stat. Medians over rounds.
+#    In the same rounds, the floors under a probe: GET /-/healthy (the HTTP
+#    exchange alone) on each exporter, and plain connects and closes from
+#    the client (compare_load connect).
 # 2. /metrics scrape p50/p99: ours with one postgres and one redis check,
 #    against postgres_exporter and redis_exporter watching the same servers.
 # 3. Connections opened on the monitored servers while each exporter is
@@ -146,6 +149,21 @@ probe_round() {
   awk -v o="$(field ok <<<"$out")" -v c="$(field cpu_s <<<"$out")" -v f="$(field failed <<<"$out")" \
     'BEGIN {if (o > 0) printf "%.1f %d\n", c * 1e6 / o, f; else printf "nan %d\n", f}' >>"$tmp/$1-$4"
 }
+# floor_round NAME PORT PID: one round of GET /-/healthy, the HTTP exchange
+# with no probe, appended to $tmp/NAME-healthy; and one round of plain
+# connects (the client's own CPU), appended to $tmp/connect.
+floor_round() {
+  local out
+  out="$("$load_bin" load "http://127.0.0.1:$2/-/healthy" "$probes" "$concurrency" "$3")"
+  awk -v o="$(field ok <<<"$out")" -v c="$(field cpu_s <<<"$out")" \
+    'BEGIN {if (o > 0) printf "%.1f\n", c * 1e6 / o; else print "nan"}' >>"$tmp/$1-healthy"
+}
+connect_round() {
+  local out
+  out="$(COMPARE_PORTS="$tcp_ports" "$load_bin" connect "$probes")"
+  awk -v o="$(field ok <<<"$out")" -v c="$(field cpu_s <<<"$out")" \
+    'BEGIN {if (o > 0) printf "%.1f\n", c * 1e6 / o; else print "nan"}' >>"$tmp/connect"
+}
 for ((r = 0; r < rounds; r++)); do
   for module in tcp_connect http_2xx; do
     if [ "$module" = tcp_connect ]; then target='127.0.0.1:{port}'; else target="http://127.0.0.1:$http_port/"; fi
@@ -153,6 +171,9 @@ for ((r = 0; r < rounds; r++)); do
     probe_round blackbox "$bb_port" "$bb_pid" "$module" "$target"
     [ -z "$baseline_bin" ] || probe_round baseline "$base_port" "$base_pid" "$module" "$target"
   done
+  floor_round ours "$ours_port" "$ours_pid"
+  floor_round blackbox "$bb_port" "$bb_pid"
+  connect_round
 done
 printf '   %-12s %24s %24s %8s %s\n' module "runbook-exporter µs/probe" "blackbox_exporter µs/probe" ratio "failed probes (ours, blackbox)"
 for module in tcp_connect http_2xx; do
@@ -168,6 +189,13 @@ for module in tcp_connect http_2xx; do
       "rounds: $(cut -d' ' -f1 "$tmp/baseline-$module" | tr '\n' ' ')"
   fi
 done
+oh="$(median <"$tmp/ours-healthy")"
+bh="$(median <"$tmp/blackbox-healthy")"
+cf="$(median <"$tmp/connect")"
+bt="$(cut -d' ' -f1 "$tmp/blackbox-tcp_connect" | median)"
+echo "   floors, same rounds: GET /-/healthy (the HTTP exchange, no probe) ours $oh µs, blackbox $bh µs;" \
+  "a plain loopback connect and close $cf µs (the client's own CPU)"
+awk -v b="$bt" -v h="$oh" -v c="$cf" 'BEGIN {printf "   10x blackbox'"'"'s tcp probe is %.1f µs; our HTTP exchange and a connect alone take %.1f µs\n", b / 10, h + c}'
 [ -z "$baseline_bin" ] || { kill "$base_pid" 2>/dev/null; wait "$base_pid" 2>/dev/null; }
 ours_probe_rss="$(rss_mb "$ours_pid")"
 bb_rss="$(rss_mb "$bb_pid")"

@@ -12,6 +12,10 @@
 //!   spent meanwhile (from /proc/PID/stat). In URL, `{port}` cycles through
 //!   the ports `COMPARE_PORTS=P1,P2,..` lists, so probes spread over
 //!   several listeners.
+//! - `compare_load connect N`: N plain connects and closes to the listeners
+//!   `COMPARE_PORTS` lists, one after another, then `ok=.. failed=..
+//!   cpu_s=..` with this process's own CPU time: the floor under any tcp
+//!   probe, the kernel's work for the loopback handshake and close.
 //!
 //! Every loop is bounded: a fixed number of requests, a timeout on each.
 
@@ -44,6 +48,9 @@ fn main() {
             let num = |i: usize| args[i].parse::<u64>().expect("a number");
             rt.block_on(targets(num(1) as usize, num(2)));
         }
+        Some("connect") if args.len() == 2 => {
+            connect_floor(args[1].parse().expect("a number"));
+        }
         Some("load") if args.len() >= 4 => {
             let num = |i: usize| args[i].parse::<usize>().expect("a number");
             let pids: Vec<u32> = args[4..]
@@ -55,7 +62,8 @@ fn main() {
         _ => eprintln!(
             "compare_load: a helper of benches/compare.sh\n  \
              compare_load targets N SECONDS\n  \
-             compare_load load URL REQUESTS CONCURRENCY PID..."
+             compare_load load URL REQUESTS CONCURRENCY PID...\n  \
+             compare_load connect N"
         ),
     }
 }
@@ -123,6 +131,27 @@ fn cpu_seconds(pid: u32) -> f64 {
         (Some(u), Some(s)) => (u + s) / hz,
         _ => f64::NAN,
     }
+}
+
+/// `n` blocking connects and closes, spread over the `COMPARE_PORTS`
+/// listeners; prints how many worked and the CPU this process spent.
+fn connect_floor(n: usize) {
+    let (_, ports) = spread("");
+    let addrs: Vec<SocketAddr> = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}").parse().expect("a port"))
+        .collect();
+    assert!(!addrs.is_empty(), "COMPARE_PORTS lists no port");
+    let cpu0 = cpu_seconds(std::process::id());
+    let mut failed = 0;
+    for i in 0..n {
+        match std::net::TcpStream::connect_timeout(&addrs[i % addrs.len()], REQUEST_TIMEOUT) {
+            Ok(conn) => drop(conn),
+            Err(_) => failed += 1,
+        }
+    }
+    let cpu = cpu_seconds(std::process::id()) - cpu0;
+    println!("ok={} failed={failed} cpu_s={cpu:.3}", n - failed);
 }
 
 async fn load(url: &str, requests: usize, concurrency: usize, pids: &[u32]) {
