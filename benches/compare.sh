@@ -150,14 +150,15 @@ probe_round() {
     'BEGIN {if (o > 0) printf "%.1f %d\n", c * 1e6 / o, f; else printf "nan %d\n", f}' >>"$tmp/$1-$4"
 }
 # floor_round NAME PORT PID: one round of GET /-/healthy, the HTTP exchange
-# with no probe, appended to $tmp/NAME-healthy; and one round of plain
-# connects (the client's own CPU), appended to $tmp/connect.
+# with no probe, appended to $tmp/NAME-healthy (µs of NAME's CPU a request).
 floor_round() {
   local out
   out="$("$load_bin" load "http://127.0.0.1:$2/-/healthy" "$probes" "$concurrency" "$3")"
   awk -v o="$(field ok <<<"$out")" -v c="$(field cpu_s <<<"$out")" \
     'BEGIN {if (o > 0) printf "%.1f\n", c * 1e6 / o; else print "nan"}' >>"$tmp/$1-healthy"
 }
+# connect_round: one round of plain blocking connects and closes to the tcp
+# listeners, appended to $tmp/connect (µs of the client's own CPU each).
 connect_round() {
   local out
   out="$(COMPARE_PORTS="$tcp_ports" "$load_bin" connect "$probes")"
