@@ -106,6 +106,56 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::future::BoxFuture;
+
+    use crate::checks::RunResult;
+
+    /// A check that panics, or never finishes, on every run.
+    enum Broken {
+        Panics,
+        Hangs,
+    }
+
+    impl Check for Broken {
+        fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, RunResult> {
+            Box::pin(async move {
+                match self {
+                    Broken::Panics => panic!("a bug in a check"),
+                    Broken::Hangs => std::future::pending().await,
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_check_fails_as_internal_and_releases_what_it_held() {
+        let held = Arc::new(());
+        let record = run_holding(
+            Arc::new(Broken::Panics),
+            Duration::from_secs(5),
+            held.clone(),
+        )
+        .await;
+        let failure = record.result.expect_err("a panic is a failure");
+        assert_eq!(failure.reason, Reason::Internal);
+        assert!(failure.message.contains("panicked"), "{}", failure.message);
+        assert_eq!(Arc::strong_count(&held), 1, "the run still holds its guard");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_check_times_out_and_releases_what_it_held() {
+        let held = Arc::new(());
+        let record = run_holding(
+            Arc::new(Broken::Hangs),
+            Duration::from_secs(3),
+            held.clone(),
+        )
+        .await;
+        let failure = record.result.expect_err("a hang is a failure");
+        assert_eq!(failure.reason, Reason::Timeout);
+        assert_eq!(failure.message, "no result within the 3s timeout");
+        assert_eq!(Arc::strong_count(&held), 1, "the run still holds its guard");
+    }
 
     #[test]
     fn long_messages_are_cut() {
