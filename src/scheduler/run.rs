@@ -127,34 +127,27 @@ mod tests {
         }
     }
 
+    /// One run of `check` holding a guard: its failure, once the guard is
+    /// asserted released.
+    async fn failure_of(check: Broken, timeout: Duration) -> Failure {
+        let held = Arc::new(());
+        let record = run_holding(Arc::new(check), timeout, held.clone()).await;
+        assert_eq!(Arc::strong_count(&held), 1, "the run still holds its guard");
+        record.result.expect_err("a broken check fails")
+    }
+
     #[tokio::test]
     async fn a_panicking_check_fails_as_internal_and_releases_what_it_held() {
-        let held = Arc::new(());
-        let record = run_holding(
-            Arc::new(Broken::Panics),
-            Duration::from_secs(5),
-            held.clone(),
-        )
-        .await;
-        let failure = record.result.expect_err("a panic is a failure");
+        let failure = failure_of(Broken::Panics, Duration::from_secs(5)).await;
         assert_eq!(failure.reason, Reason::Internal);
         assert!(failure.message.contains("panicked"), "{}", failure.message);
-        assert_eq!(Arc::strong_count(&held), 1, "the run still holds its guard");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_hanging_check_times_out_and_releases_what_it_held() {
-        let held = Arc::new(());
-        let record = run_holding(
-            Arc::new(Broken::Hangs),
-            Duration::from_secs(3),
-            held.clone(),
-        )
-        .await;
-        let failure = record.result.expect_err("a hang is a failure");
+        let failure = failure_of(Broken::Hangs, Duration::from_secs(3)).await;
         assert_eq!(failure.reason, Reason::Timeout);
         assert_eq!(failure.message, "no result within the 3s timeout");
-        assert_eq!(Arc::strong_count(&held), 1, "the run still holds its guard");
     }
 
     #[test]
