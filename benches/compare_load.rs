@@ -6,10 +6,11 @@
 //!   server answering `200 ok` (what an http probe fetches), for at most
 //!   SECONDS. Prints `tcp_ports=P1,P2,.. http_port=P` once they listen.
 //! - `compare_load load URL REQUESTS CONCURRENCY PID...`: send REQUESTS GETs
-//!   of URL over CONCURRENCY keep-alive connections (one each, requests in
-//!   sequence), then print one line: `ok=.. failed=.. p50_ms=.. p99_ms=..
-//!   cpu_s=..`, where cpu_s is the user + system CPU time the processes PID
-//!   spent meanwhile (from /proc/PID/stat). In URL, `{port}` cycles through
+//!   of URL, with the `Accept` header Prometheus sends, over CONCURRENCY
+//!   keep-alive connections (one each, requests in sequence), then print one
+//!   line: `ok=.. failed=.. p50_ms=.. p99_ms=.. cpu_s=..`, where cpu_s is
+//!   the user + system CPU time the processes PID spent meanwhile (from
+//!   /proc/PID/stat). In URL, `{port}` cycles through
 //!   the ports `COMPARE_PORTS=P1,P2,..` lists, so probes spread over
 //!   several listeners.
 //! - `compare_load connect N`: N plain connects and closes to the listeners
@@ -32,6 +33,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The most one request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `Accept` header Prometheus 2.42 (Debian's) sends on every scrape,
+/// captured from a real one; each exporter answers in the format it would
+/// serve Prometheus.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -276,6 +283,7 @@ async fn send(sender: &mut Sender, url: &str) -> hyper::Result<bool> {
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
     let req = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(hyper::header::HOST, authority)
+        .header(hyper::header::ACCEPT, PROMETHEUS_ACCEPT)
         .body(Empty::new())
         .expect("a request");
     let response = sender.send_request(req).await?;
