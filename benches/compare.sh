@@ -15,7 +15,8 @@
 #
 # What it measures:
 # 1. CPU per probe: the same client (benches/compare_load.rs: keep-alive,
-#    COMPARE_CONCURRENCY connections, COMPARE_PROBES requests) sends
+#    COMPARE_CONCURRENCY connections, COMPARE_PROBES requests, the Accept
+#    header of Prometheus 2.42 on each, as on every scrape below) sends
 #    /probe?module=tcp_connect (and http_2xx) to each exporter in turn,
 #    round after round; CPU is the user + system time of the exporter
 #    process over the requests, from /proc/PID/stat. Medians over rounds.
