@@ -297,8 +297,48 @@ impl NodePaused {
         let pid = pid.trim().to_string();
         let status = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
         assert!(status.success(), "kill -STOP node {n} (pid {pid})");
-        NodePaused(pid)
+        let paused = NodePaused(pid);
+        paused.wait_stopped(n, Duration::from_secs(10));
+        paused
     }
+
+    /// Wait until every thread of the JVM is stopped. `kill` returns once
+    /// the signal is queued; the group stop begins only when one of the
+    /// process's threads is scheduled to take it, and on a busy machine the
+    /// others meanwhile go on answering requests (a CI run once saw the
+    /// "hung" broker answer the first probe after `kill -STOP`).
+    fn wait_stopped(&self, n: i32, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let states = thread_states(&self.0);
+            if !states.is_empty() && states.iter().all(|s| *s == 'T') {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {n} (pid {}) not stopped within {limit:?} of SIGSTOP: thread states {states:?}",
+                self.0
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The scheduler state (`R`, `S`, `T`, ...) of each thread of process
+/// `pid`, from `/proc/PID/task/*/stat`; empty when the process is gone.
+fn thread_states(pid: &str) -> Vec<char> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        // `TID (COMM) STATE ...`: COMM may hold spaces and parentheses.
+        .filter_map(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .collect()
 }
 
 impl Drop for NodePaused {
