@@ -10,9 +10,9 @@
 //!   keep-alive connections (one each, requests in sequence), then print one
 //!   line: `ok=.. failed=.. p50_ms=.. p99_ms=.. cpu_s=..`, where cpu_s is
 //!   the user + system CPU time the processes PID spent meanwhile (from
-//!   /proc/PID/stat). In URL, `{port}` cycles through
-//!   the ports `COMPARE_PORTS=P1,P2,..` lists, so probes spread over
-//!   several listeners.
+//!   /proc/PID/stat). In URL, `{port}` cycles through the ports
+//!   `COMPARE_PORTS=P1,P2,..` lists, so probes spread over several
+//!   listeners.
 //! - `compare_load connect N`: N plain connects and closes to the listeners
 //!   `COMPARE_PORTS` lists, one after another, then `ok=.. failed=..
 //!   cpu_s=..` with this process's own CPU time: the floor under any tcp

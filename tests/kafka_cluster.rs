@@ -288,7 +288,12 @@ async fn tls_with_the_cluster_ca_works_and_an_unknown_ca_fails_with_tls() {
 struct NodePaused(String);
 
 impl NodePaused {
-    fn stop(n: i32) -> Self {
+    /// `kill -STOP` returns once the signal is queued; the group stop begins
+    /// only when one of the JVM's threads is scheduled to take it, and on a
+    /// busy machine the others meanwhile go on answering (a CI run once saw
+    /// the "hung" broker answer the first probe). So this returns once every
+    /// thread is stopped.
+    async fn stop(n: i32) -> Self {
         let pid_file = format!(
             "{}/node{n}/kafka.pid",
             env("RUNBOOK_TEST_KAFKA_CLUSTER_STATE")
@@ -298,29 +303,22 @@ impl NodePaused {
         let status = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
         assert!(status.success(), "kill -STOP node {n} (pid {pid})");
         let paused = NodePaused(pid);
-        paused.wait_stopped(n, Duration::from_secs(10));
+        let pid = paused.0.as_str();
+        common::wait_until(
+            Duration::from_secs(10),
+            || {
+                let states = thread_states(pid);
+                !states.is_empty() && states.iter().all(|s| *s == 'T')
+            },
+            || {
+                format!(
+                    "node {n} (pid {pid}) stopped by SIGSTOP: thread states {:?}",
+                    thread_states(pid)
+                )
+            },
+        )
+        .await;
         paused
-    }
-
-    /// Wait until every thread of the JVM is stopped. `kill` returns once
-    /// the signal is queued; the group stop begins only when one of the
-    /// process's threads is scheduled to take it, and on a busy machine the
-    /// others meanwhile go on answering requests (a CI run once saw the
-    /// "hung" broker answer the first probe after `kill -STOP`).
-    fn wait_stopped(&self, n: i32, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let states = thread_states(&self.0);
-            if !states.is_empty() && states.iter().all(|s| *s == 'T') {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {n} (pid {}) not stopped within {limit:?} of SIGSTOP: thread states {states:?}",
-                self.0
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 }
 
@@ -394,7 +392,7 @@ async fn a_hung_broker_is_down_and_the_healthy_ones_stay_up_with_their_lag() {
     let v = victim.to_string();
     let g = ("group", group.as_str());
     {
-        let _paused = NodePaused::stop(victim);
+        let _paused = NodePaused::stop(victim).await;
         // Two runs while it hangs (each bounded by `run`, well within the
         // broker session timeout, so the pause stays short).
         for i in 0..2 {
